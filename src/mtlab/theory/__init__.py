@@ -1,0 +1,46 @@
+"""Layer 1: closed forms and solvers that predict what training finds (no training here)."""
+
+from mtlab.theory.interpolators import (
+    ExpPotential,
+    InterpolantResult,
+    diagonal_flow_potential,
+    linear_probe_interpolant,
+    min_penalty_interpolant,
+    ptft_figure_potential,
+    stl_potential,
+)
+from mtlab.theory.penalties import (
+    exp_potential_penalty,
+    feature_dependence,
+    l_order,
+    mtl_incremental_penalty,
+    mtl_penalty,
+    ptft_penalty,
+    ptft_scale,
+    q,
+    stl_penalty,
+)
+from mtlab.theory.regimes import classify, nested_window_decades, penalty_fn, regime_map
+
+__all__ = [
+    "ExpPotential",
+    "InterpolantResult",
+    "classify",
+    "diagonal_flow_potential",
+    "exp_potential_penalty",
+    "feature_dependence",
+    "l_order",
+    "linear_probe_interpolant",
+    "min_penalty_interpolant",
+    "mtl_incremental_penalty",
+    "mtl_penalty",
+    "nested_window_decades",
+    "penalty_fn",
+    "ptft_figure_potential",
+    "ptft_penalty",
+    "ptft_scale",
+    "q",
+    "regime_map",
+    "stl_penalty",
+    "stl_potential",
+]

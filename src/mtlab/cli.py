@@ -1,0 +1,212 @@
+"""The ``mtlab`` command line.
+
+::
+
+    mtlab list                                          registered studies and their presets
+    mtlab reproduce diagonal --preset quick --out runs/diag [--seeds N]
+    mtlab run my_sweep.yaml --out runs/mine             any grid of the building blocks
+    mtlab report runs/diag                              rebuild figures + report from results
+
+Exit codes: 0 success, 1 failure while running, 2 invalid input (nothing is trained or written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+from mtlab import __version__
+
+
+def _chunk(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--chunk must be 'auto' or a positive integer (got {value!r})") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"--chunk must be 'auto' or a positive integer (got {value!r})")
+    return n
+
+
+def _device(value: str) -> str:
+    import torch
+
+    try:
+        dev = torch.device(value)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"--device: unknown device {value!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError("--device cuda: no CUDA device is available here")
+    return value
+
+
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (got {value!r})")
+    return n
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mtlab", description="A lab bench for multi-task learning.")
+    p.add_argument("--version", action="version", version=f"mtlab {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="registered studies, descriptions and presets")
+
+    def run_opts(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--out", required=True, type=Path, help="output folder (resumes if present)")
+        sp.add_argument("--chunk", type=_chunk, default="auto",
+                        help="runs per ensemble: 'auto' (measured) or a number; 1 = one at a time")
+        sp.add_argument("--device", type=_device, default="cpu", help="torch device (default cpu)")
+        sp.add_argument("--quiet", action="store_true", help="no progress bar")
+        sp.add_argument("--no-report", action="store_true", help="train only; no figures/report")
+
+    rp = sub.add_parser("reproduce", help="run a registered study at a preset")
+    rp.add_argument("study")
+    rp.add_argument("--preset", default="quick")
+    rp.add_argument("--seeds", type=_positive, default=None, help="number of seeds (default: preset's)")
+    run_opts(rp)
+    sp = sub.add_parser("run", help="run a YAML sweep of run configs")
+    sp.add_argument("sweep", type=Path)
+    run_opts(sp)
+    rep = sub.add_parser("report", help="rebuild figures and the report of a run folder")
+    rep.add_argument("out", type=Path)
+    return p
+
+
+def _fail(msg: str) -> int:
+    print(f"mtlab: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def _check_out(out: Path, study: str, preset: str) -> str | None:
+    cfg = out / "config.yaml"
+    if not cfg.exists():
+        return None
+    from mtlab.runs.store import RunStore
+
+    old = RunStore(out).read_config()
+    if (old.get("study"), old.get("preset")) != (study, preset):
+        return (f"{out} already holds study {old.get('study')!r} preset {old.get('preset')!r}; "
+                f"choose another --out to run study {study!r} preset {preset!r}")
+    return None
+
+
+def make_report(out: Path, stats: dict[str, Any] | None = None) -> dict[str, Path]:
+    """Analyse the results in ``out`` with its study and write figures + report."""
+    from mtlab.report import write_report
+    from mtlab.runs.store import RunStore
+    from mtlab.studies import get_study
+
+    store = RunStore(out)
+    cfg = store.read_config()
+    study = get_study(cfg["study"])
+    preset = cfg.get("preset", "yaml")
+    analysis = study.analyze(store, out / "figures", preset)
+    history = json.loads((out / "sessions.json").read_text()) if (out / "sessions.json").exists() else []
+    df = store.results()
+    import torch
+
+    meta = {
+        "command": cfg.get("command", ""),
+        "paper": getattr(study, "paper", "") or "—",
+        "preset": f"{preset}: {study.presets[preset].description}" if preset in study.presets else preset,
+        "runs stored": len(df),
+        "training wall time (s)": round(sum(h.get("seconds", 0.0) for h in history), 1),
+        "report written": _dt.datetime.now().isoformat(timespec="seconds"),
+        "software": f"mtlab {__version__}, torch {torch.__version__}, Python {platform.python_version()}",
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+    }
+    return write_report(out, study=study.name, preset=preset, analysis=analysis, meta=meta)
+
+
+def _execute(args: argparse.Namespace, study: str, preset: str, configs, extra: dict[str, Any]) -> int:
+    from mtlab.runs.executor import execute
+    from mtlab.runs.store import RunStore
+
+    problem = _check_out(args.out, study, preset)
+    if problem:
+        return _fail(problem)
+    store = RunStore(args.out)
+    store.write_config({"study": study, "preset": preset, "command": " ".join(["mtlab", *sys.argv[1:]]),
+                        **extra, "runs": [c.model_dump() for c in configs]})
+    print(f"mtlab: {len(configs)} runs of study {study!r} (preset {preset}) -> {args.out}",
+          file=sys.stderr)
+    try:
+        stats = execute(configs, store, chunk=args.chunk, device=args.device,
+                        progress=not args.quiet)
+    except KeyboardInterrupt:
+        print(f"\nmtlab: interrupted; finished runs are stored in {args.out} "
+              "(rerun the same command to resume)", file=sys.stderr)
+        return 130
+    hist_path = args.out / "sessions.json"
+    hist = json.loads(hist_path.read_text()) if hist_path.exists() else []
+    hist.append({"finished": _dt.datetime.now().isoformat(timespec="seconds"),
+                 **{k: stats[k] for k in ("requested", "trained", "skipped", "failed", "seconds")}})
+    store.write_json("sessions.json", hist)
+    print(f"mtlab: trained {stats['trained']} runs ({stats['failed']} failed), skipped "
+          f"{stats['skipped']} already stored, in {stats['seconds']:.1f} s", file=sys.stderr)
+    if not args.no_report:
+        paths = make_report(args.out, stats)
+        claims = json.loads(paths["claims"].read_text())["claims"]
+        for c in claims:
+            print(f"  [{'holds' if c['verdict'] else 'NOT shown'}] {c['id']}: {c['text']}")
+        print(f"report: {paths['html']}\n        {paths['md']}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from mtlab.runs.config import ConfigError
+
+    try:
+        if args.command == "list":
+            from mtlab.studies import REGISTRY
+
+            for name, st in sorted(REGISTRY.items()):
+                print(f"{name:12s} {st.description}")
+                for pname, pr in st.presets.items():
+                    print(f"{'':12s}   --preset {pname:6s} {pr.description} (seeds: {pr.seeds})")
+            return 0
+        if args.command == "reproduce":
+            from mtlab.studies import get_study
+
+            try:
+                study = get_study(args.study)
+                study.preset(args.preset)
+                configs = study.configs(args.preset, args.seeds)
+            except ValueError as err:
+                return _fail(str(err))
+            return _execute(args, study.name, args.preset, configs, {"seeds": args.seeds})
+        if args.command == "run":
+            from mtlab.runs.sweep import load_sweep
+
+            spec, configs = load_sweep(args.sweep)
+            name = spec.get("study", "custom")
+            from mtlab.studies import REGISTRY
+
+            study = name if name in REGISTRY else "custom"
+            return _execute(args, study, "yaml", configs, {"sweep": spec})
+        if args.command == "report":
+            if not (args.out / "config.yaml").exists():
+                return _fail(f"{args.out} is not an mtlab run folder (no config.yaml)")
+            paths = make_report(args.out)
+            print(f"report: {paths['html']}\n        {paths['md']}")
+            return 0
+    except ConfigError as err:
+        return _fail(f"invalid configuration:\n{err}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Studies: a grid of run configs per preset, plus an analysis that turns results into figures
+and verdicts on the paper's claims. A study never trains or measures by itself — it calls the
+library (runs, theory, measure) and the report layer renders what it returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mtlab.runs.config import RunConfig
+from mtlab.runs.store import RunStore
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named size of a study; ``seeds`` is the default number of seeds."""
+
+    name: str
+    description: str
+    seeds: int
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Claim:
+    """One checked claim: its text, a true/false verdict and the numbers behind it."""
+
+    id: str
+    text: str
+    verdict: bool
+    evidence: dict[str, Any]
+    figure: str | None = None
+    source: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "text": self.text, "verdict": bool(self.verdict),
+                "evidence": self.evidence, "figure": self.figure, "source": self.source}
+
+
+@dataclass
+class Section:
+    """A block of the report: heading, prose, figures (file names under figures/), tables."""
+
+    title: str
+    text: str = ""
+    figures: list[str] = field(default_factory=list)
+    tables: list[tuple[str, Any]] = field(default_factory=list)  # (caption, DataFrame)
+
+
+@dataclass
+class Analysis:
+    claims: list[Claim]
+    sections: list[Section]
+    summary: str = ""
+
+
+class Study:
+    """Base class: subclasses set ``name``, ``description``, ``presets``, and implement
+    :meth:`configs` and :meth:`analyze`."""
+
+    name: str = ""
+    description: str = ""
+    presets: dict[str, Preset] = {}
+    paper: str = ""
+
+    def preset(self, name: str) -> Preset:
+        if name not in self.presets:
+            raise ValueError(f"study {self.name!r} has no preset {name!r}; "
+                             f"allowed: {', '.join(self.presets)}")
+        return self.presets[name]
+
+    def configs(self, preset: str, seeds: int | None = None) -> list[RunConfig]:
+        raise NotImplementedError
+
+    def analyze(self, store: RunStore, fig_dir: Path, preset: str) -> Analysis:
+        raise NotImplementedError
+
+
+REGISTRY: dict[str, Study] = {}
+
+
+def register(study: Study) -> Study:
+    REGISTRY[study.name] = study
+    return study
+
+
+def get_study(name: str) -> Study:
+    from mtlab import studies  # noqa: F401  (registers the built-in studies)
+
+    if name not in REGISTRY:
+        raise ValueError(f"unknown study {name!r}; registered: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name]

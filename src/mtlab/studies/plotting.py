@@ -1,0 +1,63 @@
+"""Small plotting helpers shared by the studies (matplotlib, Agg backend, loaded lazily)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as pyplot
+
+    return pyplot
+
+
+def mean_se(values: Sequence[float]) -> tuple[float, float, int]:
+    """Mean, standard error (0 for one value) and count of the finite values."""
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], float)
+    if v.size == 0:
+        return float("nan"), float("nan"), 0
+    se = float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else 0.0
+    return float(v.mean()), se, int(v.size)
+
+
+def summarise(df, by: list[str], value: str):
+    """Per group of ``by``: ``mean``, ``se`` and ``n`` of ``value`` (a pandas DataFrame)."""
+    import pandas as pd
+
+    rows = []
+    for key, g in df.groupby(by, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        m, se, n = mean_se(g[value].tolist())
+        rows.append({**dict(zip(by, key, strict=True)), "mean": m, "se": se, "n": n})
+    return pd.DataFrame(rows)
+
+
+def save(fig, fig_dir: Path, name: str) -> str:
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    fig.savefig(fig_dir / name, dpi=110, bbox_inches="tight")
+    plt().close(fig)
+    return name
+
+
+def panel_grid(n: int, ncols: int = 3, size: tuple[float, float] = (4.2, 3.3)):
+    p = plt()
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = p.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows),
+                           squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n])
+
+
+def errorline(ax, x, mean, se, label: str, **kw) -> None:
+    x, mean, se = (np.asarray(a, float) for a in (x, mean, se))
+    order = np.argsort(x)
+    ax.errorbar(x[order], mean[order], yerr=se[order], label=label, capsize=2, marker="o",
+                markersize=3, linewidth=1.3, **kw)

@@ -29,9 +29,13 @@ def _chunk(value: str) -> int | str:
     try:
         n = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--chunk must be 'auto' or a positive integer (got {value!r})") from None
+        raise argparse.ArgumentTypeError(
+            f"--chunk must be 'auto' or a positive integer (got {value!r})"
+        ) from None
     if n < 1:
-        raise argparse.ArgumentTypeError(f"--chunk must be 'auto' or a positive integer (got {value!r})")
+        raise argparse.ArgumentTypeError(
+            f"--chunk must be 'auto' or a positive integer (got {value!r})"
+        )
     return n
 
 
@@ -64,9 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="registered studies, descriptions and presets")
 
     def run_opts(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--out", required=True, type=Path, help="output folder (resumes if present)")
-        sp.add_argument("--chunk", type=_chunk, default="auto",
-                        help="runs per ensemble: 'auto' (measured) or a number; 1 = one at a time")
+        sp.add_argument(
+            "--out", required=True, type=Path, help="output folder (resumes if present)"
+        )
+        sp.add_argument(
+            "--chunk",
+            type=_chunk,
+            default="auto",
+            help="runs per ensemble: 'auto' (measured) or a number; 1 = one at a time",
+        )
         sp.add_argument("--device", type=_device, default="cpu", help="torch device (default cpu)")
         sp.add_argument("--quiet", action="store_true", help="no progress bar")
         sp.add_argument("--no-report", action="store_true", help="train only; no figures/report")
@@ -74,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("reproduce", help="run a registered study at a preset")
     rp.add_argument("study")
     rp.add_argument("--preset", default="quick")
-    rp.add_argument("--seeds", type=_positive, default=None, help="number of seeds (default: preset's)")
+    rp.add_argument(
+        "--seeds", type=_positive, default=None, help="number of seeds (default: preset's)"
+    )
     run_opts(rp)
     sp = sub.add_parser("run", help="run a YAML sweep of run configs")
     sp.add_argument("sweep", type=Path)
@@ -97,8 +109,10 @@ def _check_out(out: Path, study: str, preset: str) -> str | None:
 
     old = RunStore(out).read_config()
     if (old.get("study"), old.get("preset")) != (study, preset):
-        return (f"{out} already holds study {old.get('study')!r} preset {old.get('preset')!r}; "
-                f"choose another --out to run study {study!r} preset {preset!r}")
+        return (
+            f"{out} already holds study {old.get('study')!r} preset {old.get('preset')!r}; "
+            f"choose another --out to run study {study!r} preset {preset!r}"
+        )
     return None
 
 
@@ -113,14 +127,18 @@ def make_report(out: Path, stats: dict[str, Any] | None = None) -> dict[str, Pat
     study = get_study(cfg["study"])
     preset = cfg.get("preset", "yaml")
     analysis = study.analyze(store, out / "figures", preset)
-    history = json.loads((out / "sessions.json").read_text()) if (out / "sessions.json").exists() else []
+    history = (
+        json.loads((out / "sessions.json").read_text()) if (out / "sessions.json").exists() else []
+    )
     df = store.results()
     import torch
 
     meta = {
         "command": cfg.get("command", ""),
         "paper": getattr(study, "paper", "") or "—",
-        "preset": f"{preset}: {study.presets[preset].description}" if preset in study.presets else preset,
+        "preset": f"{preset}: {study.presets[preset].description}"
+        if preset in study.presets
+        else preset,
         "runs stored": len(df),
         "training wall time (s)": round(sum(h.get("seconds", 0.0) for h in history), 1),
         "report written": _dt.datetime.now().isoformat(timespec="seconds"),
@@ -130,7 +148,9 @@ def make_report(out: Path, stats: dict[str, Any] | None = None) -> dict[str, Pat
     return write_report(out, study=study.name, preset=preset, analysis=analysis, meta=meta)
 
 
-def _execute(args: argparse.Namespace, study: str, preset: str, configs, extra: dict[str, Any]) -> int:
+def _execute(
+    args: argparse.Namespace, study: str, preset: str, configs, extra: dict[str, Any]
+) -> int:
     from mtlab.runs.executor import execute
     from mtlab.runs.store import RunStore
 
@@ -138,24 +158,44 @@ def _execute(args: argparse.Namespace, study: str, preset: str, configs, extra: 
     if problem:
         return _fail(problem)
     store = RunStore(args.out)
-    store.write_config({"study": study, "preset": preset, "command": " ".join(["mtlab", *sys.argv[1:]]),
-                        **extra, "runs": [c.model_dump() for c in configs]})
-    print(f"mtlab: {len(configs)} runs of study {study!r} (preset {preset}) -> {args.out}",
-          file=sys.stderr)
+    store.write_config(
+        {
+            "study": study,
+            "preset": preset,
+            "command": " ".join(["mtlab", *sys.argv[1:]]),
+            **extra,
+            "runs": [c.model_dump() for c in configs],
+        }
+    )
+    print(
+        f"mtlab: {len(configs)} runs of study {study!r} (preset {preset}) -> {args.out}",
+        file=sys.stderr,
+    )
     try:
-        stats = execute(configs, store, chunk=args.chunk, device=args.device,
-                        progress=not args.quiet)
+        stats = execute(
+            configs, store, chunk=args.chunk, device=args.device, progress=not args.quiet
+        )
     except KeyboardInterrupt:
-        print(f"\nmtlab: interrupted; finished runs are stored in {args.out} "
-              "(rerun the same command to resume)", file=sys.stderr)
+        print(
+            f"\nmtlab: interrupted; finished runs are stored in {args.out} "
+            "(rerun the same command to resume)",
+            file=sys.stderr,
+        )
         return 130
     hist_path = args.out / "sessions.json"
     hist = json.loads(hist_path.read_text()) if hist_path.exists() else []
-    hist.append({"finished": _dt.datetime.now().isoformat(timespec="seconds"),
-                 **{k: stats[k] for k in ("requested", "trained", "skipped", "failed", "seconds")}})
+    hist.append(
+        {
+            "finished": _dt.datetime.now().isoformat(timespec="seconds"),
+            **{k: stats[k] for k in ("requested", "trained", "skipped", "failed", "seconds")},
+        }
+    )
     store.write_json("sessions.json", hist)
-    print(f"mtlab: trained {stats['trained']} runs ({stats['failed']} failed), skipped "
-          f"{stats['skipped']} already stored, in {stats['seconds']:.1f} s", file=sys.stderr)
+    print(
+        f"mtlab: trained {stats['trained']} runs ({stats['failed']} failed), skipped "
+        f"{stats['skipped']} already stored, in {stats['seconds']:.1f} s",
+        file=sys.stderr,
+    )
     if not args.no_report:
         paths = make_report(args.out, stats)
         claims = json.loads(paths["claims"].read_text())["claims"]

@@ -32,8 +32,9 @@ class StepOutput:
 
 
 class StepRule(Protocol):
-    def __call__(self, loss_fn: LossFn, params: dict[str, Tensor], trainable: Sequence[str],
-                 weights: Tensor) -> StepOutput: ...
+    def __call__(
+        self, loss_fn: LossFn, params: dict[str, Tensor], trainable: Sequence[str], weights: Tensor
+    ) -> StepOutput: ...
 
 
 class WeightedSum:
@@ -46,8 +47,9 @@ class WeightedSum:
     def __init__(self, use_closed_form: bool = True) -> None:
         self.use_closed_form = use_closed_form
 
-    def __call__(self, loss_fn: LossFn, params: dict[str, Tensor], trainable: Sequence[str],
-                 weights: Tensor) -> StepOutput:
+    def __call__(
+        self, loss_fn: LossFn, params: dict[str, Tensor], trainable: Sequence[str], weights: Tensor
+    ) -> StepOutput:
         closed = getattr(loss_fn, "closed_form", None)
         if self.use_closed_form and closed is not None:
             e = next(iter(params.values())).shape[0]

@@ -34,12 +34,19 @@ class DiagonalNet:
 
     def __init__(self, d: int, n_tasks: int = 1) -> None:
         if d < 1 or n_tasks < 1:
-            raise ValueError(f"DiagonalNet needs d >= 1 and n_tasks >= 1; got d={d}, n_tasks={n_tasks}")
+            raise ValueError(
+                f"DiagonalNet needs d >= 1 and n_tasks >= 1; got d={d}, n_tasks={n_tasks}"
+            )
         self.d = d
         self.n_tasks = n_tasks
 
-    def init(self, scale: Tensor, *, dtype: torch.dtype = torch.float64,
-             device: torch.device | str = "cpu") -> Params:
+    def init(
+        self,
+        scale: Tensor,
+        *,
+        dtype: torch.dtype = torch.float64,
+        device: torch.device | str = "cpu",
+    ) -> Params:
         """All four parameter vectors equal to the per-run init scale ``scale: (E,)`` (α)."""
         scale = torch.as_tensor(scale, dtype=dtype, device=device).reshape(-1)
         e = scale.shape[0]
@@ -49,20 +56,25 @@ class DiagonalNet:
 
     def coefficients(self, params: Params) -> Tensor:
         """The end-to-end linear maps ``β: (E, d, T)``."""
-        return (params["w_pos"][..., None] * params["v_pos"]
-                - params["w_neg"][..., None] * params["v_neg"])
+        return (
+            params["w_pos"][..., None] * params["v_pos"]
+            - params["w_neg"][..., None] * params["v_neg"]
+        )
 
     def task_coefficients(self, params: Params, task: int) -> Tensor:
         """``β_task: (E, d)``."""
-        return (params["w_pos"] * params["v_pos"][..., task]
-                - params["w_neg"] * params["v_neg"][..., task])
+        return (
+            params["w_pos"] * params["v_pos"][..., task]
+            - params["w_neg"] * params["v_neg"][..., task]
+        )
 
     def forward(self, params: Params, x: Tensor, task: int) -> Tensor:
         """``x: (E or 1, n, d)`` → ``(E, n)``."""
         return _matvec(x, self.task_coefficients(params, task))
 
-    def reset_readout(self, params: Params, scale: Tensor,
-                      generator: torch.Generator | None = None) -> Params:
+    def reset_readout(
+        self, params: Params, scale: Tensor, generator: torch.Generator | None = None
+    ) -> Params:
         """Readouts ``v₊ = v₋ = γ`` (deterministic, as in the paper's code); ``scale: (E,)``."""
         out = dict(params)
         for name in self.task_specific_names:
@@ -77,9 +89,15 @@ class DiagonalNet:
             out[name] = params[name] * per_run(s.to(params[name]), params[name])
         return out
 
-    def mse_loss_and_grads(self, params: Params, xs: list[Tensor], ys: list[Tensor],
-                           outputs: tuple[int, ...], weights: Tensor,
-                           trainable: tuple[str, ...] | list[str]) -> tuple[Tensor, dict[str, Tensor]]:
+    def mse_loss_and_grads(
+        self,
+        params: Params,
+        xs: list[Tensor],
+        ys: list[Tensor],
+        outputs: tuple[int, ...],
+        weights: Tensor,
+        trainable: tuple[str, ...] | list[str],
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         """Closed-form gradients of ``Σ_i w_i · MSE_i`` (a fast path for the default step rule).
 
         For data entry ``i`` scored by output ``t``: ``r_i = X_i β_t − y_i``,

@@ -39,19 +39,30 @@ def _claims_md(claims: list[Claim]) -> str:
     lines = ["| claim | verdict | evidence |", "|---|---|---|"]
     for c in claims:
         ev = _evidence(c.evidence).replace("|", "\\|")
-        lines.append(f"| **{c.id}** — {c.text} | {'✅ holds' if c.verdict else '❌ not shown'} | "
-                     f"`{ev}` |")
+        lines.append(
+            f"| **{c.id}** — {c.text} | {'✅ holds' if c.verdict else '❌ not shown'} | `{ev}` |"
+        )
     return "\n".join(lines)
 
 
-def write_report(root: Path, *, study: str, preset: str, analysis: Analysis,
-                 meta: dict[str, Any]) -> dict[str, Path]:
+def write_report(
+    root: Path, *, study: str, preset: str, analysis: Analysis, meta: dict[str, Any]
+) -> dict[str, Path]:
     """Write ``claims.json``, ``report.md`` and ``report.html`` into ``root``."""
     root = Path(root)
     claims_path = root / "claims.json"
-    claims_path.write_text(json.dumps({
-        "study": study, "preset": preset, "summary": analysis.summary,
-        "claims": [c.to_json() for c in analysis.claims]}, indent=2, default=str))
+    claims_path.write_text(
+        json.dumps(
+            {
+                "study": study,
+                "preset": preset,
+                "summary": analysis.summary,
+                "claims": [c.to_json() for c in analysis.claims],
+            },
+            indent=2,
+            default=str,
+        )
+    )
 
     title = f"mtlab study `{study}` — preset `{preset}`"
     md = [f"# {title}", ""]
@@ -75,32 +86,39 @@ def write_report(root: Path, *, study: str, preset: str, analysis: Analysis,
         data = base64.b64encode(path.read_bytes()).decode()
         return f'<img alt="{html.escape(name)}" src="data:image/png;base64,{data}">'
 
-    h = ["<!doctype html><html><head><meta charset='utf-8'>",
-         f"<title>{html.escape(title)}</title><style>",
-         "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}",
-         "table{border-collapse:collapse;font-size:13px;margin:.5em 0 1.5em}",
-         "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}",
-         "img{max-width:100%} .ok{color:#080;font-weight:bold} .no{color:#b00;font-weight:bold}",
-         "code{font-size:12px}</style></head><body>",
-         f"<h1>{html.escape(title)}</h1><ul>"]
+    h = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title><style>",
+        "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}",
+        "table{border-collapse:collapse;font-size:13px;margin:.5em 0 1.5em}",
+        "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}",
+        "img{max-width:100%} .ok{color:#080;font-weight:bold} .no{color:#b00;font-weight:bold}",
+        "code{font-size:12px}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1><ul>",
+    ]
     h += [f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in meta.items()]
     h += ["</ul>", f"<p>{html.escape(analysis.summary)}</p>"]
     if analysis.claims:
         h += ["<h2>Claims</h2><table><tr><th>claim</th><th>verdict</th><th>evidence</th></tr>"]
         for c in analysis.claims:
-            verdict = ("<span class=ok>holds</span>" if c.verdict
-                       else "<span class=no>not shown</span>")
-            h.append(f"<tr><td style='text-align:left'><b>{html.escape(c.id)}</b> — "
-                     f"{html.escape(c.text)}</td><td>{verdict}</td>"
-                     f"<td style='text-align:left'><code>{html.escape(_evidence(c.evidence))}"
-                     "</code></td></tr>")
+            verdict = (
+                "<span class=ok>holds</span>" if c.verdict else "<span class=no>not shown</span>"
+            )
+            h.append(
+                f"<tr><td style='text-align:left'><b>{html.escape(c.id)}</b> — "
+                f"{html.escape(c.text)}</td><td>{verdict}</td>"
+                f"<td style='text-align:left'><code>{html.escape(_evidence(c.evidence))}"
+                "</code></td></tr>"
+            )
         h.append("</table>")
     for s in analysis.sections:
         h += [f"<h2>{html.escape(s.title)}</h2>", f"<p>{html.escape(s.text)}</p>"]
         h += [img(f) for f in s.figures]
         for caption, table in s.tables:
-            h += [f"<p><i>{html.escape(caption)}</i></p>",
-                  table.to_html(float_format=lambda v: f"{v:.3g}", na_rep="–")]
+            h += [
+                f"<p><i>{html.escape(caption)}</i></p>",
+                table.to_html(float_format=lambda v: f"{v:.3g}", na_rep="–"),
+            ]
     h.append("</body></html>")
     (root / "report.html").write_text("\n".join(h))
     return {"claims": claims_path, "md": root / "report.md", "html": root / "report.html"}

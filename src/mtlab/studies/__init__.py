@@ -1,6 +1,15 @@
 """Layer 3: one module per published study (config grid, analysis, figures, claims)."""
 
 from mtlab.studies import custom, diagonal  # noqa: F401  (registration)
-from mtlab.studies.base import REGISTRY, Analysis, Claim, Preset, Section, Study, get_study, register
+from mtlab.studies.base import (
+    REGISTRY,
+    Analysis,
+    Claim,
+    Preset,
+    Section,
+    Study,
+    get_study,
+    register,
+)
 
 __all__ = ["REGISTRY", "Analysis", "Claim", "Preset", "Section", "Study", "get_study", "register"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from mtlab.runs.config import RunConfig
 from mtlab.runs.store import RunStore
@@ -35,8 +35,14 @@ class Claim:
     source: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "text": self.text, "verdict": bool(self.verdict),
-                "evidence": self.evidence, "figure": self.figure, "source": self.source}
+        return {
+            "id": self.id,
+            "text": self.text,
+            "verdict": bool(self.verdict),
+            "evidence": self.evidence,
+            "figure": self.figure,
+            "source": self.source,
+        }
 
 
 @dataclass
@@ -62,13 +68,14 @@ class Study:
 
     name: str = ""
     description: str = ""
-    presets: dict[str, Preset] = {}
+    presets: ClassVar[dict[str, Preset]] = {}
     paper: str = ""
 
     def preset(self, name: str) -> Preset:
         if name not in self.presets:
-            raise ValueError(f"study {self.name!r} has no preset {name!r}; "
-                             f"allowed: {', '.join(self.presets)}")
+            raise ValueError(
+                f"study {self.name!r} has no preset {name!r}; allowed: {', '.join(self.presets)}"
+            )
         return self.presets[name]
 
     def configs(self, preset: str, seeds: int | None = None) -> list[RunConfig]:

@@ -7,6 +7,7 @@ the run status and the step counts.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from mtlab.runs.store import RunStore
 from mtlab.studies.base import Analysis, Preset, Section, Study, register
@@ -16,7 +17,9 @@ from mtlab.studies.plotting import errorline, panel_grid, save, summarise
 class CustomStudy(Study):
     name = "custom"
     description = "any grid of the building blocks, from a YAML sweep file (mtlab run)"
-    presets = {"yaml": Preset("yaml", "the grid given in the sweep file", 1)}
+    presets: ClassVar[dict[str, Preset]] = {
+        "yaml": Preset("yaml", "the grid given in the sweep file", 1)
+    }
 
     def configs(self, preset: str, seeds: int | None = None):
         raise ValueError("the custom study takes its grid from a sweep file: mtlab run FILE.yaml")
@@ -28,8 +31,10 @@ class CustomStudy(Study):
         sections = []
         ft = df[df.method != "pt"].copy()
         if not ft.empty and "n_main" in ft:
-            ft["label"] = [m if m != "ptft" else f"ptft s={r:g}"
-                           for m, r in zip(ft.method, ft.rescale.fillna(1.0), strict=True)]
+            ft["label"] = [
+                m if m != "ptft" else f"ptft s={r:g}"
+                for m, r in zip(ft.method, ft.rescale.fillna(1.0), strict=True)
+            ]
             ft["setting"] = ft["setting"].fillna("-")
             cells = summarise(ft, ["setting", "label", "n_main"], "test_loss_rel")
             settings = sorted(set(cells.setting))
@@ -46,8 +51,11 @@ class CustomStudy(Study):
             axes[0].legend(fontsize=7)
             name = save(fig, fig_dir, "test_loss.png")
             table = cells.pivot_table(index=["setting", "label"], columns="n_main", values="mean")
-            sections.append(Section("Test loss", "Mean ± s.e. over seeds.", [name],
-                                    [("mean test_loss_rel", table)]))
+            sections.append(
+                Section(
+                    "Test loss", "Mean ± s.e. over seeds.", [name], [("mean test_loss_rel", table)]
+                )
+            )
         counts = df.groupby(["method", "status"]).size().unstack(fill_value=0)
         sections.append(Section("Runs", "", [], [("status counts", counts)]))
         return Analysis([], sections, f"{len(df)} runs.")

@@ -18,14 +18,14 @@ Test losses are reported relative to the zero predictor (``test_loss_rel``, exac
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from mtlab.runs.config import DiagonalRunConfig, make_config
 from mtlab.runs.store import RunStore
 from mtlab.studies.base import Analysis, Claim, Preset, Section, Study, register
-from mtlab.studies.plotting import errorline, mean_se, panel_grid, plt, save, summarise
+from mtlab.studies.plotting import errorline, panel_grid, plt, save, summarise
 from mtlab.tasks.sparse_teacher import SETTINGS
 
 RESCALES_QUICK = (1.0, 0.1, 0.01, 0.001)
@@ -33,21 +33,62 @@ SHARED_SETTINGS = ("identical", "nested_subset", "partial_overlap")
 METHOD_LABEL = {"stl": "STL", "mtl": "MTL", "ptft": "PT+FT", "ptft_lr": "PT+FT (LR)"}
 
 PRESETS = {
-    "tiny": Preset("tiny", "smoke test: d=60, k1=8, n_aux=128, n_main 8/16, 2k steps", 1, {
-        "d": 60, "k1": 8, "n_aux": 128, "n_main": (8, 16), "rescale": (1.0, 0.1, 0.01, 0.001),
-        "max_steps": 2000, "pt_max_steps": 2000, "threshold": 1e-8, "log_every": 500,
-        "n_val": 200, "n_test": 200}),
-    "quick": Preset("quick", "d=1000, k1=40, n_aux=1024 (paper geometry), n_main 16/32/64, "
-                    "20k-step budgets, threshold 1e-8, 2 seeds", 2, {
-        "d": 1000, "k1": 40, "n_aux": 1024, "n_main": (16, 32, 64), "rescale": RESCALES_QUICK,
-        "max_steps": 20_000, "pt_max_steps": 20_000, "threshold": 1e-8, "log_every": 1000,
-        "n_val": 1000, "n_test": 1000}),
-    "paper": Preset("paper", "the paper's sizes: d=1000, k1=40, n_aux=1024, n_main 16..512, "
-                    "α=γ=1e-3, lr 0.5 (PT) / 0.1, up to 1e6 steps, threshold 1e-10, 6 seeds", 6, {
-        "d": 1000, "k1": 40, "n_aux": 1024, "n_main": (16, 32, 64, 128, 256, 512),
-        "rescale": (1.0, 0.1, 0.01, 0.001, 0.0001), "max_steps": 1_000_000,
-        "pt_max_steps": 1_000_000, "threshold": 1e-10, "log_every": 10_000,
-        "n_val": 10_000, "n_test": 10_000}),
+    "tiny": Preset(
+        "tiny",
+        "smoke test: d=60, k1=8, n_aux=128, n_main 8/16, 2k steps",
+        1,
+        {
+            "d": 60,
+            "k1": 8,
+            "n_aux": 128,
+            "n_main": (8, 16),
+            "rescale": (1.0, 0.1, 0.01, 0.001),
+            "max_steps": 2000,
+            "pt_max_steps": 2000,
+            "threshold": 1e-8,
+            "log_every": 500,
+            "n_val": 200,
+            "n_test": 200,
+        },
+    ),
+    "quick": Preset(
+        "quick",
+        "d=1000, k1=40, n_aux=1024 (paper geometry), n_main 16/32/64, "
+        "20k-step budgets, threshold 1e-8, 2 seeds",
+        2,
+        {
+            "d": 1000,
+            "k1": 40,
+            "n_aux": 1024,
+            "n_main": (16, 32, 64),
+            "rescale": RESCALES_QUICK,
+            "max_steps": 20_000,
+            "pt_max_steps": 20_000,
+            "threshold": 1e-8,
+            "log_every": 1000,
+            "n_val": 1000,
+            "n_test": 1000,
+        },
+    ),
+    "paper": Preset(
+        "paper",
+        "the paper's sizes: d=1000, k1=40, n_aux=1024, n_main 16..512, "
+        "α=γ=1e-3, lr 0.5 (PT) / 0.1, up to 1e6 steps, threshold 1e-10, 6 seeds",
+        6,
+        {
+            "d": 1000,
+            "k1": 40,
+            "n_aux": 1024,
+            "n_main": (16, 32, 64, 128, 256, 512),
+            "rescale": (1.0, 0.1, 0.01, 0.001, 0.0001),
+            "max_steps": 1_000_000,
+            "pt_max_steps": 1_000_000,
+            "threshold": 1e-10,
+            "log_every": 10_000,
+            "n_val": 10_000,
+            "n_test": 10_000,
+        },
+    ),
 }
 
 
@@ -59,10 +100,12 @@ def _label(method: str, rescale: float | None) -> str:
 
 class DiagonalStudy(Study):
     name = "diagonal"
-    description = ("Diagonal linear networks: implicit penalties, lazy/rich/nested regimes, "
-                   "MTL vs PT+FT vs STL, weight rescaling (Lippl & Lindsey 2024)")
+    description = (
+        "Diagonal linear networks: implicit penalties, lazy/rich/nested regimes, "
+        "MTL vs PT+FT vs STL, weight rescaling (Lippl & Lindsey 2024)"
+    )
     paper = "Lippl & Lindsey, Inductive biases of multi-task learning and finetuning, NeurIPS 2024"
-    presets = PRESETS
+    presets: ClassVar[dict[str, Preset]] = PRESETS
 
     # ------------------------------------------------------------------ grid
     def configs(self, preset: str, seeds: int | None = None) -> list[DiagonalRunConfig]:
@@ -71,10 +114,18 @@ class DiagonalStudy(Study):
         if n_seeds < 1:
             raise ValueError(f"seeds must be >= 1; got {n_seeds}")
         k = p.params
-        base = {"study": self.name, "d": k["d"], "k1": k["k1"], "n_aux": k["n_aux"],
-                "max_steps": k["max_steps"], "pt_max_steps": k["pt_max_steps"],
-                "threshold": k["threshold"], "log_every": k["log_every"],
-                "n_val": k["n_val"], "n_test": k["n_test"]}
+        base = {
+            "study": self.name,
+            "d": k["d"],
+            "k1": k["k1"],
+            "n_aux": k["n_aux"],
+            "max_steps": k["max_steps"],
+            "pt_max_steps": k["pt_max_steps"],
+            "threshold": k["threshold"],
+            "log_every": k["log_every"],
+            "n_val": k["n_val"],
+            "n_test": k["n_test"],
+        }
         out: list[DiagonalRunConfig] = []
         for seed in range(n_seeds):
             for setting in SETTINGS:
@@ -112,10 +163,12 @@ class DiagonalStudy(Study):
         sections.append(s)
         sections.append(self._runs_section(df, pd))
         n_true = sum(cl.verdict for cl in claims)
-        summary = (f"{n_true} of {len(claims)} checked claims hold at preset `{preset}` "
-                   f"({len(df)} runs; {int((df.status == 'converged').sum())} reached the loss "
-                   f"threshold, {int((df.status == 'max_steps').sum())} stopped at the step budget, "
-                   f"{int((df.status == 'failed').sum())} failed).")
+        summary = (
+            f"{n_true} of {len(claims)} checked claims hold at preset `{preset}` "
+            f"({len(df)} runs; {int((df.status == 'converged').sum())} reached the loss "
+            f"threshold, {int((df.status == 'max_steps').sum())} stopped at the step budget, "
+            f"{int((df.status == 'failed').sum())} failed)."
+        )
         return Analysis(claims, sections, summary)
 
     # part 1 -----------------------------------------------------------------
@@ -144,23 +197,37 @@ class DiagonalStudy(Study):
         fig_name = save(fig, fig_dir, "penalty_landscape.png")
         w_mtl, w_ft = widths["MTL"], widths["PT+FT s=1"]
         claims = [
-            Claim("penalty.window",
-                  "The nested-feature-selection window (ℓ-order strictly between 1.1 and 1.9 at "
-                  "β_main = 1) spans more decades of β_aux for PT+FT than for MTL.",
-                  w_ft > w_mtl + 1.0,
-                  {"window_decades": {k: round(v, 3) for k, v in widths.items()},
-                   "rule": "PT+FT width > MTL width + 1 decade"}, fig_name,
-                  "paper: 'This regime is much narrower for MTL'"),
-            Claim("penalty.conservation",
-                  "ℓ-order + feature dependence = 1 for the MTL and PT+FT penalties (γ = 0).",
-                  cons < 1e-6, {"max_abs_error": cons}, fig_name, "Euler's theorem (reconstructed)"),
+            Claim(
+                "penalty.window",
+                "The nested-feature-selection window (ℓ-order strictly between 1.1 and 1.9 at "
+                "β_main = 1) spans more decades of β_aux for PT+FT than for MTL.",
+                w_ft > w_mtl + 1.0,
+                {
+                    "window_decades": {k: round(v, 3) for k, v in widths.items()},
+                    "rule": "PT+FT width > MTL width + 1 decade",
+                },
+                fig_name,
+                "paper: 'This regime is much narrower for MTL'",
+            ),
+            Claim(
+                "penalty.conservation",
+                "ℓ-order + feature dependence = 1 for the MTL and PT+FT penalties (γ = 0).",
+                cons < 1e-6,
+                {"max_abs_error": cons},
+                fig_name,
+                "Euler's theorem (reconstructed)",
+            ),
         ]
-        text = ("ℓ-order and feature dependence (log-derivatives of the per-coordinate penalty) "
-                "against the auxiliary coefficient. Rescaling by s shifts the PT+FT curve by "
-                "1/s² in β_aux (K = s²|β_aux| + γ²). Window widths (decades): "
-                + ", ".join(f"{k}: {v:.2f}" for k, v in widths.items()) + ".")
-        return claims, Section("1. Penalty landscapes and the nested-feature-selection window",
-                               text, [fig_name])
+        text = (
+            "ℓ-order and feature dependence (log-derivatives of the per-coordinate penalty) "
+            "against the auxiliary coefficient. Rescaling by s shifts the PT+FT curve by "
+            "1/s² in β_aux (K = s²|β_aux| + γ²). Window widths (decades): "
+            + ", ".join(f"{k}: {v:.2f}" for k, v in widths.items())
+            + "."
+        )
+        return claims, Section(
+            "1. Penalty landscapes and the nested-feature-selection window", text, [fig_name]
+        )
 
     # part 2 -----------------------------------------------------------------
     def _generalisation_part(self, cells, fig_dir: Path) -> tuple[list[Claim], Section]:
@@ -188,44 +255,76 @@ class DiagonalStudy(Study):
                 r = _ratio(base, setting, method, "stl")
                 evidence[f"{setting}:{method}/stl"] = r
                 ok &= r is not None and r < 1.0
-        claims.append(Claim(
-            "generalization.shared_features",
-            "When the main task shares features with the auxiliary task (identical, nested_subset, "
-            "partial_overlap), MTL and PT+FT (s = 1) both reach lower main-task test loss than STL.",
-            ok, {"geo_mean_loss_ratio_over_n_main": evidence, "rule": "every ratio < 1"},
-            fig_name, "paper §6.4: identical/partial overlap: PT+FT, MTL ≪ STL"))
+        claims.append(
+            Claim(
+                "generalization.shared_features",
+                "When the main task shares features with the auxiliary task (identical, nested_subset, "
+                "partial_overlap), MTL and PT+FT (s = 1) both reach lower main-task test loss than STL.",
+                ok,
+                {"geo_mean_loss_ratio_over_n_main": evidence, "rule": "every ratio < 1"},
+                fig_name,
+                "paper §6.4: identical/partial overlap: PT+FT, MTL ≪ STL",
+            )
+        )
         ev2 = {f"new_dims:{m}/stl": _ratio(base, "new_dims", m, "stl") for m in ("mtl", "ptft")}
         ok2 = all(v is not None and v >= 1.0 for v in ev2.values())
-        claims.append(Claim(
-            "generalization.no_overlap",
-            "With a disjoint support (new_dims) neither MTL nor PT+FT (s = 1) beats STL.",
-            ok2, {"geo_mean_loss_ratio_over_n_main": ev2, "rule": "every ratio >= 1"},
-            fig_name, "paper §6.4: none: STL best"))
+        claims.append(
+            Claim(
+                "generalization.no_overlap",
+                "With a disjoint support (new_dims) neither MTL nor PT+FT (s = 1) beats STL.",
+                ok2,
+                {"geo_mean_loss_ratio_over_n_main": ev2, "rule": "every ratio >= 1"},
+                fig_name,
+                "paper §6.4: none: STL best",
+            )
+        )
         ev3 = {}
         for setting in ("nested_subset", "partial_overlap"):
             sub = base[base.setting == setting]
             ns = sorted(set(sub.n_main))
             if ns:
-                ev3[setting] = {"n_min": ns[0], "mtl/ptft_at_n_min": _ratio_at(sub, ns[0], "mtl", "ptft"),
-                                "n_max": ns[-1], "mtl/ptft_at_n_max": _ratio_at(sub, ns[-1], "mtl", "ptft")}
+                ev3[setting] = {
+                    "n_min": ns[0],
+                    "mtl/ptft_at_n_min": _ratio_at(sub, ns[0], "mtl", "ptft"),
+                    "n_max": ns[-1],
+                    "mtl/ptft_at_n_max": _ratio_at(sub, ns[-1], "mtl", "ptft"),
+                }
         ok3 = bool(ev3) and all(
-            v["mtl/ptft_at_n_min"] is not None and v["mtl/ptft_at_n_max"] is not None
-            and v["mtl/ptft_at_n_min"] <= 1.0 < v["mtl/ptft_at_n_max"] for v in ev3.values())
-        claims.append(Claim(
-            "generalization.mtl_small_n",
-            "MTL is at least as good as PT+FT (s = 1) at the smallest n_main and PT+FT is better "
-            "at the largest (nested_subset and partial_overlap).",
-            ok3, ev3, fig_name, "paper v1: MTL better with little main data, PT+FT with more"))
+            v["mtl/ptft_at_n_min"] is not None
+            and v["mtl/ptft_at_n_max"] is not None
+            and v["mtl/ptft_at_n_min"] <= 1.0 < v["mtl/ptft_at_n_max"]
+            for v in ev3.values()
+        )
+        claims.append(
+            Claim(
+                "generalization.mtl_small_n",
+                "MTL is at least as good as PT+FT (s = 1) at the smallest n_main and PT+FT is better "
+                "at the largest (nested_subset and partial_overlap).",
+                ok3,
+                ev3,
+                fig_name,
+                "paper v1: MTL better with little main data, PT+FT with more",
+            )
+        )
         table = base.pivot_table(index=["setting", "label"], columns="n_main", values="mean")
-        text = ("Main-task test loss relative to the zero predictor (mean ± s.e. over seeds) "
-                "against the number of main-task samples. PT+FT uses s = 1, γ = α·s.")
-        return claims, Section("2. Generalisation: STL, MTL, PT+FT, PT+FT (LR)", text, [fig_name],
-                               [("mean test_loss_rel", table)])
+        text = (
+            "Main-task test loss relative to the zero predictor (mean ± s.e. over seeds) "
+            "against the number of main-task samples. PT+FT uses s = 1, γ = α·s."
+        )
+        return claims, Section(
+            "2. Generalisation: STL, MTL, PT+FT, PT+FT (LR)",
+            text,
+            [fig_name],
+            [("mean test_loss_rel", table)],
+        )
 
     # part 3 -----------------------------------------------------------------
     def _rescaling_part(self, cells, fig_dir: Path) -> tuple[list[Claim], Section]:
-        settings = [s for s in ("nested_subset", "all_aux", "new_dims", "identical",
-                                "partial_overlap") if s in set(cells.setting)]
+        settings = [
+            s
+            for s in ("nested_subset", "all_aux", "new_dims", "identical", "partial_overlap")
+            if s in set(cells.setting)
+        ]
         fig, axes = panel_grid(len(settings))
         for ax, setting in zip(axes, settings, strict=True):
             sub = cells[cells.setting == setting]
@@ -236,8 +335,15 @@ class DiagonalStudy(Study):
             for method, style in (("stl", "--"), ("mtl", ":")):
                 g = sub[sub.method == method]
                 if len(g):
-                    errorline(ax, g.n_main, g["mean"], g["se"], METHOD_LABEL[method],
-                              linestyle=style, color="k" if method == "stl" else "0.5")
+                    errorline(
+                        ax,
+                        g.n_main,
+                        g["mean"],
+                        g["se"],
+                        METHOD_LABEL[method],
+                        linestyle=style,
+                        color="k" if method == "stl" else "0.5",
+                    )
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
             ax.set_title(setting)
@@ -251,38 +357,64 @@ class DiagonalStudy(Study):
         # nested_subset: best s < 1 beats s = 1 clearly
         ev = {f"s={v:g}/s=1": _ratio_s(ptft, "nested_subset", v, 1.0) for v in small}
         best = min((r for r in ev.values() if r is not None), default=None)
-        claims.append(Claim(
-            "rescaling.nested_subset",
-            "When the main task uses a sparse subset of the pretrained features (nested_subset), "
-            "rescaling (some s < 1) strongly helps PT+FT: test loss at least 2x lower than s = 1.",
-            best is not None and best < 0.5, {"geo_mean_loss_ratio_over_n_main": ev,
-                                             "rule": "min ratio < 0.5"}, fig_name,
-            "paper §3.2: s <= 0.1 makes PT+FT sensitive to sparsity within pretrained features"))
+        claims.append(
+            Claim(
+                "rescaling.nested_subset",
+                "When the main task uses a sparse subset of the pretrained features (nested_subset), "
+                "rescaling (some s < 1) strongly helps PT+FT: test loss at least 2x lower than s = 1.",
+                best is not None and best < 0.5,
+                {"geo_mean_loss_ratio_over_n_main": ev, "rule": "min ratio < 0.5"},
+                fig_name,
+                "paper §3.2: s <= 0.1 makes PT+FT sensitive to sparsity within pretrained features",
+            )
+        )
         ev = {f"s={v:g}/s=1": _ratio_s(ptft, "all_aux", v, 1.0) for v in small if v <= 0.01}
-        claims.append(Claim(
-            "rescaling.all_aux",
-            "When the main task uses all pretrained features (all_aux), strong rescaling "
-            "(s <= 0.01) hurts PT+FT relative to s = 1.",
-            bool(ev) and all(r is not None and r > 1.0 for r in ev.values()),
-            {"geo_mean_loss_ratio_over_n_main": ev, "rule": "every ratio > 1"}, fig_name,
-            "paper §3.2: s = 1 is best when the main task uses all pretrained features"))
+        claims.append(
+            Claim(
+                "rescaling.all_aux",
+                "When the main task uses all pretrained features (all_aux), strong rescaling "
+                "(s <= 0.01) hurts PT+FT relative to s = 1.",
+                bool(ev) and all(r is not None and r > 1.0 for r in ev.values()),
+                {"geo_mean_loss_ratio_over_n_main": ev, "rule": "every ratio > 1"},
+                fig_name,
+                "paper §3.2: s = 1 is best when the main task uses all pretrained features",
+            )
+        )
         ev = {f"s={v:g}/s=1": _ratio_s(ptft, "new_dims", v, 1.0) for v in small if v <= 0.01}
-        r_stl = _ratio(cells[(cells.method != "ptft") | (cells.rescale == 1.0)], "new_dims",
-                       "ptft", "stl")
-        ok = bool(ev) and all(r is not None and r < 1.0 for r in ev.values()) and (
-            r_stl is not None and r_stl > 1.0)
-        claims.append(Claim(
-            "rescaling.new_dims",
-            "With new (disjoint) features, unrescaled PT+FT is worse than STL and rescaling "
-            "(s <= 0.01) restores learning of the new sparse features (lower loss than s = 1).",
-            ok, {"geo_mean_loss_ratio_over_n_main": ev, "ptft_s1/stl": r_stl,
-                 "rule": "every s-ratio < 1 and ptft_s1/stl > 1"}, fig_name,
-            "paper §3.2: rescaling restores learning of new sparse features"))
+        r_stl = _ratio(
+            cells[(cells.method != "ptft") | (cells.rescale == 1.0)], "new_dims", "ptft", "stl"
+        )
+        ok = (
+            bool(ev)
+            and all(r is not None and r < 1.0 for r in ev.values())
+            and (r_stl is not None and r_stl > 1.0)
+        )
+        claims.append(
+            Claim(
+                "rescaling.new_dims",
+                "With new (disjoint) features, unrescaled PT+FT is worse than STL and rescaling "
+                "(s <= 0.01) restores learning of the new sparse features (lower loss than s = 1).",
+                ok,
+                {
+                    "geo_mean_loss_ratio_over_n_main": ev,
+                    "ptft_s1/stl": r_stl,
+                    "rule": "every s-ratio < 1 and ptft_s1/stl > 1",
+                },
+                fig_name,
+                "paper §3.2: rescaling restores learning of new sparse features",
+            )
+        )
         table = ptft.pivot_table(index=["setting", "rescale"], columns="n_main", values="mean")
-        text = ("PT+FT test loss for each rescaling s (γ = α·s), with STL (dashed) and MTL "
-                "(dotted) for reference.")
-        return claims, Section("3. Weight rescaling after pretraining", text, [fig_name],
-                               [("PT+FT mean test_loss_rel by s", table)])
+        text = (
+            "PT+FT test loss for each rescaling s (γ = α·s), with STL (dashed) and MTL "
+            "(dotted) for reference."
+        )
+        return claims, Section(
+            "3. Weight rescaling after pretraining",
+            text,
+            [fig_name],
+            [("PT+FT mean test_loss_rel by s", table)],
+        )
 
     # part 4 -----------------------------------------------------------------
     def _theory_part(self, store: RunStore, fig_dir: Path) -> tuple[list[Claim], Section]:
@@ -302,42 +434,74 @@ class DiagonalStudy(Study):
         ax.set_title("gradient descent vs minimum-penalty interpolator (converged runs)")
         fig_name = save(fig, fig_dir, "theory_agreement.png")
         med = df.groupby("prediction").rel_distance.median().to_dict()
-        by_s = (df[df.method == "ptft"].groupby(["prediction", "rescale"]).rel_distance.median()
-                .unstack())
-        claims = [Claim(
-            "theory.gd_matches_exact_flow",
-            "Gradient descent reaches the interpolator predicted by the exact gradient-flow "
-            "potential of its initial weights (median relative distance < 0.05 for STL and "
-            "PT+FT, < 1e-3 for the linear probe).",
-            bool(med.get("STL: exact flow", 1) < 0.05 and med.get("PT+FT: exact flow", 1) < 0.05
-                 and med.get("PT+FT (LR): min-norm readout", 1) < 1e-3),
-            {"median_rel_distance": {k: float(v) for k, v in med.items()},
-             "n_runs": df.groupby("prediction").size().to_dict()}, fig_name,
-            "paper §6.2; Woodworth et al. 2020; Azulay et al. 2021")]
+        by_s = (
+            df[df.method == "ptft"]
+            .groupby(["prediction", "rescale"])
+            .rel_distance.median()
+            .unstack()
+        )
+        claims = [
+            Claim(
+                "theory.gd_matches_exact_flow",
+                "Gradient descent reaches the interpolator predicted by the exact gradient-flow "
+                "potential of its initial weights (median relative distance < 0.05 for STL and "
+                "PT+FT, < 1e-3 for the linear probe).",
+                bool(
+                    med.get("STL: exact flow", 1) < 0.05
+                    and med.get("PT+FT: exact flow", 1) < 0.05
+                    and med.get("PT+FT (LR): min-norm readout", 1) < 1e-3
+                ),
+                {
+                    "median_rel_distance": {k: float(v) for k, v in med.items()},
+                    "n_runs": df.groupby("prediction").size().to_dict(),
+                },
+                fig_name,
+                "paper §6.2; Woodworth et al. 2020; Azulay et al. 2021",
+            )
+        ]
         fig_form = med.get("PT+FT: figure form K q(2β/K)")
-        claims.append(Claim(
-            "theory.figure_form_is_approximate",
-            "The paper's figure-form PT+FT penalty Σ K q(2β/K), K = s²|β_aux| + γ², predicts the "
-            "finetuned solution less accurately than the exact flow potential.",
-            bool(fig_form is not None and fig_form > med.get("PT+FT: exact flow", np.inf)),
-            {"median_rel_distance_by_s": {str(k): {str(s): float(v) for s, v in row.items()}
-                                          for k, row in by_s.iterrows()}}, fig_name,
-            "notes §7: factor 2 inside q and the sign tilt are approximations"))
-        text = ("For converged runs, the β found by gradient descent is compared with the "
-                "minimum-penalty interpolator computed from the same training data: "
-                "`exact flow` uses the potential P e^u − N e^−u of the run's actual initial "
-                "weights (STL: w = v = α; PT+FT: pretrained w × s, readout γ); `figure form` uses "
-                "the paper's K q(2β/K); the linear probe has a closed form (min-norm readout "
-                "change). Median relative distance per prediction: "
-                + ", ".join(f"{k}: {v:.2e}" for k, v in med.items()) + ".")
-        return claims, Section("4. Theory vs gradient descent", text, [fig_name],
-                               [("median relative distance, PT+FT by s", by_s)])
+        claims.append(
+            Claim(
+                "theory.figure_form_is_approximate",
+                "The paper's figure-form PT+FT penalty Σ K q(2β/K), K = s²|β_aux| + γ², predicts the "
+                "finetuned solution less accurately than the exact flow potential.",
+                bool(fig_form is not None and fig_form > med.get("PT+FT: exact flow", np.inf)),
+                {
+                    "median_rel_distance_by_s": {
+                        str(k): {str(s): float(v) for s, v in row.items()}
+                        for k, row in by_s.iterrows()
+                    }
+                },
+                fig_name,
+                "notes §7: factor 2 inside q and the sign tilt are approximations",
+            )
+        )
+        text = (
+            "For converged runs, the β found by gradient descent is compared with the "
+            "minimum-penalty interpolator computed from the same training data: "
+            "`exact flow` uses the potential P e^u − N e^−u of the run's actual initial "
+            "weights (STL: w = v = α; PT+FT: pretrained w × s, readout γ); `figure form` uses "
+            "the paper's K q(2β/K); the linear probe has a closed form (min-norm readout "
+            "change). Median relative distance per prediction: "
+            + ", ".join(f"{k}: {v:.2e}" for k, v in med.items())
+            + "."
+        )
+        return claims, Section(
+            "4. Theory vs gradient descent",
+            text,
+            [fig_name],
+            [("median relative distance, PT+FT by s", by_s)],
+        )
 
     def _runs_section(self, df, pd) -> Section:
         counts = df.groupby(["method", "status"]).size().unstack(fill_value=0)
         steps = df.groupby("method").steps.agg(["median", "max"])
-        return Section("Runs", "Run status and steps per method.", [],
-                       [("status counts", counts), ("steps", steps)])
+        return Section(
+            "Runs",
+            "Run status and steps per method.",
+            [],
+            [("status counts", counts), ("steps", steps)],
+        )
 
 
 def _geo_mean(values: list[float]) -> float | None:
@@ -387,10 +551,15 @@ def theory_agreement(store: RunStore, max_train_loss: float | None = None) -> li
     out = []
     fields = set(DiagonalRunConfig.model_fields)
     for row in store.rows():
-        if row.get("family", "diagonal") != "diagonal" or row["method"] not in ("stl", "ptft", "ptft_lr"):
+        if row.get("family", "diagonal") != "diagonal" or row["method"] not in (
+            "stl",
+            "ptft",
+            "ptft_lr",
+        ):
             continue
         if row["status"] != "converged" and not (
-                max_train_loss is not None and (row.get("train_loss") or np.inf) < max_train_loss):
+            max_train_loss is not None and (row.get("train_loss") or np.inf) < max_train_loss
+        ):
             continue
         cfg = make_config({k: v for k, v in row.items() if k in fields and v is not None})
         if cfg.run_id() != row["run_id"] or not store.has_params(row["run_id"]):
@@ -402,27 +571,40 @@ def theory_agreement(store: RunStore, max_train_loss: float | None = None) -> li
             p0 = net.init(torch.tensor([cfg.init_scale]))
         else:
             pt = store.load_params(cfg.pretraining().run_id())
-            p0 = net.reset_readout({k: v.double() for k, v in pt.items()},
-                                   torch.tensor([cfg.readout_init]))
+            p0 = net.reset_readout(
+                {k: v.double() for k, v in pt.items()}, torch.tensor([cfg.readout_init])
+            )
             p0 = net.scale_shared(p0, torch.tensor([cfg.rescale], dtype=torch.float64))
         w = {k: v[0].double().numpy() for k, v in p0.items()}
         preds: dict[str, np.ndarray] = {}
         label = METHOD_LABEL[cfg.method]
         if cfg.method == "ptft_lr":
             preds[f"{label}: min-norm readout"] = linear_probe_interpolant(
-                x, y, w["w_pos"], w["w_neg"], w["v_pos"][:, 0], w["v_neg"][:, 0])
+                x, y, w["w_pos"], w["w_neg"], w["v_pos"][:, 0], w["v_neg"][:, 0]
+            )
         else:
-            pot = diagonal_flow_potential(w["w_pos"], w["w_neg"], w["v_pos"][:, 0], w["v_neg"][:, 0])
+            pot = diagonal_flow_potential(
+                w["w_pos"], w["w_neg"], w["v_pos"][:, 0], w["v_neg"][:, 0]
+            )
             preds[f"{label}: exact flow"] = min_penalty_interpolant(x, y, pot).beta
             if cfg.method == "ptft":
                 a = net.task_coefficients({k: v.double() for k, v in pt.items()}, 0)[0].numpy()
                 fpot = ptft_figure_potential(a, cfg.readout_init, cfg.rescale)  # type: ignore[arg-type]
                 preds[f"{label}: figure form K q(2β/K)"] = min_penalty_interpolant(x, y, fpot).beta
         for name, beta in preds.items():
-            out.append({"run_id": cfg.run_id(), "method": cfg.method, "setting": cfg.setting,
-                        "n_main": cfg.n_main, "rescale": cfg.rescale, "prediction": name,
-                        "rel_distance": float(np.linalg.norm(beta_gd - beta)
-                                              / max(np.linalg.norm(beta), 1e-300))})
+            out.append(
+                {
+                    "run_id": cfg.run_id(),
+                    "method": cfg.method,
+                    "setting": cfg.setting,
+                    "n_main": cfg.n_main,
+                    "rescale": cfg.rescale,
+                    "prediction": name,
+                    "rel_distance": float(
+                        np.linalg.norm(beta_gd - beta) / max(np.linalg.norm(beta), 1e-300)
+                    ),
+                }
+            )
     return out
 
 

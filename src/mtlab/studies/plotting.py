@@ -49,8 +49,7 @@ def panel_grid(n: int, ncols: int = 3, size: tuple[float, float] = (4.2, 3.3)):
     p = plt()
     ncols = min(ncols, n)
     nrows = int(np.ceil(n / ncols))
-    fig, axes = p.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows),
-                           squeeze=False)
+    fig, axes = p.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, list(axes.flat[:n])
@@ -59,5 +58,14 @@ def panel_grid(n: int, ncols: int = 3, size: tuple[float, float] = (4.2, 3.3)):
 def errorline(ax, x, mean, se, label: str, **kw) -> None:
     x, mean, se = (np.asarray(a, float) for a in (x, mean, se))
     order = np.argsort(x)
-    ax.errorbar(x[order], mean[order], yerr=se[order], label=label, capsize=2, marker="o",
-                markersize=3, linewidth=1.3, **kw)
+    ax.errorbar(
+        x[order],
+        mean[order],
+        yerr=se[order],
+        label=label,
+        capsize=2,
+        marker="o",
+        markersize=3,
+        linewidth=1.3,
+        **kw,
+    )

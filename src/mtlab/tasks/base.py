@@ -53,8 +53,9 @@ class TaskData:
             ) from None
 
 
-def rms_normalised_gaussian(n: int, d: int, generator: torch.Generator,
-                            dtype: torch.dtype = torch.float64) -> Tensor:
+def rms_normalised_gaussian(
+    n: int, d: int, generator: torch.Generator, dtype: torch.dtype = torch.float64
+) -> Tensor:
     """``x ~ N(0, I_d)`` with each row rescaled to RMS 1 (``‖x‖² = d``): shape ``(n, d)``.
 
     By rotational symmetry ``E[x xᵀ] = I_d`` exactly, so the population risk of a linear predictor

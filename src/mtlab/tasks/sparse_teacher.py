@@ -115,9 +115,10 @@ def sample_teachers(spec: SparseTeacherSpec, seed: int, setting_tag: str = "") -
     beta_aux = torch.zeros(spec.d, dtype=torch.float64)
     beta_aux[support_aux] = signs_aux * spec.magnitude(spec.k1)
 
-    g_main = generator(seed, "main_teacher", setting_tag, spec.d, spec.k1, spec.k2, spec.overlap,
-                       spec.main_signs)
-    rest = perm[spec.k1:]
+    g_main = generator(
+        seed, "main_teacher", setting_tag, spec.d, spec.k1, spec.k2, spec.overlap, spec.main_signs
+    )
+    rest = perm[spec.k1 :]
     n_new = spec.k2 - spec.overlap
     new = rest[torch.randperm(rest.numel(), generator=g_main)[:n_new]]
     support_main = torch.cat([support_aux[: spec.overlap], new])
@@ -129,8 +130,9 @@ def sample_teachers(spec: SparseTeacherSpec, seed: int, setting_tag: str = "") -
     return TeacherPair(beta_aux, beta_main, support_aux, support_main)
 
 
-def task_inputs(seed: int, stream: str, split: str, n: int, d: int,
-                dtype: torch.dtype = torch.float64) -> Tensor:
+def task_inputs(
+    seed: int, stream: str, split: str, n: int, d: int, dtype: torch.dtype = torch.float64
+) -> Tensor:
     """The inputs ``(n, d)`` of one split: RMS-normalised Gaussians from stream
     ``(seed, stream, split, n, d)``. Teachers of different settings share them."""
     if n < 0:
@@ -138,8 +140,9 @@ def task_inputs(seed: int, stream: str, split: str, n: int, d: int,
     return rms_normalised_gaussian(n, d, generator(seed, stream, split, n, d)).to(dtype)
 
 
-def label_noise(seed: int, stream: str, split: str, n: int, std: float,
-                dtype: torch.dtype = torch.float64) -> Tensor:
+def label_noise(
+    seed: int, stream: str, split: str, n: int, std: float, dtype: torch.dtype = torch.float64
+) -> Tensor:
     """``std · ε``, ``ε ~ N(0, I_n)``, from its own stream (zeros when ``std == 0``)."""
     if std == 0:
         return torch.zeros(n, dtype=dtype)
@@ -147,8 +150,15 @@ def label_noise(seed: int, stream: str, split: str, n: int, std: float,
     return (std * torch.randn(n, generator=g, dtype=torch.float64)).to(dtype)
 
 
-def linear_task(name: str, beta: Tensor, seed: int, n: dict[str, int], noise: float = 0.0,
-                dtype: torch.dtype = torch.float64, stream: str = "") -> TaskData:
+def linear_task(
+    name: str,
+    beta: Tensor,
+    seed: int,
+    n: dict[str, int],
+    noise: float = 0.0,
+    dtype: torch.dtype = torch.float64,
+    stream: str = "",
+) -> TaskData:
     """A linear-teacher task ``y = xᵀβ + noise·ε`` with RMS-normalised Gaussian inputs.
 
     ``n`` maps split names to sample counts (``{"train": 32, "val": 1000, "test": 2000}``); each

@@ -60,8 +60,13 @@ def _path_ab(w0: np.ndarray, v0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def diagonal_flow_potential(w_pos: np.ndarray, w_neg: np.ndarray, v_pos: np.ndarray,
-                            v_neg: np.ndarray, floor: float = 1e-300) -> ExpPotential:
+def diagonal_flow_potential(
+    w_pos: np.ndarray,
+    w_neg: np.ndarray,
+    v_pos: np.ndarray,
+    v_neg: np.ndarray,
+    floor: float = 1e-300,
+) -> ExpPotential:
     """The exact gradient-flow potential of a diagonal network started at ``(w±, v±)`` (all
     nonnegative, shape ``(d,)``). ``floor`` keeps P, N strictly positive."""
     a_pos, b_pos = _path_ab(np.asarray(w_pos, float), np.asarray(v_pos, float))
@@ -85,8 +90,14 @@ class InterpolantResult:
     success: bool
 
 
-def min_penalty_interpolant(x: np.ndarray, y: np.ndarray, potential: ExpPotential, *,
-                            tol: float = 1e-10, max_iter: int = 500) -> InterpolantResult:
+def min_penalty_interpolant(
+    x: np.ndarray,
+    y: np.ndarray,
+    potential: ExpPotential,
+    *,
+    tol: float = 1e-10,
+    max_iter: int = 500,
+) -> InterpolantResult:
     """``argmin_β Σ r_i(β_i)`` s.t. ``Xβ = y`` for the penalty of ``potential``, via its dual.
 
     ``x: (n, d)`` with full row rank (``n ≤ d``), ``y: (n,)``. The dual
@@ -121,16 +132,28 @@ def min_penalty_interpolant(x: np.ndarray, y: np.ndarray, potential: ExpPotentia
         _, ep, en = parts(lam)
         return (x * (ep + en)) @ x.T
 
-    res = minimize(fun, np.zeros(x.shape[0]), jac=jac, hess=hess, method="trust-exact",
-                   options={"gtol": tol * ynorm, "maxiter": max_iter})
+    res = minimize(
+        fun,
+        np.zeros(x.shape[0]),
+        jac=jac,
+        hess=hess,
+        method="trust-exact",
+        options={"gtol": tol * ynorm, "maxiter": max_iter},
+    )
     u = np.clip(x.T @ res.x, -700, 700)
     beta = potential.beta(u)
     resid = float(np.linalg.norm(x @ beta - y)) / ynorm
     return InterpolantResult(beta, resid, int(res.nit), bool(resid < 1e-5))
 
 
-def linear_probe_interpolant(x: np.ndarray, y: np.ndarray, w_pos: np.ndarray, w_neg: np.ndarray,
-                             v_pos0: np.ndarray, v_neg0: np.ndarray) -> np.ndarray:
+def linear_probe_interpolant(
+    x: np.ndarray,
+    y: np.ndarray,
+    w_pos: np.ndarray,
+    w_neg: np.ndarray,
+    v_pos0: np.ndarray,
+    v_neg0: np.ndarray,
+) -> np.ndarray:
     """Readout-only training with the first layer frozen: ``β = w₊⊙v₊ − w₋⊙v₋`` is linear in
     ``v = (v₊, v₋)``, and gradient descent from ``v(0)`` reaches the interpolator with minimal
     ``‖v − v(0)‖₂`` (Σ(β_i/w_i − γ)² in the paper's notation). Returns β: (d,)."""

@@ -65,8 +65,13 @@ def ptft_scale(beta_aux: Tensor, gamma: float | Tensor = 0.0, s: float | Tensor 
     return _t(s) ** 2 * _t(beta_aux).abs() + _t(gamma) ** 2
 
 
-def ptft_penalty(beta: Tensor, beta_aux: Tensor, gamma: float | Tensor = 0.0,
-                 s: float | Tensor = 1.0, form: PenaltyForm = "figure") -> Tensor:
+def ptft_penalty(
+    beta: Tensor,
+    beta_aux: Tensor,
+    gamma: float | Tensor = 0.0,
+    s: float | Tensor = 1.0,
+    form: PenaltyForm = "figure",
+) -> Tensor:
     """``R_FT(β; a, γ, s) = Σ_i K_i·q(c·β_i/K_i)``, ``K = s²|a| + γ²``, ``c = 2`` (figure form) or 1.
 
     Large K: ≈ Σ c²β²/(4K), a weighted ℓ2 (lazy) penalty under which strongly pretrained
@@ -88,16 +93,18 @@ def ptft_penalty(beta: Tensor, beta_aux: Tensor, gamma: float | Tensor = 0.0,
 def exp_potential_penalty(beta: Tensor, p: Tensor, n: Tensor) -> Tensor:
     """The penalty whose convex conjugate is ``Σ P e^u + N e^{−u}`` (``P, N > 0``), shifted so its
     minimum, at ``β = P − N``, is 0: ``r(β) = uβ − P e^u − N e^{−u} + P + N`` with
-    ``u = log((β + √(β² + 4PN)) / (2P))``. Gradient flow on a diagonal network from any start
-    minimises ``Σ r`` over interpolators (:func:`mtlab.theory.interpolators.diagonal_flow_potential`).
+    ``u = asinh(β / (2√(PN))) + ½·log(N/P)`` (the stable inverse of ``β = P eᵘ − N e⁻ᵘ``).
+    Gradient flow on a diagonal network from any start minimises ``Σ r`` over interpolators
+    (:func:`mtlab.theory.interpolators.diagonal_flow_potential`).
     """
     b, p, n = _t(beta), _t(p), _t(n)
-    u = torch.log((b + torch.sqrt(b * b + 4 * p * n)) / (2 * p))
+    u = torch.asinh(b / (2 * torch.sqrt(p * n))) + 0.5 * torch.log(n / p)
     return (u * b - p * torch.exp(u) - n * torch.exp(-u) + p + n).sum(-1)
 
 
-def _log_derivative(fn: Callable[[Tensor, Tensor], Tensor], beta_main: Tensor, beta_aux: Tensor,
-                    wrt: int) -> Tensor:
+def _log_derivative(
+    fn: Callable[[Tensor, Tensor], Tensor], beta_main: Tensor, beta_aux: Tensor, wrt: int
+) -> Tensor:
     b = _t(beta_main).clone().requires_grad_(True)
     a = _t(beta_aux).clone().requires_grad_(True)
     b_, a_ = torch.broadcast_tensors(b, a)
@@ -114,7 +121,8 @@ def l_order(fn: Callable[[Tensor, Tensor], Tensor], beta_main: Tensor, beta_aux:
     return _log_derivative(fn, beta_main, beta_aux, 0)
 
 
-def feature_dependence(fn: Callable[[Tensor, Tensor], Tensor], beta_main: Tensor,
-                       beta_aux: Tensor) -> Tensor:
+def feature_dependence(
+    fn: Callable[[Tensor, Tensor], Tensor], beta_main: Tensor, beta_aux: Tensor
+) -> Tensor:
     """Feature dependence ``∂log R/∂log|β_aux|`` (0: blind to pretraining; −1: maximal reuse bias)."""
     return _log_derivative(fn, beta_main, beta_aux, 1)

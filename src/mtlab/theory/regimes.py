@@ -29,8 +29,9 @@ from mtlab.theory.penalties import (
 PenaltyName = Literal["mtl", "ptft"]
 
 
-def penalty_fn(name: PenaltyName, *, gamma: float = 0.0, s: float = 1.0,
-               form: PenaltyForm = "figure"):
+def penalty_fn(
+    name: PenaltyName, *, gamma: float = 0.0, s: float = 1.0, form: PenaltyForm = "figure"
+):
     """Per-coordinate penalty ``fn(β_main, β_aux)`` for the regime map."""
     if name == "mtl":
         return lambda b, a: mtl_incremental_penalty(b, a)
@@ -44,9 +45,17 @@ def classify(l_ord: np.ndarray, lo: float = 1.1, hi: float = 1.9) -> np.ndarray:
     return np.where(l_ord <= lo, "rich", np.where(l_ord >= hi, "lazy", "nested"))
 
 
-def regime_map(name: PenaltyName, beta_aux: np.ndarray, *, beta_main: float = 1.0,
-               gamma: float = 0.0, s: float = 1.0, form: PenaltyForm = "figure",
-               lo: float = 1.1, hi: float = 1.9):
+def regime_map(
+    name: PenaltyName,
+    beta_aux: np.ndarray,
+    *,
+    beta_main: float = 1.0,
+    gamma: float = 0.0,
+    s: float = 1.0,
+    form: PenaltyForm = "figure",
+    lo: float = 1.1,
+    hi: float = 1.9,
+):
     """A table (pandas) of ``beta_aux``, ``l_order``, ``fd``, ``l_plus_fd`` and ``regime``."""
     import pandas as pd
 
@@ -55,9 +64,18 @@ def regime_map(name: PenaltyName, beta_aux: np.ndarray, *, beta_main: float = 1.
     b = torch.full_like(a, float(beta_main))
     lo_ = l_order(fn, b, a).numpy()
     fd = feature_dependence(fn, b, a).numpy()
-    return pd.DataFrame({"penalty": name, "s": s, "gamma": gamma, "beta_aux": a.numpy(),
-                         "l_order": lo_, "fd": fd, "l_plus_fd": lo_ + fd,
-                         "regime": classify(lo_, lo, hi)})
+    return pd.DataFrame(
+        {
+            "penalty": name,
+            "s": s,
+            "gamma": gamma,
+            "beta_aux": a.numpy(),
+            "l_order": lo_,
+            "fd": fd,
+            "l_plus_fd": lo_ + fd,
+            "regime": classify(lo_, lo, hi),
+        }
+    )
 
 
 def nested_window_decades(table, lo: float = 1.1, hi: float = 1.9) -> float:

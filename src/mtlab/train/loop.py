@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from mtlab.grad.step import StepRule, WeightedSum
-from mtlab.models.base import EnsembleModel, Params, per_run
+from mtlab.models.base import EnsembleModel, Params
 from mtlab.train.optim import OPTIMIZERS, EnsembleOptimizer
 
 RUNNING, CONVERGED, MAX_STEPS, FAILED = 0, 1, 2, 3
@@ -112,16 +112,24 @@ class RunOutcome:
     curve: list[dict[str, float]] = field(default_factory=list)
 
 
-def _mse_losses(model: EnsembleModel, data: TrainData, xs: Sequence[Tensor],
-                ys: Sequence[Tensor]) -> Callable[[Params], Tensor]:
+def _mse_losses(
+    model: EnsembleModel, data: TrainData, xs: Sequence[Tensor], ys: Sequence[Tensor]
+) -> Callable[[Params], Tensor]:
     def loss_fn(params: Params) -> Tensor:
-        return torch.stack([((model.forward(params, x, out) - y) ** 2).mean(-1)
-                            for x, y, out in zip(xs, ys, data.outputs, strict=True)])
+        return torch.stack(
+            [
+                ((model.forward(params, x, out) - y) ** 2).mean(-1)
+                for x, y, out in zip(xs, ys, data.outputs, strict=True)
+            ]
+        )
 
     fast = getattr(model, "mse_loss_and_grads", None)
     if fast is not None:
         loss_fn.closed_form = (  # type: ignore[attr-defined]
-            lambda params, w, trainable: fast(params, list(xs), list(ys), data.outputs, w, trainable))
+            lambda params, w, trainable: fast(
+                params, list(xs), list(ys), data.outputs, w, trainable
+            )
+        )
     return loss_fn
 
 
@@ -129,8 +137,9 @@ class _Batches:
     """Per-run minibatch index streams (each run its own generator, so batching is reproducible
     whatever the ensemble composition)."""
 
-    def __init__(self, data: TrainData, batch_size: int, seeds: Sequence[int], e: int,
-                 device: torch.device) -> None:
+    def __init__(
+        self, data: TrainData, batch_size: int, seeds: Sequence[int], e: int, device: torch.device
+    ) -> None:
         self.device = device
         self.sizes = [x.shape[1] for x in data.x]
         self.bs = [min(batch_size, n) for n in self.sizes]
@@ -140,8 +149,9 @@ class _Batches:
         self.pos = [0] * len(self.sizes)
 
     def _refill(self, t: int) -> None:
-        self.perm[t] = torch.stack([torch.randperm(self.sizes[t], generator=g)
-                                    for g in self.gens]).to(self.device)
+        self.perm[t] = torch.stack(
+            [torch.randperm(self.sizes[t], generator=g) for g in self.gens]
+        ).to(self.device)
         self.pos[t] = 0
 
     def next(self, data: TrainData) -> tuple[list[Tensor], list[Tensor]]:
@@ -149,7 +159,7 @@ class _Batches:
         for t, (x, y) in enumerate(zip(data.x, data.y, strict=True)):
             if self.perm[t] is None or self.pos[t] + self.bs[t] > self.sizes[t]:
                 self._refill(t)
-            idx = self.perm[t][:, self.pos[t]: self.pos[t] + self.bs[t]]  # type: ignore[index]
+            idx = self.perm[t][:, self.pos[t] : self.pos[t] + self.bs[t]]  # type: ignore[index]
             self.pos[t] += self.bs[t]
             rows = torch.arange(idx.shape[0], device=idx.device)[:, None]
             xs.append(x[0][idx] if x.shape[0] == 1 else x[rows, idx])
@@ -161,10 +171,19 @@ class _Batches:
         self.perm = [None if p is None else p[idx] for p in self.perm]
 
 
-def train_ensemble(model: EnsembleModel, params0: Params, data: TrainData, trainable: Sequence[str],
-                   lr: Tensor, cfg: LoopConfig, *, step_rule: StepRule | None = None,
-                   hooks: Sequence[Hook] = (), batch_seeds: Sequence[int] | None = None,
-                   on_finish: Callable[[list[RunOutcome]], None] | None = None) -> list[RunOutcome]:
+def train_ensemble(
+    model: EnsembleModel,
+    params0: Params,
+    data: TrainData,
+    trainable: Sequence[str],
+    lr: Tensor,
+    cfg: LoopConfig,
+    *,
+    step_rule: StepRule | None = None,
+    hooks: Sequence[Hook] = (),
+    batch_seeds: Sequence[int] | None = None,
+    on_finish: Callable[[list[RunOutcome]], None] | None = None,
+) -> list[RunOutcome]:
     """Train the ``E`` runs of ``params0`` (every tensor ``(E, ...)``) with per-run ``lr: (E,)``.
 
     ``trainable`` names the parameters that are updated (e.g. only the readouts for a linear
@@ -181,8 +200,9 @@ def train_ensemble(model: EnsembleModel, params0: Params, data: TrainData, train
     dtype = next(iter(params0.values())).dtype
     init = {k: v.detach().clone() for k, v in params0.items()}
     params = {k: v.detach().clone().requires_grad_(k in trainable) for k, v in params0.items()}
-    opt = EnsembleOptimizer(cfg.optimizer, params, trainable, momentum=cfg.momentum,
-                            weight_decay=cfg.weight_decay)
+    opt = EnsembleOptimizer(
+        cfg.optimizer, params, trainable, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    )
     lr = lr.detach().clone().to(dtype)
     run_ids = torch.arange(e, device=dev)
     steps = torch.zeros(e, dtype=torch.long, device=dev)
@@ -219,11 +239,16 @@ def train_ensemble(model: EnsembleModel, params0: Params, data: TrainData, train
             code = int(status[slot])
             out = RunOutcome(
                 index=rid,
-                params={k: v[slot: slot + 1].detach().clone() for k, v in params.items()},
-                status=STATUS_NAMES[code], reason=reasons.get(slot, ""),
-                steps=int(steps[slot]), restarts=int(restarts[slot]), lr=float(lr[slot]),
-                train_loss=float(last_loss[slot]), task_losses=last_tasks[:, slot].tolist(),
-                curve=curves.pop(rid))
+                params={k: v[slot : slot + 1].detach().clone() for k, v in params.items()},
+                status=STATUS_NAMES[code],
+                reason=reasons.get(slot, ""),
+                steps=int(steps[slot]),
+                restarts=int(restarts[slot]),
+                lr=float(lr[slot]),
+                train_loss=float(last_loss[slot]),
+                task_losses=last_tasks[:, slot].tolist(),
+                curve=curves.pop(rid),
+            )
             outcomes[rid] = out
             done.append(out)
         if done and on_finish is not None:
@@ -247,8 +272,9 @@ def train_ensemble(model: EnsembleModel, params0: Params, data: TrainData, train
             last_tasks = torch.where(ok, tl, last_tasks)
             if full_batch and cfg.threshold > 0:
                 status = torch.where(ok & (total < cfg.threshold), CONVERGED, status)
-            status = torch.where(ok & (status == RUNNING) & (steps >= cfg.max_steps),
-                                 MAX_STEPS, status)
+            status = torch.where(
+                ok & (status == RUNNING) & (steps >= cfg.max_steps), MAX_STEPS, status
+            )
             move = ok & (status == RUNNING)
             due = [h for h in hooks if it % h.every == 0]
             if it % cfg.log_every == 0 or due:
@@ -277,8 +303,10 @@ def train_ensemble(model: EnsembleModel, params0: Params, data: TrainData, train
                 restarts[slot] += 1
                 if int(restarts[slot]) > cfg.max_restarts:
                     status[slot] = FAILED
-                    reasons[slot] = (f"diverged (loss > {cfg.divergence_loss:g} or NaN) "
-                                     f"{int(restarts[slot])} times; last lr {float(lr[slot]):.3g}")
+                    reasons[slot] = (
+                        f"diverged (loss > {cfg.divergence_loss:g} or NaN) "
+                        f"{int(restarts[slot])} times; last lr {float(lr[slot]):.3g}"
+                    )
                     continue
                 for k in params:
                     params[k][slot] = init[k][slot]
@@ -292,8 +320,15 @@ def train_ensemble(model: EnsembleModel, params0: Params, data: TrainData, train
             for slot in newly:
                 if status[slot] != FAILED:
                     curves[int(run_ids[slot])].append(
-                        {"step": float(steps[slot]), "train_loss": float(last_loss[slot]),
-                         **{f"train_loss_{t}": v for t, v in enumerate(last_tasks[:, slot].tolist())}})
+                        {
+                            "step": float(steps[slot]),
+                            "train_loss": float(last_loss[slot]),
+                            **{
+                                f"train_loss_{t}": v
+                                for t, v in enumerate(last_tasks[:, slot].tolist())
+                            },
+                        }
+                    )
             finish(newly, reasons)
             reported[newly] = True
             still = status == RUNNING
@@ -302,8 +337,10 @@ def train_ensemble(model: EnsembleModel, params0: Params, data: TrainData, train
                 break
             if n_active < cfg.compact_below * still.numel():
                 keep = still.nonzero().flatten()
-                params = {k: v.detach()[keep].clone().requires_grad_(k in trainable)
-                          for k, v in params.items()}
+                params = {
+                    k: v.detach()[keep].clone().requires_grad_(k in trainable)
+                    for k, v in params.items()
+                }
                 init = {k: v[keep] for k, v in init.items()}
                 opt.index(keep)
                 lr, steps, restarts, status = lr[keep], steps[keep], restarts[keep], status[keep]

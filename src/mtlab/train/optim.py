@@ -21,9 +21,17 @@ OPTIMIZERS = ("sgd", "momentum", "adam")
 class EnsembleOptimizer:
     """``kind`` ∈ {sgd, momentum, adam}; state tensors mirror the trainable parameters."""
 
-    def __init__(self, kind: str, params: Params, names: Sequence[str], *, momentum: float = 0.9,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0) -> None:
+    def __init__(
+        self,
+        kind: str,
+        params: Params,
+        names: Sequence[str],
+        *,
+        momentum: float = 0.9,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
         if kind not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {kind!r}; allowed: {', '.join(OPTIMIZERS)}")
         self.kind, self.names = kind, tuple(names)

@@ -1,0 +1,201 @@
+import math
+
+import pytest
+import torch
+
+from mtlab.models import DiagonalNet
+from mtlab.train import EnsembleOptimizer, Hook, LoopConfig, TrainData, train_ensemble
+
+ALL = ["w_pos", "w_neg", "v_pos", "v_neg"]
+
+
+def _problem(e, d=40, n=12, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(e, n, d, generator=g, dtype=dtype)
+    beta = torch.zeros(e, d, dtype=dtype)
+    beta[:, :3] = torch.randn(e, 3, generator=g, dtype=dtype)
+    y = torch.einsum("end,ed->en", x, beta) / d**0.5
+    return TrainData([x / d**0.5], [y], (0,), torch.ones(1, dtype=dtype))
+
+
+def _lrs(e):
+    return torch.linspace(0.05, 0.2, e, dtype=torch.float64)
+
+
+@pytest.mark.parametrize(
+    "opt,batch", [("sgd", None), ("momentum", None), ("adam", None), ("sgd", 4)]
+)
+def test_batched_run_equals_runs_alone(opt, batch):
+    e = 5
+    net = DiagonalNet(40, 1)
+    data = _problem(e)
+    alphas = torch.tensor([1e-2, 1e-1, 3e-2, 0.5, 1e-2], dtype=torch.float64)
+    cfg = LoopConfig(
+        max_steps=3000,
+        threshold=1e-9,
+        optimizer=opt,
+        batch_size=batch,
+        log_every=500,
+        sync_every=50,
+        momentum=0.5,
+    )
+    lr = _lrs(e) if opt != "adam" else torch.full((e,), 1e-2, dtype=torch.float64)
+    together = train_ensemble(net, net.init(alphas), data, ALL, lr, cfg, batch_seeds=range(e))
+    assert len({o.steps for o in together}) > 1  # runs finish at different times (compaction)
+    for i in range(e):
+        alone = train_ensemble(
+            net,
+            net.init(alphas[i : i + 1]),
+            data.index(torch.tensor([i])),
+            ALL,
+            lr[i : i + 1],
+            cfg,
+            batch_seeds=[i],
+        )[0]
+        assert alone.status == together[i].status
+        assert alone.steps == together[i].steps
+        for k in ALL:
+            assert torch.allclose(alone.params[k], together[i].params[k], rtol=1e-9, atol=1e-12)
+
+
+def test_threshold_stops_and_budget_reports_max_steps():
+    net = DiagonalNet(40, 1)
+    data = _problem(2)
+    out = train_ensemble(
+        net,
+        net.init(torch.full((2,), 0.1, dtype=torch.float64)),
+        data,
+        ALL,
+        torch.tensor([1.0, 1e-4], dtype=torch.float64),
+        LoopConfig(max_steps=20_000, threshold=1e-8),
+    )
+    assert out[0].status == "converged" and out[0].train_loss < 1e-8 and out[0].steps < 20_000
+    assert out[1].status == "max_steps" and out[1].steps == 20_000 and out[1].train_loss > 1e-8
+
+
+def test_divergence_restarts_with_lr_over_ten():
+    net = DiagonalNet(40, 1)
+    data = _problem(1)
+    out = train_ensemble(
+        net,
+        net.init(torch.full((1,), 0.5, dtype=torch.float64)),
+        data,
+        ALL,
+        torch.tensor([200.0], dtype=torch.float64),
+        LoopConfig(max_steps=5000, threshold=1e-8, max_restarts=5, sync_every=10),
+    )[0]
+    assert out.restarts >= 1
+    assert out.lr == pytest.approx(200.0 / 10**out.restarts)
+    assert out.status == "converged"
+    assert any("restart" in p for p in out.curve)
+
+
+def test_divergence_fails_after_max_restarts_and_others_continue():
+    net = DiagonalNet(40, 1)
+    data = _problem(2)
+    out = train_ensemble(
+        net,
+        net.init(torch.full((2,), 0.5, dtype=torch.float64)),
+        data,
+        ALL,
+        torch.tensor([1e6, 0.1], dtype=torch.float64),
+        LoopConfig(max_steps=3000, threshold=1e-8, max_restarts=1, sync_every=10),
+    )
+    assert out[0].status == "failed" and "diverged" in out[0].reason and out[0].restarts == 2
+    assert out[1].status == "converged"
+    assert math.isnan(out[0].train_loss) or out[0].train_loss >= 0
+
+
+def test_readout_only_training_keeps_first_layer():
+    net = DiagonalNet(40, 1)
+    data = _problem(1)
+    p0 = net.init(torch.full((1,), 0.3, dtype=torch.float64))
+    out = train_ensemble(
+        net,
+        p0,
+        data,
+        ["v_pos", "v_neg"],
+        torch.tensor([0.1], dtype=torch.float64),
+        LoopConfig(max_steps=300),
+    )[0]
+    assert torch.equal(out.params["w_pos"], p0["w_pos"])
+    assert not torch.equal(out.params["v_pos"], p0["v_pos"])
+
+
+def test_hooks_and_curves_and_on_finish_stream():
+    net = DiagonalNet(40, 1)
+    data = _problem(3)
+    seen, calls = [], []
+
+    def hook(params, run_ids):
+        calls.append(run_ids.clone())
+        return {"w_norm": params["w_pos"].norm(dim=-1)}
+
+    out = train_ensemble(
+        net,
+        net.init(torch.full((3,), 0.1, dtype=torch.float64)),
+        data,
+        ALL,
+        torch.tensor([0.2, 0.1, 0.05], dtype=torch.float64),
+        LoopConfig(max_steps=4000, threshold=1e-8, log_every=100, sync_every=20),
+        hooks=[Hook(every=200, fn=hook)],
+        on_finish=lambda d: seen.extend(d),
+    )
+    assert sorted(o.index for o in seen) == [0, 1, 2]
+    assert calls and all(c.dtype == torch.long for c in calls)
+    for o in out:
+        steps = [p["step"] for p in o.curve if "train_loss" in p]
+        assert steps[0] == 0 and steps == sorted(steps)
+        assert any("w_norm" in p for p in o.curve)
+        assert o.curve[-1]["step"] == o.steps
+
+
+def test_input_errors():
+    net = DiagonalNet(40, 1)
+    data = _problem(1)
+    p = net.init(torch.full((1,), 0.1, dtype=torch.float64))
+    with pytest.raises(ValueError, match="not in the model"):
+        train_ensemble(net, p, data, ["bogus"], torch.tensor([0.1]), LoopConfig())
+    with pytest.raises(ValueError, match="ensemble size"):
+        train_ensemble(net, p, data, ALL, torch.tensor([0.1, 0.2]), LoopConfig())
+    with pytest.raises(ValueError, match="optimizer"):
+        LoopConfig(optimizer="lbfgs")
+    with pytest.raises(ValueError, match="max_steps"):
+        LoopConfig(max_steps=0)
+    with pytest.raises(ValueError, match="one x"):
+        TrainData([torch.zeros(1, 2, 3)], [], (0,), torch.ones(1))
+
+
+@pytest.mark.parametrize("kind", ["sgd", "momentum", "adam"])
+def test_optimizers_match_torch_optim(kind):
+    torch.manual_seed(0)
+    p_ref = torch.randn(1, 6, dtype=torch.float64, requires_grad=True)
+    p_ens = {"p": p_ref.detach().clone()}
+    ref = {
+        "sgd": lambda: torch.optim.SGD([p_ref], lr=0.05),
+        "momentum": lambda: torch.optim.SGD([p_ref], lr=0.05, momentum=0.9),
+        "adam": lambda: torch.optim.Adam([p_ref], lr=0.05),
+    }[kind]()
+    ens = EnsembleOptimizer(kind, p_ens, ["p"], momentum=0.9)
+    target = torch.randn(1, 6, dtype=torch.float64)
+    for _ in range(25):
+        ref.zero_grad()
+        ((p_ref - target) ** 4).sum().backward()
+        g = 4 * (p_ens["p"] - target) ** 3
+        ref.step()
+        ens.step(p_ens, {"p": g}, torch.tensor([0.05], dtype=torch.float64), torch.tensor([True]))
+    assert torch.allclose(p_ens["p"], p_ref.detach(), rtol=1e-10)
+
+
+def test_optimizer_mask_freezes_runs_and_reset_clears_state():
+    p = {"p": torch.ones(2, 3, dtype=torch.float64)}
+    opt = EnsembleOptimizer("momentum", p, ["p"])
+    opt.step(
+        p,
+        {"p": torch.ones(2, 3, dtype=torch.float64)},
+        torch.tensor([0.1, 0.1]),
+        torch.tensor([True, False]),
+    )
+    assert torch.all(p["p"][1] == 1) and torch.all(p["p"][0] < 1)
+    opt.reset(torch.tensor([True, False]))
+    assert torch.all(opt.state["p.buf"] == 0)

@@ -1,0 +1,149 @@
+import json
+
+import pytest
+import torch
+
+from mtlab.runs import RunStore, execute, make_config
+from mtlab.runs.diagonal import FAMILY, split_data
+
+SMALL = {
+    "d": 60,
+    "k1": 8,
+    "n_aux": 96,
+    "n_val": 50,
+    "n_test": 50,
+    "max_steps": 1500,
+    "pt_max_steps": 1500,
+    "threshold": 1e-8,
+    "log_every": 500,
+    "dtype": "float64",
+}
+
+
+def _cfgs(methods=("stl", "mtl", "ptft", "ptft_lr"), seeds=(0,), rescales=(1.0, 0.1), n=(8, 16)):
+    out = []
+    for seed in seeds:
+        for m in methods:
+            for nm in n:
+                for s in rescales if m == "ptft" else (1.0,):
+                    out.append(
+                        make_config(
+                            {**SMALL, "method": m, "seed": seed, "n_main": nm, "rescale": s}
+                        )
+                    )
+    return out
+
+
+def test_ptft_start_rescales_first_layer_and_resets_readout(tmp_path):
+    store = RunStore(tmp_path)
+    ft = make_config({**SMALL, "method": "ptft", "rescale": 0.1, "n_main": 8})
+    execute([ft.pretraining()], store, progress=False)
+    pt = store.load_params(ft.pretraining().run_id())
+    _, params, data, trainable, lr, _ = FAMILY.build([ft], store.load_params)
+    assert torch.allclose(params["w_pos"], 0.1 * pt["w_pos"])
+    assert torch.allclose(params["w_neg"], 0.1 * pt["w_neg"])
+    assert torch.all(params["v_pos"] == ft.readout_init) and ft.readout_init == pytest.approx(1e-4)
+    assert trainable == ("w_pos", "w_neg", "v_pos", "v_neg") and float(lr[0]) == ft.lr
+    lr_cfg = make_config({**SMALL, "method": "ptft_lr", "n_main": 8})
+    assert FAMILY.build([lr_cfg], store.load_params)[3] == ("v_pos", "v_neg")
+    x, y = split_data(ft, "main", "train")
+    assert torch.equal(data.x[0][0], x) and torch.equal(data.y[0][0], y)
+
+
+def test_mtl_pools_aux_and_main_samples():
+    mtl = make_config({**SMALL, "method": "mtl", "n_main": 16})
+    model, _, data, _, _, _ = FAMILY.build([mtl], lambda r: {})
+    assert model.n_tasks == 2 and data.outputs == (0, 1)
+    assert [x.shape[1] for x in data.x] == [96, 16]
+    assert torch.allclose(data.weights, torch.tensor([96 / 112, 16 / 112], dtype=torch.float64))
+
+
+def test_sweep_writes_rows_and_resumes(tmp_path):
+    cfgs = _cfgs()
+    store = RunStore(tmp_path)
+    stats = execute(cfgs, store, progress=False)
+    assert stats["trained"] == len(cfgs) + 1  # + the pretraining run
+    df = store.results()
+    for col in (
+        "study",
+        "setting",
+        "method",
+        "n_main",
+        "rescale",
+        "init_scale",
+        "seed",
+        "steps",
+        "status",
+        "train_loss",
+        "test_loss",
+        "test_risk",
+        "val_loss",
+        "run_id",
+    ):
+        assert col in df.columns
+    assert len(df) == len(cfgs) + 1 and set(df.status) <= {"converged", "max_steps"}
+    assert (tmp_path / "results.parquet").exists() and (tmp_path / "results.csv").exists()
+    assert (tmp_path / "curves.parquet").exists()
+    again = execute(cfgs, store, progress=False)
+    assert again["trained"] == 0 and again["skipped"] == len(cfgs)
+
+
+def test_chunked_equals_one_by_one(tmp_path):
+    cfgs = _cfgs(methods=("stl", "ptft"), seeds=(0, 1))
+    a, b = RunStore(tmp_path / "a"), RunStore(tmp_path / "b")
+    execute(cfgs, a, chunk=1, progress=False)
+    execute(cfgs, b, chunk="auto", progress=False)
+    ra = a.results().set_index("run_id").sort_index()
+    rb = b.results().set_index("run_id").sort_index()
+    assert list(ra.index) == list(rb.index)
+    assert (ra.steps == rb.steps).all() and (ra.status == rb.status).all()
+    assert torch.allclose(
+        torch.tensor(ra.test_risk.values), torch.tensor(rb.test_risk.values), rtol=1e-6, atol=1e-12
+    )
+
+
+def test_interrupted_sweep_loses_no_finished_run(tmp_path):
+    cfgs = _cfgs(methods=("stl",), seeds=(0, 1, 2))
+    store = RunStore(tmp_path)
+    real_add = store.add
+    count = {"n": 0}
+
+    def add(row, curve=None, params=None):
+        if count["n"] == 3:
+            raise KeyboardInterrupt
+        real_add(row, curve, params)
+        count["n"] += 1
+
+    store.add = add  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        execute(cfgs, store, chunk=1, progress=False)
+    assert len(RunStore(tmp_path).done_ids()) == 3
+    stats = execute(cfgs, RunStore(tmp_path), progress=False)
+    assert stats["trained"] == len(cfgs) - 3 and stats["skipped"] == 3
+    assert len(RunStore(tmp_path).results()) == len(cfgs)
+
+
+def test_store_ignores_a_torn_last_line(tmp_path):
+    store = RunStore(tmp_path)
+    store.add({"run_id": "a", "x": 1.0})
+    with open(store.rows_path, "a") as f:
+        f.write('{"run_id": "b", "x"')
+    assert store.done_ids() == {"a"}
+    store.add({"run_id": "a", "x": float("nan")})
+    rows = store.rows()
+    assert len(rows) == 1 and rows[0]["x"] is None
+    with pytest.raises(FileNotFoundError, match="no stored parameters"):
+        store.load_params("zzz")
+    with pytest.raises(FileNotFoundError, match=r"config\.yaml"):
+        store.read_config()
+    assert json.loads((store.write_json("x.json", {"a": 1})).read_text()) == {"a": 1}
+
+
+def test_missing_pretraining_params_are_recomputed(tmp_path):
+    ft = make_config({**SMALL, "method": "ptft", "n_main": 8})
+    store = RunStore(tmp_path)
+    execute([ft], store, progress=False)
+    (tmp_path / "params" / f"{ft.pretraining().run_id()}.pt").unlink()
+    ft2 = make_config({**SMALL, "method": "ptft", "n_main": 16})
+    stats = execute([ft2], store, progress=False)
+    assert stats["trained"] == 2

@@ -33,7 +33,7 @@ def test_setting_defaults_are_resolved():
     c = make_config({"setting": "nested_subset"})
     assert (c.k2, c.overlap, c.main_signs) == (5, 5, "same")
     c = make_config({"setting": "partial_overlap"})
-    assert (c.k2, c.overlap) == (10, 5)
+    assert (c.k2, c.overlap) == (40, 20)
     c = make_config({"setting": "new_dims", "k2": 8})
     assert (c.k2, c.overlap, c.main_signs) == (8, 0, "random")
     assert make_config({"setting": "all_aux"}).k2 == 40

@@ -57,6 +57,11 @@ def test_mtl_penalties_limits_and_homogeneity():
     b, a = torch.tensor([0.01]), torch.tensor([10.0])
     assert float(mtl_incremental_penalty(b, a)) == pytest.approx(0.01**2 / 20, rel=1e-4)
     assert float(mtl_incremental_penalty(a, b)) == pytest.approx(10.0, rel=1e-2)
+    assert float(mtl_incremental_penalty(torch.tensor([0.0]), torch.tensor([0.0]))) == 0
+    # no cancellation for |a| ≫ |β|: R = β²/(2|a|) to full precision
+    assert float(
+        mtl_incremental_penalty(torch.tensor([1.0]), torch.tensor([1e8]))
+    ) == pytest.approx(0.5e-8, rel=1e-9)
     ba, bm = torch.randn(7, dtype=torch.float64), torch.randn(7, dtype=torch.float64)
     assert float(mtl_penalty(3 * ba, 3 * bm)) == pytest.approx(3 * float(mtl_penalty(ba, bm)))
     assert float(mtl_incremental_penalty(3 * bm, 3 * ba)) == pytest.approx(
@@ -118,7 +123,7 @@ def test_l_order_limits():
 
 
 def test_nested_window_wider_for_ptft_than_mtl():
-    a = np.logspace(-8, 4, 481)
+    a = np.logspace(-8, 6, 561)
     w_mtl = nested_window_decades(regime_map("mtl", a))
     w_ft = nested_window_decades(regime_map("ptft", a))
     assert w_ft > w_mtl + 2

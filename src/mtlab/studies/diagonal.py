@@ -53,14 +53,14 @@ PRESETS = {
     ),
     "quick": Preset(
         "quick",
-        "d=1000, k1=40, n_aux=1024 (paper geometry), n_main 16/32/64, "
+        "d=1000, k1=40, n_aux=1024 (paper geometry), n_main 16/32/64/128, "
         "20k-step budgets, threshold 1e-8, 2 seeds",
         2,
         {
             "d": 1000,
             "k1": 40,
             "n_aux": 1024,
-            "n_main": (16, 32, 64),
+            "n_main": (16, 32, 64, 128),
             "rescale": RESCALES_QUICK,
             "max_steps": 20_000,
             "pt_max_steps": 20_000,
@@ -175,14 +175,14 @@ class DiagonalStudy(Study):
     def _penalty_part(self, fig_dir: Path) -> tuple[list[Claim], Section]:
         from mtlab.theory import nested_window_decades, regime_map
 
-        a = np.logspace(-8, 4, 481)
+        a = np.logspace(-8, 6, 561)
         maps = {"MTL": regime_map("mtl", a)}
         for sv in (1.0, 0.1, 0.01):
             maps[f"PT+FT s={sv:g}"] = regime_map("ptft", a, s=sv)
         widths = {k: nested_window_decades(v) for k, v in maps.items()}
         cons = max(float(np.abs(v["l_plus_fd"] - 1).max()) for v in maps.values())
         p = plt()
-        fig, (ax1, ax2) = p.subplots(1, 2, figsize=(10, 3.6))
+        fig, (ax1, ax2) = p.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
         for k, v in maps.items():
             ax1.semilogx(v.beta_aux, v.l_order, label=f"{k} (window {widths[k]:.1f} dec.)")
             ax2.semilogx(v.beta_aux, v.fd, label=k)
@@ -425,7 +425,7 @@ class DiagonalStudy(Study):
         if df.empty:
             return [], Section("4. Theory vs gradient descent", "No converged runs to compare.")
         p = plt()
-        fig, ax = p.subplots(figsize=(7, 3.6))
+        fig, ax = p.subplots(figsize=(7, 3.6), layout="constrained")
         groups = [(k, g.rel_distance.to_numpy()) for k, g in df.groupby("prediction")]
         ax.boxplot([g for _, g in groups], showfliers=True)
         ax.set_xticks(range(1, len(groups) + 1), [k for k, _ in groups], rotation=15, fontsize=8)

@@ -40,7 +40,7 @@ def summarise(df, by: list[str], value: str):
 
 def save(fig, fig_dir: Path, name: str) -> str:
     fig_dir.mkdir(parents=True, exist_ok=True)
-    fig.savefig(fig_dir / name, dpi=110, bbox_inches="tight")
+    fig.savefig(fig_dir / name, dpi=110)
     plt().close(fig)
     return name
 
@@ -49,7 +49,13 @@ def panel_grid(n: int, ncols: int = 3, size: tuple[float, float] = (4.2, 3.3)):
     p = plt()
     ncols = min(ncols, n)
     nrows = int(np.ceil(n / ncols))
-    fig, axes = p.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False)
+    fig, axes = p.subplots(
+        nrows,
+        ncols,
+        figsize=(size[0] * ncols, size[1] * nrows),
+        squeeze=False,
+        layout="constrained",
+    )
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, list(axes.flat[:n])

@@ -16,10 +16,11 @@ identical      k1           k1           same         the main task *is* the aux
 nested_subset  5 (< k1)     k2           same         a sparse subset of the pretrained features
 all_aux        k1           k1           random       every pretrained feature, new sign pattern
 new_dims       5            0            random       disjoint support: only new features
-partial_overlap 10          k2 // 2      same         half shared, half new
+partial_overlap k1          k2 // 2      same         half of the main support shared, half new
 ============== ============ ============ ===========  =============================================
 
-``all_aux`` redraws the signs because with the paper's construction "all k1 with the same signs"
+``partial_overlap`` follows the authors' overlap sweep (k2 = k1, a chosen number of shared
+coordinates). ``all_aux`` redraws the signs because with the paper's construction "all k1 with the same signs"
 *is* ``identical``; with new signs the main task still lies in the span of the pretrained features
 but is a different function of them.
 
@@ -54,7 +55,7 @@ def setting_defaults(setting: str, k1: int) -> dict[str, object]:
     if setting == "new_dims":
         return {"k2": 5, "overlap": 0, "main_signs": "random"}
     if setting == "partial_overlap":
-        return {"k2": 10, "overlap": None, "main_signs": "same"}
+        return {"k2": k1, "overlap": None, "main_signs": "same"}
     raise ValueError(f"unknown setting {setting!r}; allowed: {', '.join(SETTINGS)}")
 
 

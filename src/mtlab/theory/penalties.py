@@ -56,8 +56,10 @@ def mtl_penalty(beta_aux: Tensor, beta_main: Tensor) -> Tensor:
 
 def mtl_incremental_penalty(beta: Tensor, beta_aux: Tensor) -> Tensor:
     """``R_MTL(β; a) = Σ_i √(β_i² + a_i²) − |a_i|`` — ≈ β²/(2|a|) for |a| ≫ |β|, ≈ |β| for |a| ≪ |β|."""
-    a = _t(beta_aux)
-    return (torch.sqrt(_t(beta) ** 2 + a**2) - a.abs()).sum(-1)
+    a, b = _t(beta_aux), _t(beta)
+    # β²/(√(β²+a²) + |a|): the same value without cancellation when |a| ≫ |β|
+    den = torch.sqrt(b * b + a * a) + a.abs()
+    return torch.where(den > 0, b * b / torch.where(den > 0, den, 1.0), 0.0).sum(-1)
 
 
 def ptft_scale(beta_aux: Tensor, gamma: float | Tensor = 0.0, s: float | Tensor = 1.0) -> Tensor:

@@ -76,7 +76,7 @@ def paper_projection(probe_steps: int = 300) -> dict:
         rows.append(
             {
                 "method": key[0],
-                "n_main": key[4],
+                "n_main": key[5],
                 "runs": len(group),
                 "chunk": size,
                 "us_per_run_step": per_run_step * 1e6,

@@ -114,3 +114,13 @@ def test_load_sweep_file_errors(tmp_path):
     bad.write_text("grid: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_sweep(bad)
+
+
+def test_example_sweeps_validate():
+    from pathlib import Path
+
+    files = sorted((Path(__file__).parents[1] / "examples").glob("*.yaml"))
+    assert files
+    for f in files:
+        _, cfgs = load_sweep(f)
+        assert cfgs

@@ -147,3 +147,25 @@ def test_missing_pretraining_params_are_recomputed(tmp_path):
     ft2 = make_config({**SMALL, "method": "ptft", "n_main": 16})
     stats = execute([ft2], store, progress=False)
     assert stats["trained"] == 2
+
+
+def test_curves_log_val_and_test_losses_per_task(tmp_path):
+    mtl = make_config({**SMALL, "method": "mtl", "n_main": 16, "init_scale": 1e-6})
+    store = RunStore(tmp_path)
+    execute([mtl], store, progress=False)
+    curves = store.curves()
+    metrics = set(curves.metric)
+    assert {
+        "val_loss_aux",
+        "val_loss_main",
+        "test_loss_aux",
+        "test_loss_main",
+        "test_risk",
+        "train_loss_0",
+        "train_loss_1",
+    } <= metrics
+    first = curves[(curves.step == 0) & (curves.metric == "val_loss_main")].value.iloc[0]
+    _, y = split_data(mtl, "main", "val")
+    assert first == pytest.approx(float((y**2).mean()), rel=1e-6)  # β ≈ 0 at init
+    last = curves[curves.metric == "test_loss_main"].sort_values("step").value.iloc[-1]
+    assert last < first

@@ -255,9 +255,10 @@ def train_ensemble(
             on_finish(done)
 
     reported = torch.zeros(e, dtype=torch.bool, device=dev)
+    running = torch.ones(e, dtype=torch.bool, device=dev)
+    check_threshold = full_batch and cfg.threshold > 0
     it = 0
     while True:
-        active = status == RUNNING
         if batches is None:
             xs, ys = data.x, data.y
         else:
@@ -266,22 +267,27 @@ def train_ensemble(
         with torch.no_grad():
             tl = out.task_losses
             total = (out.task_weights * tl).sum(0)
-            bad |= active & (~torch.isfinite(total) | (total > cfg.divergence_loss))
-            ok = active & ~bad
-            last_loss = torch.where(ok, total, last_loss)
-            last_tasks = torch.where(ok, tl, last_tasks)
-            if full_batch and cfg.threshold > 0:
-                status = torch.where(ok & (total < cfg.threshold), CONVERGED, status)
-            status = torch.where(
-                ok & (status == RUNNING) & (steps >= cfg.max_steps), MAX_STEPS, status
-            )
-            move = ok & (status == RUNNING)
+            bad |= ~(total <= cfg.divergence_loss)  # also catches NaN; finished runs ignored
+            alive = running & ~bad
+            last_loss = torch.where(alive, total, last_loss)
+            last_tasks = torch.where(alive, tl, last_tasks)
+            move = alive
+            if check_threshold:
+                conv = alive & (total < cfg.threshold)
+                status.masked_fill_(conv, CONVERGED)
+                running &= ~conv
+                move = alive & ~conv
+            if it >= cfg.max_steps:  # a run's steps can reach the budget only after that many
+                hit = move & (steps >= cfg.max_steps)
+                status.masked_fill_(hit, MAX_STEPS)
+                running &= ~hit
+                move = move & ~hit
             due = [h for h in hooks if it % h.every == 0]
             if it % cfg.log_every == 0 or due:
                 extra: dict[str, Tensor] = {}
                 for h in due:
                     extra.update(h.fn(params, run_ids))
-                log(tl, total, active & ~bad, extra)
+                log(tl, total, alive, extra)
             opt.step(params, out.grads, lr, move)
             steps += move
 
@@ -295,14 +301,17 @@ def train_ensemble(
                 ftl = full_loss_fn(params)
                 ftot = (data.weights if data.weights.ndim == 2 else data.weights[:, None]) * ftl
                 ftot = ftot.sum(0)
-                conv = (status == RUNNING) & ~bad & (ftot < cfg.threshold)
+                conv = running & ~bad & (ftot < cfg.threshold)
                 last_loss = torch.where(conv, ftot, last_loss)
                 last_tasks = torch.where(conv, ftl, last_tasks)
-                status = torch.where(conv, CONVERGED, status)
+                status.masked_fill_(conv, CONVERGED)
+                running &= ~conv
+            bad &= running
             for slot in bad.nonzero().flatten().tolist():
                 restarts[slot] += 1
                 if int(restarts[slot]) > cfg.max_restarts:
                     status[slot] = FAILED
+                    running[slot] = False
                     reasons[slot] = (
                         f"diverged (loss > {cfg.divergence_loss:g} or NaN) "
                         f"{int(restarts[slot])} times; last lr {float(lr[slot]):.3g}"
@@ -314,7 +323,7 @@ def train_ensemble(
                 steps[slot] = 0
                 curves[int(run_ids[slot])].append({"step": 0.0, "restart": float(restarts[slot])})
             if bad.any():
-                opt.reset(bad & (status == RUNNING))
+                opt.reset(bad & running)
             bad.zero_()
             newly = ((status != RUNNING) & ~reported).nonzero().flatten().tolist()
             for slot in newly:
@@ -331,7 +340,7 @@ def train_ensemble(
                     )
             finish(newly, reasons)
             reported[newly] = True
-            still = status == RUNNING
+            still = running
             n_active = int(still.sum())
             if n_active == 0:
                 break
@@ -345,7 +354,7 @@ def train_ensemble(
                 opt.index(keep)
                 lr, steps, restarts, status = lr[keep], steps[keep], restarts[keep], status[keep]
                 bad, last_loss, last_tasks = bad[keep], last_loss[keep], last_tasks[:, keep]
-                reported, run_ids = reported[keep], run_ids[keep]
+                reported, run_ids, running = reported[keep], run_ids[keep], running[keep]
                 data = data.index(keep)
                 full_loss_fn = _mse_losses(model, data, data.x, data.y)
                 if batches is not None:

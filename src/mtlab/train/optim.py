@@ -49,29 +49,34 @@ class EnsembleOptimizer:
 
     @torch.no_grad()
     def step(self, params: Params, grads: dict[str, Tensor], lr: Tensor, mask: Tensor) -> None:
-        """Update runs where ``mask: (E,)`` is true, in place; ``lr: (E,)``."""
+        """Update the runs where ``mask: (E,)`` is true, in place; ``lr: (E,)``.
+
+        Masked runs keep their parameters (their step is multiplied by a zero learning rate);
+        their optimiser state may still move, which is harmless: a run is only masked once it
+        has finished (it never moves again) or diverged (its state is reset on restart).
+        """
+        lr_eff = lr * mask
         if self.kind == "adam":
-            t = self.state["t"] = self.state["t"] + mask.to(self.state["t"])
+            t = self.state["t"]
+            t += mask
             b1, b2 = self.betas
             c1 = 1 - b1 ** t.clamp(min=1)
             c2 = 1 - b2 ** t.clamp(min=1)
         for n in self.names:
             p, g = params[n], grads[n]
-            m = per_run(mask, p)
             if self.weight_decay:
                 g = g + self.weight_decay * p
             if self.kind == "sgd":
                 upd = g
             elif self.kind == "momentum":
-                buf = self.state[f"{n}.buf"]
-                buf.copy_(torch.where(m, self.momentum * buf + g, buf))
-                upd = buf
+                upd = self.state[f"{n}.buf"]
+                upd.mul_(self.momentum).add_(g)
             else:
                 mm, vv = self.state[f"{n}.m"], self.state[f"{n}.v"]
-                mm.copy_(torch.where(m, b1 * mm + (1 - b1) * g, mm))
-                vv.copy_(torch.where(m, b2 * vv + (1 - b2) * g * g, vv))
+                mm.mul_(b1).add_(g, alpha=1 - b1)
+                vv.mul_(b2).addcmul_(g, g, value=1 - b2)
                 upd = (mm / per_run(c1, p)) / ((vv / per_run(c2, p)).sqrt() + self.eps)
-            p.copy_(torch.where(m, p - per_run(lr, p) * upd, p))
+            p.addcmul_(per_run(lr_eff, p), upd, value=-1)
 
     @torch.no_grad()
     def reset(self, runs: Tensor) -> None:

@@ -92,7 +92,7 @@ def test_gradient_descent_matches_exact_flow_from_arbitrary_start(problem):
     }
     params.update(
         {
-            k: 0.02 * torch.rand(1, d, 1, generator=g, dtype=torch.float64)
+            k: 0.02 * torch.rand(1, 1, d, generator=g, dtype=torch.float64)
             for k in ("v_pos", "v_neg")
         }
     )
@@ -116,8 +116,8 @@ def test_linear_probe_closed_form_matches_readout_only_training(problem):
     w = {k: 0.2 + torch.rand(1, d, generator=g, dtype=torch.float64) for k in ("w_pos", "w_neg")}
     params = {
         **w,
-        "v_pos": torch.full((1, d, 1), 1e-3, dtype=torch.float64),
-        "v_neg": torch.full((1, d, 1), 1e-3, dtype=torch.float64),
+        "v_pos": torch.full((1, 1, d), 1e-3, dtype=torch.float64),
+        "v_neg": torch.full((1, 1, d), 1e-3, dtype=torch.float64),
     }
     beta, _ = _train(x, y, params, 0.01, 100_000, trainable=("v_pos", "v_neg"))
     pred = linear_probe_interpolant(

@@ -199,3 +199,30 @@ def test_optimizer_mask_freezes_runs_and_reset_clears_state():
     assert torch.all(p["p"][1] == 1) and torch.all(p["p"][0] < 1)
     opt.reset(torch.tensor([True, False]))
     assert torch.all(opt.state["p.buf"][0] == 0) and torch.all(opt.state["p.buf"][1] != 0)
+
+
+def test_zero_padded_runs_with_different_sample_counts_equal_runs_alone():
+    """Runs with n = 7 and n = 12 rows share one ensemble through padding + counts."""
+    net = DiagonalNet(40, 1)
+    full = _problem(2)
+    x, y = full.x[0].clone(), full.y[0].clone()
+    x[0, 7:] = 0
+    y[0, 7:] = 0
+    padded = TrainData(
+        [x], [y], (0,), full.weights, [torch.tensor([7.0, 12.0], dtype=torch.float64)]
+    )
+    cfg = LoopConfig(max_steps=3000, threshold=1e-9, sync_every=50)
+    alphas = torch.tensor([0.1, 0.05], dtype=torch.float64)
+    together = train_ensemble(net, net.init(alphas), padded, ALL, _lrs(2), cfg)
+    short = TrainData([full.x[0][:1, :7]], [full.y[0][:1, :7]], (0,), full.weights)
+    alone = [
+        train_ensemble(net, net.init(alphas[:1]), short, ALL, _lrs(2)[:1], cfg)[0],
+        train_ensemble(
+            net, net.init(alphas[1:]), full.index(torch.tensor([1])), ALL, _lrs(2)[1:], cfg
+        )[0],
+    ]
+    for a, b in zip(alone, together, strict=True):
+        assert a.steps == b.steps and a.status == b.status
+        assert torch.allclose(a.params["w_pos"], b.params["w_pos"], rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="full-batch"):
+        train_ensemble(net, net.init(alphas), padded, ALL, _lrs(2), LoopConfig(batch_size=4))

@@ -55,7 +55,15 @@ def test_mtl_pools_aux_and_main_samples():
     model, _, data, _, _, _ = FAMILY.build([mtl], lambda r: {})
     assert model.n_tasks == 2 and data.outputs == (0, 1)
     assert [x.shape[1] for x in data.x] == [96, 16]
-    assert torch.allclose(data.weights, torch.tensor([96 / 112, 16 / 112], dtype=torch.float64))
+    assert torch.allclose(
+        data.weights[:, 0], torch.tensor([96 / 112, 16 / 112], dtype=torch.float64)
+    )
+    # MTL runs with different n_main share one ensemble: aux inputs shared, main sets padded
+    other = make_config({**SMALL, "method": "mtl", "n_main": 8, "setting": "new_dims"})
+    assert FAMILY.group_key(mtl) == FAMILY.group_key(other)
+    _, _, data, _, _, _ = FAMILY.build([mtl, other], lambda r: {})
+    assert data.x[0].shape[0] == 1 and data.x[1].shape == (2, 16, 60)
+    assert data.counts[1].tolist() == [16.0, 8.0] and torch.all(data.x[1][1, 8:] == 0)
 
 
 def test_sweep_writes_rows_and_resumes(tmp_path):
@@ -89,7 +97,7 @@ def test_sweep_writes_rows_and_resumes(tmp_path):
 
 
 def test_chunked_equals_one_by_one(tmp_path):
-    cfgs = _cfgs(methods=("stl", "ptft"), seeds=(0, 1))
+    cfgs = _cfgs(methods=("stl", "ptft", "mtl"), seeds=(0, 1))
     a, b = RunStore(tmp_path / "a"), RunStore(tmp_path / "b")
     execute(cfgs, a, chunk=1, progress=False)
     execute(cfgs, b, chunk="auto", progress=False)

@@ -1,12 +1,13 @@
 """Two-layer diagonal linear networks (Lippl & Lindsey 2024, §1.1; Woodworth et al. 2020).
 
-Task ``t`` predicts ``f_t(x) = xᵀβ_t`` with ``β_t = w₊ ⊙ v₊[:, t] − w₋ ⊙ v₋[:, t]``. The first
-layer ``w₊, w₋ ∈ ℝᵈ`` is **shared**; the readouts ``v₊, v₋ ∈ ℝ^{d×T}`` are **task-specific**. The
+Task ``t`` predicts ``f_t(x) = xᵀβ_t`` with ``β_t = w₊ ⊙ v₊[t] − w₋ ⊙ v₋[t]``. The first
+layer ``w₊, w₋ ∈ ℝᵈ`` is **shared**; the readouts ``v₊, v₋ ∈ ℝ^{T×d}`` are **task-specific**. The
 ± paths let coefficients take both signs. With all entries initialised to α the network is
 balanced (``w = v``) and gradient flow keeps it so, which gives the implicit penalty
 ``Q_α`` of :func:`mtlab.theory.stl_penalty`.
 
-Parameter shapes (ensemble of ``E`` runs): ``w_pos, w_neg: (E, d)``; ``v_pos, v_neg: (E, d, T)``.
+Parameter shapes (ensemble of ``E`` runs): ``w_pos, w_neg: (E, d)``; ``v_pos, v_neg: (E, T, d)``
+(task-major, so each task's readout is contiguous).
 """
 
 from __future__ import annotations
@@ -53,21 +54,19 @@ class DiagonalNet:
         scale = torch.as_tensor(scale, dtype=dtype, device=device).reshape(-1)
         e = scale.shape[0]
         w = scale[:, None].expand(e, self.d).clone()
-        v = scale[:, None, None].expand(e, self.d, self.n_tasks).clone()
+        v = scale[:, None, None].expand(e, self.n_tasks, self.d).clone()
         return {"w_pos": w, "w_neg": w.clone(), "v_pos": v, "v_neg": v.clone()}
 
     def coefficients(self, params: Params) -> Tensor:
-        """The end-to-end linear maps ``β: (E, d, T)``."""
+        """The end-to-end linear maps ``β: (E, T, d)``."""
         return (
-            params["w_pos"][..., None] * params["v_pos"]
-            - params["w_neg"][..., None] * params["v_neg"]
+            params["w_pos"][:, None] * params["v_pos"] - params["w_neg"][:, None] * params["v_neg"]
         )
 
     def task_coefficients(self, params: Params, task: int) -> Tensor:
         """``β_task: (E, d)``."""
         return (
-            params["w_pos"] * params["v_pos"][..., task]
-            - params["w_neg"] * params["v_neg"][..., task]
+            params["w_pos"] * params["v_pos"][:, task] - params["w_neg"] * params["v_neg"][:, task]
         )
 
     def forward(self, params: Params, x: Tensor, task: int) -> Tensor:
@@ -99,32 +98,40 @@ class DiagonalNet:
         outputs: tuple[int, ...],
         weights: Tensor,
         trainable: tuple[str, ...] | list[str],
+        counts: list[Tensor | None] | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Closed-form gradients of ``Σ_i w_i · MSE_i`` (a fast path for the default step rule).
 
         For data entry ``i`` scored by output ``t``: ``r_i = X_i β_t − y_i``,
         ``∂MSE_i/∂β_t = (2/n_i) X_iᵀ r_i``; with ``G_t = Σ_i w_i ∂MSE_i/∂β_t``:
-        ``∂/∂w± = ±Σ_t G_t ⊙ v±[:, t]`` and ``∂/∂v±[:, t] = ±G_t ⊙ w±``. ``weights: (T, E)``.
+        ``∂/∂w± = ±Σ_t G_t ⊙ v±[t]`` and ``∂/∂v±[t] = ±G_t ⊙ w±``. ``weights: (T, E)``.
+        ``counts[i]: (E,)`` gives per-run sample counts of zero-padded entries (``n_i`` otherwise).
         Returns the per-entry losses ``(T, E)`` and the gradients of ``trainable``; agrees with
         autograd (tested).
         """
         w_pos, w_neg, v_pos, v_neg = (params[k] for k in ("w_pos", "w_neg", "v_pos", "v_neg"))
-        losses, g_beta = [], torch.zeros_like(v_pos)
-        betas = {t: w_pos * v_pos[..., t] - w_neg * v_neg[..., t] for t in set(outputs)}
-        for i, (x, y, t) in enumerate(zip(xs, ys, outputs, strict=True)):
+        losses: list[Tensor] = []
+        g_beta: dict[int, Tensor] = {}  # G_t: (E, d)
+        betas = {t: w_pos * v_pos[:, t] - w_neg * v_neg[:, t] for t in set(outputs)}
+        counts = counts or [None] * len(xs)
+        for i, (x, y, t, c) in enumerate(zip(xs, ys, outputs, counts, strict=True)):
             r = _matvec(x, betas[t]) - y  # (E, n)
-            losses.append((r * r).mean(-1))
-            scale = weights[i] * (2.0 / r.shape[-1])
+            n = r.shape[-1] if c is None else c
+            losses.append((r * r).sum(-1) / n)
+            scale = weights[i] * (2.0 / n)
             # (E, d) = X_iᵀ r_i per run; one matrix product when the inputs are shared
             g = r @ x[0] if x.shape[0] == 1 else torch.matmul(r.unsqueeze(-2), x).squeeze(-2)
-            g_beta[..., t] += g * scale[:, None]
+            g = g * scale[:, None]
+            g_beta[t] = g_beta[t] + g if t in g_beta else g
+        zero = torch.zeros_like(w_pos)
+        gb = [g_beta.get(t, zero) for t in range(v_pos.shape[1])]
         grads: dict[str, Tensor] = {}
         if "w_pos" in trainable:
-            grads["w_pos"] = (g_beta * v_pos).sum(-1)
+            grads["w_pos"] = sum(g * v_pos[:, t] for t, g in enumerate(gb))  # type: ignore[assignment]
         if "w_neg" in trainable:
-            grads["w_neg"] = -(g_beta * v_neg).sum(-1)
+            grads["w_neg"] = -sum(g * v_neg[:, t] for t, g in enumerate(gb))  # type: ignore[operator]
         if "v_pos" in trainable:
-            grads["v_pos"] = g_beta * w_pos[..., None]
+            grads["v_pos"] = torch.stack([g * w_pos for g in gb], 1)
         if "v_neg" in trainable:
-            grads["v_neg"] = -g_beta * w_neg[..., None]
+            grads["v_neg"] = -torch.stack([g * w_neg for g in gb], 1)
         return torch.stack(losses), grads

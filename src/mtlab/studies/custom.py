@@ -11,7 +11,7 @@ from typing import ClassVar
 
 from mtlab.runs.store import RunStore
 from mtlab.studies.base import Analysis, Preset, Section, Study, register
-from mtlab.studies.plotting import errorline, panel_grid, save, summarise
+from mtlab.studies.plotting import errorline, panel_grid, save, style_loss_vs_n, summarise
 
 
 class CustomStudy(Study):
@@ -43,11 +43,7 @@ class CustomStudy(Study):
                 sub = cells[cells.setting == setting]
                 for label, g in sub.groupby("label"):
                     errorline(ax, g.n_main, g["mean"], g["se"], str(label))
-                ax.set_xscale("log", base=2)
-                ax.set_yscale("log")
-                ax.set_title(setting)
-                ax.set_xlabel("n_main")
-                ax.set_ylabel("test loss / zero predictor")
+                style_loss_vs_n(ax, setting)
             axes[0].legend(fontsize=7)
             name = save(fig, fig_dir, "test_loss.png")
             table = cells.pivot_table(index=["setting", "label"], columns="n_main", values="mean")

@@ -25,7 +25,7 @@ import numpy as np
 from mtlab.runs.config import DiagonalRunConfig, make_config
 from mtlab.runs.store import RunStore
 from mtlab.studies.base import Analysis, Claim, Preset, Section, Study, register
-from mtlab.studies.plotting import errorline, panel_grid, plt, save, summarise
+from mtlab.studies.plotting import errorline, panel_grid, plt, save, style_loss_vs_n, summarise
 from mtlab.tasks.sparse_teacher import SETTINGS
 
 RESCALES_QUICK = (1.0, 0.1, 0.01, 0.001)
@@ -240,11 +240,7 @@ class DiagonalStudy(Study):
                 g = sub[sub.method == method]
                 if len(g):
                     errorline(ax, g.n_main, g["mean"], g["se"], METHOD_LABEL[method])
-            ax.set_xscale("log", base=2)
-            ax.set_yscale("log")
-            ax.set_title(setting)
-            ax.set_xlabel("n_main")
-            ax.set_ylabel("test loss / zero predictor")
+            style_loss_vs_n(ax, setting)
         axes[0].legend(fontsize=7)
         fig_name = save(fig, fig_dir, "generalization.png")
         claims = []
@@ -344,11 +340,7 @@ class DiagonalStudy(Study):
                         linestyle=style,
                         color="k" if method == "stl" else "0.5",
                     )
-            ax.set_xscale("log", base=2)
-            ax.set_yscale("log")
-            ax.set_title(setting)
-            ax.set_xlabel("n_main")
-            ax.set_ylabel("test loss / zero predictor")
+            style_loss_vs_n(ax, setting)
         axes[0].legend(fontsize=7)
         fig_name = save(fig, fig_dir, "rescaling.png")
         ptft = cells[cells.method == "ptft"]
@@ -580,12 +572,10 @@ def theory_agreement(store: RunStore, max_train_loss: float | None = None) -> li
         label = METHOD_LABEL[cfg.method]
         if cfg.method == "ptft_lr":
             preds[f"{label}: min-norm readout"] = linear_probe_interpolant(
-                x, y, w["w_pos"], w["w_neg"], w["v_pos"][:, 0], w["v_neg"][:, 0]
+                x, y, w["w_pos"], w["w_neg"], w["v_pos"][0], w["v_neg"][0]
             )
         else:
-            pot = diagonal_flow_potential(
-                w["w_pos"], w["w_neg"], w["v_pos"][:, 0], w["v_neg"][:, 0]
-            )
+            pot = diagonal_flow_potential(w["w_pos"], w["w_neg"], w["v_pos"][0], w["v_neg"][0])
             preds[f"{label}: exact flow"] = min_penalty_interpolant(x, y, pot).beta
             if cfg.method == "ptft":
                 a = net.task_coefficients({k: v.double() for k, v in pt.items()}, 0)[0].numpy()

@@ -75,3 +75,12 @@ def errorline(ax, x, mean, se, label: str, **kw) -> None:
         linewidth=1.3,
         **kw,
     )
+
+
+def style_loss_vs_n(ax, title: str) -> None:
+    """Log-log axes of a test-loss-against-n_main panel."""
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.set_xlabel("n_main")
+    ax.set_ylabel("test loss / zero predictor")

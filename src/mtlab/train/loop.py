@@ -67,21 +67,42 @@ class LoopConfig:
 class TrainData:
     """Training sets of an ensemble: per data entry ``i``, inputs ``x[i]: (E or 1, n_i, d)`` and
     targets ``y[i]: (E or 1, n_i)`` scored by model output ``outputs[i]``; the loss is
-    ``Σ_i weights[i] · MSE_i`` with ``weights: (T,)`` or ``(T, E)``."""
+    ``Σ_i weights[i] · MSE_i`` with ``weights: (T,)`` or ``(T, E)``.
+
+    Runs may have different sample counts for the same entry: pad their rows with zeros (x = 0,
+    y = 0, so padded residuals vanish) and give ``counts[i]: (E,)``, the true number of rows per
+    run; the MSE then divides by it. ``counts[i] = None`` means every row is real. Padding is for
+    full-batch training only.
+    """
 
     x: list[Tensor]
     y: list[Tensor]
     outputs: tuple[int, ...]
     weights: Tensor
+    counts: list[Tensor | None] | None = None
 
     def __post_init__(self) -> None:
         if not (len(self.x) == len(self.y) == len(self.outputs) == self.weights.shape[0]):
             raise ValueError("TrainData needs one x, y, output index and weight per task")
+        if self.counts is None:
+            self.counts = [None] * len(self.x)
+        if len(self.counts) != len(self.x):
+            raise ValueError("TrainData.counts needs one entry (or None) per task")
+
+    @property
+    def padded(self) -> bool:
+        return any(c is not None for c in self.counts or [])
 
     def index(self, idx: Tensor) -> TrainData:
-        pick = lambda t: t if t.shape[0] == 1 else t[idx]  # noqa: E731
+        pick = lambda t: t if t is None or t.shape[0] == 1 else t[idx]  # noqa: E731
         w = self.weights if self.weights.ndim == 1 else self.weights[:, idx]
-        return TrainData([pick(x) for x in self.x], [pick(y) for y in self.y], self.outputs, w)
+        return TrainData(
+            [pick(x) for x in self.x],
+            [pick(y) for y in self.y],
+            self.outputs,
+            w,
+            [pick(c) for c in self.counts or []],
+        )
 
 
 @dataclass(frozen=True)
@@ -115,19 +136,20 @@ class RunOutcome:
 def _mse_losses(
     model: EnsembleModel, data: TrainData, xs: Sequence[Tensor], ys: Sequence[Tensor]
 ) -> Callable[[Params], Tensor]:
+    counts = data.counts or [None] * len(xs)
+
     def loss_fn(params: Params) -> Tensor:
-        return torch.stack(
-            [
-                ((model.forward(params, x, out) - y) ** 2).mean(-1)
-                for x, y, out in zip(xs, ys, data.outputs, strict=True)
-            ]
-        )
+        out = []
+        for x, y, o, c in zip(xs, ys, data.outputs, counts, strict=True):
+            sq = (model.forward(params, x, o) - y) ** 2
+            out.append(sq.mean(-1) if c is None else sq.sum(-1) / c)
+        return torch.stack(out)
 
     fast = getattr(model, "mse_loss_and_grads", None)
     if fast is not None:
         loss_fn.closed_form = (  # type: ignore[attr-defined]
             lambda params, w, trainable: fast(
-                params, list(xs), list(ys), data.outputs, w, trainable
+                params, list(xs), list(ys), data.outputs, w, trainable, counts=counts
             )
         )
     return loss_fn
@@ -214,6 +236,8 @@ def train_ensemble(
     curves: dict[int, list[dict[str, float]]] = {i: [] for i in range(e)}
     outcomes: dict[int, RunOutcome] = {}
     full_batch = cfg.batch_size is None
+    if not full_batch and data.padded:
+        raise ValueError("padded TrainData (counts) supports full-batch training only")
     batches = None
     if not full_batch:
         seeds = batch_seeds if batch_seeds is not None else range(e)

@@ -188,6 +188,7 @@ def main() -> None:
     ap.add_argument("--paper", action="store_true", help="also project the paper preset's time")
     ap.add_argument("--json", type=Path, default=None, help="write the figures here")
     ap.add_argument("--preset", default="quick", help="grid of the diagonal study to time")
+    ap.add_argument("--skip-quick", action="store_true", help="only the paper projection")
     ap.add_argument("--no-plain", action="store_true", help="skip the plain-script baseline")
     args = ap.parse_args()
     global PRESET
@@ -198,78 +199,81 @@ def main() -> None:
         "torch": torch.__version__,
         "seeds": args.seeds,
     }
-    with tempfile.TemporaryDirectory() as tmp:
-        tb, sb, rb = run_grid(args.seeds, "auto", Path(tmp) / "ensemble")
-        ta, sa, ra = run_grid(args.seeds, 1, Path(tmp) / "sequential")
-    same_runs = list(ra.index) == list(rb.index)
-    dsteps = (ra.steps - rb.steps).abs() if same_runs else None
-    rel = np.abs(ra.test_risk - rb.test_risk) / np.maximum(np.abs(ra.test_risk), 1e-12)
-    sizes = sorted({c["size"] for c in sb["chunks"]})
-    out.update(
-        {
-            "runs": int(sa["trained"]),
-            "mtlab_one_by_one_s": ta,
-            "ensemble_s": tb,
-            "speedup_vs_one_by_one": ta / tb,
-            "same_runs": same_runs,
-            "runs_with_different_steps": int((dsteps > 0).sum()) if same_runs else None,
-            "max_step_difference": int(dsteps.max()) if same_runs else None,
-            "median_rel_diff_test_risk": float(np.median(rel)) if same_runs else None,
-            "max_rel_diff_test_risk": float(rel.max()) if same_runs else None,
-            "ensemble_chunk_sizes": sizes,
-        }
-    )
-    by_method: dict[str, dict] = {}
-    for key, stats in (("one_by_one_s", sa), ("ensemble_s", sb)):
-        for c in stats["chunks"]:
-            m = by_method.setdefault(
-                c["method"], {"runs": 0, "one_by_one_s": 0.0, "ensemble_s": 0.0}
-            )
-            m[key] += c["seconds"]
-            m["runs"] += c["size"] if key == "ensemble_s" else 0
-    out["by_method"] = by_method
-    print(f"{PRESET} grid, {args.seeds} seed(s): {sa['trained']} runs")
-    if not args.no_plain:
-        tp, rp = run_plain(args.seeds)
-        prel = np.array(
-            [
-                abs(rp[i]["test_risk"] - ra.test_risk[i]) / max(abs(ra.test_risk[i]), 1e-12)
-                for i in ra.index
-            ]
-        )
+    if not args.skip_quick:
+        with tempfile.TemporaryDirectory() as tmp:
+            tb, sb, rb = run_grid(args.seeds, "auto", Path(tmp) / "ensemble")
+            ta, sa, ra = run_grid(args.seeds, 1, Path(tmp) / "sequential")
+        same_runs = list(ra.index) == list(rb.index)
+        dsteps = (ra.steps - rb.steps).abs() if same_runs else None
+        rel = np.abs(ra.test_risk - rb.test_risk) / np.maximum(np.abs(ra.test_risk), 1e-12)
+        sizes = sorted({c["size"] for c in sb["chunks"]})
         out.update(
             {
-                "plain_script_s": tp,
-                "speedup_vs_plain": tp / tb,
-                "plain_median_rel_diff_test_risk": float(np.median(prel)),
-                "plain_same_status": int(sum(rp[i]["status"] == ra.status[i] for i in ra.index)),
+                "runs": int(sa["trained"]),
+                "mtlab_one_by_one_s": ta,
+                "ensemble_s": tb,
+                "speedup_vs_one_by_one": ta / tb,
+                "same_runs": same_runs,
+                "runs_with_different_steps": int((dsteps > 0).sum()) if same_runs else None,
+                "max_step_difference": int(dsteps.max()) if same_runs else None,
+                "median_rel_diff_test_risk": float(np.median(rel)) if same_runs else None,
+                "max_rel_diff_test_risk": float(rel.max()) if same_runs else None,
+                "ensemble_chunk_sizes": sizes,
             }
         )
+        by_method: dict[str, dict] = {}
+        for key, stats in (("one_by_one_s", sa), ("ensemble_s", sb)):
+            for c in stats["chunks"]:
+                m = by_method.setdefault(
+                    c["method"], {"runs": 0, "one_by_one_s": 0.0, "ensemble_s": 0.0}
+                )
+                m[key] += c["seconds"]
+                m["runs"] += c["size"] if key == "ensemble_s" else 0
+        out["by_method"] = by_method
+        print(f"{PRESET} grid, {args.seeds} seed(s): {sa['trained']} runs")
+        if not args.no_plain:
+            tp, rp = run_plain(args.seeds)
+            prel = np.array(
+                [
+                    abs(rp[i]["test_risk"] - ra.test_risk[i]) / max(abs(ra.test_risk[i]), 1e-12)
+                    for i in ra.index
+                ]
+            )
+            out.update(
+                {
+                    "plain_script_s": tp,
+                    "speedup_vs_plain": tp / tb,
+                    "plain_median_rel_diff_test_risk": float(np.median(prel)),
+                    "plain_same_status": int(
+                        sum(rp[i]["status"] == ra.status[i] for i in ra.index)
+                    ),
+                }
+            )
+            print(
+                f"  (a)  plain script per run : {tp:8.1f} s   speed-up {tp / tb:5.1f} x   "
+                f"(same status {out['plain_same_status']}/{len(ra)}, test risk median relative "
+                f"difference {out['plain_median_rel_diff_test_risk']:.1e})"
+            )
+        print(f"  (a') mtlab, one at a time : {ta:8.1f} s   speed-up {ta / tb:5.1f} x")
+        print(f"  (b)  ensembles            : {tb:8.1f} s   (chunk sizes chosen: {sizes})")
+        for m, v in by_method.items():
+            print(
+                f"      {m:8s} runs={v['runs']:3d}  one-by-one {v['one_by_one_s']:7.1f} s  "
+                f"ensembles {v['ensemble_s']:7.1f} s  ({v['one_by_one_s'] / v['ensemble_s']:4.1f} x)"
+            )
         print(
-            f"  (a)  plain script per run : {tp:8.1f} s   speed-up {tp / tb:5.1f} x   "
-            f"(same status {out['plain_same_status']}/{len(ra)}, test risk median relative "
-            f"difference {out['plain_median_rel_diff_test_risk']:.1e})"
+            f"  agreement (a') vs (b): same runs {same_runs}; {out['runs_with_different_steps']} runs "
+            f"differ in step count (max {out['max_step_difference']}); test risk relative "
+            f"difference median {out['median_rel_diff_test_risk']:.1e}, max "
+            f"{out['max_rel_diff_test_risk']:.1e}"
         )
-    print(f"  (a') mtlab, one at a time : {ta:8.1f} s   speed-up {ta / tb:5.1f} x")
-    print(f"  (b)  ensembles            : {tb:8.1f} s   (chunk sizes chosen: {sizes})")
-    for m, v in by_method.items():
-        print(
-            f"      {m:8s} runs={v['runs']:3d}  one-by-one {v['one_by_one_s']:7.1f} s  "
-            f"ensembles {v['ensemble_s']:7.1f} s  ({v['one_by_one_s'] / v['ensemble_s']:4.1f} x)"
-        )
-    print(
-        f"  agreement (a') vs (b): same runs {same_runs}; {out['runs_with_different_steps']} runs "
-        f"differ in step count (max {out['max_step_difference']}); test risk relative "
-        f"difference median {out['median_rel_diff_test_risk']:.1e}, max "
-        f"{out['max_rel_diff_test_risk']:.1e}"
-    )
     if args.paper:
         proj = paper_projection()
         out["paper"] = proj
         print(f"paper preset: {proj['runs']} runs (+ PT); per-run-step cost by group:")
         for r in proj["groups"]:
             print(
-                f"  {r['method']:8s} n_main={r['n_main']:4d} runs={r['runs']:4d} "
+                f"  {r['method']:8s} n_main={r['n_main']:>24s} runs={r['runs']:4d} "
                 f"chunk={r['chunk']:3d} {r['us_per_run_step']:8.1f} us/run-step  "
                 f"<= {r['upper_bound_hours']:7.2f} h at {r['budget_steps']:.0e} steps"
             )

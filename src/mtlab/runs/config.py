@@ -1,0 +1,194 @@
+"""Validated run configurations (pydantic) and the family registry.
+
+A *run config* is flat: every field is a column of the results table. A *family* (a task family
+plus its model and regimes, e.g. ``diagonal``) owns a config class and knows how to train a chunk
+of its runs as one ensemble (see :mod:`mtlab.runs.diagonal`).
+
+Invalid input fails before any work with a :class:`ConfigError` whose message names the field,
+the bad value and what is allowed; the CLI turns it into exit code 2.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mtlab.tasks.sparse_teacher import SETTINGS, default_overlap, setting_defaults
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; ``str(err)`` lists every problem, one per line."""
+
+
+def format_validation_error(err: ValidationError, where: str = "") -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"]
+        if not loc and msg.startswith("Value error, "):
+            lines.extend(f"{where}{m}" for m in msg[len("Value error, "):].split("; "))
+            continue
+        if e.get("type") == "extra_forbidden":
+            msg = "unknown field (not allowed)"
+        got = e.get("input")
+        shown = "" if isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"{where}{loc}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+class RunConfig(BaseModel):
+    """Fields every family shares. Subclasses add their own and set ``family``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    family: str
+    study: str = Field("custom", min_length=1, description="study name recorded in every row")
+    method: str
+    seed: int = Field(0, ge=0)
+
+    #: fields that do not affect a run of the given method (set to None in its row and run id)
+    irrelevant: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    def row_fields(self) -> dict[str, Any]:
+        """The config as a results row: irrelevant fields (for this method) become None."""
+        data = self.model_dump()
+        for name in self.irrelevant.get(self.method, ()):
+            data[name] = None
+        return data
+
+    def run_id(self) -> str:
+        """Stable 16-hex id of the canonical row (identical runs share it, so sweeps dedupe)."""
+        blob = json.dumps(self.row_fields(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def dependencies(self) -> list[RunConfig]:
+        """Runs that must finish first (e.g. pretraining)."""
+        return []
+
+
+_TRAIN_ONLY = ("momentum",)
+_MAIN = ("setting", "k2", "overlap", "main_signs", "n_main", "lr", "max_steps")
+_FT = ("rescale", "readout_init", "readout_rule", "pt_lr", "pt_max_steps")
+
+
+class DiagonalRunConfig(RunConfig):
+    """One diagonal-network run (Lippl & Lindsey 2024, §1): a teacher pair, a regime, training.
+
+    ``method``: ``stl`` (main task alone), ``mtl`` (shared first layer, two readouts, pooled MSE over
+    aux + main samples), ``pt`` (auxiliary task alone), ``ptft`` (finetune a PT run: readouts reset to
+    γ, first layer × s, all trained), ``ptft_lr`` (the same start, readouts only).
+    ``readout_init`` γ defaults by ``readout_rule``: ``paired`` γ = α·s (the authors' rescaling
+    sweep), ``fixed`` γ = α.
+    """
+
+    family: Literal["diagonal"] = "diagonal"
+    method: Literal["stl", "mtl", "pt", "ptft", "ptft_lr"] = "stl"
+    setting: Literal["identical", "nested_subset", "all_aux", "new_dims", "partial_overlap"] = (
+        "nested_subset")
+    d: int = Field(1000, ge=1, description="input dimension")
+    k1: int = Field(40, ge=1, description="auxiliary support size")
+    k2: int | None = Field(None, ge=1, description="main support size (default: by setting)")
+    overlap: int | None = Field(None, ge=0, description="shared coordinates (default: by setting)")
+    main_signs: Literal["same", "random"] | None = None
+    normalisation: Literal["l2", "l1"] = "l2"
+    noise: float = Field(0.0, ge=0, description="label-noise standard deviation")
+    n_aux: int = Field(1024, ge=1)
+    n_main: int = Field(32, ge=1)
+    n_val: int = Field(1000, ge=1)
+    n_test: int = Field(2000, ge=1)
+    init_scale: float = Field(1e-3, gt=0, description="α: every weight starts at α")
+    rescale: float = Field(1.0, gt=0, description="s: first layer × s after pretraining")
+    readout_init: float | None = Field(None, gt=0, description="γ: readout re-init after PT")
+    readout_rule: Literal["paired", "fixed"] = "paired"
+    lr: float = Field(0.1, gt=0)
+    pt_lr: float = Field(0.5, gt=0)
+    optimizer: Literal["sgd", "momentum", "adam"] = "sgd"
+    batch_size: int | None = Field(None, ge=1, description="None: full-batch gradient descent")
+    momentum: float = Field(0.9, ge=0, lt=1)
+    max_steps: int = Field(100_000, ge=1)
+    pt_max_steps: int = Field(100_000, ge=1)
+    threshold: float = Field(1e-10, ge=0, description="stop at train MSE below this (0: never)")
+    max_restarts: int = Field(3, ge=0)
+    divergence_loss: float = Field(100.0, gt=0)
+    log_every: int = Field(1000, ge=1)
+    dtype: Literal["float32", "float64"] = "float32"
+
+    irrelevant: ClassVar[dict[str, tuple[str, ...]]] = {
+        "pt": (*_MAIN, *_FT),
+        "stl": ("n_aux", *_FT),
+        "mtl": _FT,
+        "ptft": (),
+        "ptft_lr": (),
+    }
+
+    @model_validator(mode="after")
+    def _resolve(self) -> DiagonalRunConfig:
+        defaults = setting_defaults(self.setting, self.k1)
+        k2 = self.k2 if self.k2 is not None else defaults["k2"]
+        overlap = self.overlap if self.overlap is not None else defaults["overlap"]
+        if overlap is None:
+            overlap = default_overlap(self.setting, k2)  # type: ignore[arg-type]
+        signs = self.main_signs or defaults["main_signs"]
+        errors = []
+        if self.k1 > self.d:
+            errors.append(f"k1: must be <= d={self.d} (got {self.k1})")
+        if k2 > self.d:
+            errors.append(f"k2: must be <= d={self.d} (got {k2})")
+        if self.setting == "nested_subset" and k2 >= self.k1:
+            errors.append(f"k2: setting 'nested_subset' needs k2 < k1={self.k1} (got {k2})")
+        if self.setting in ("identical", "all_aux") and k2 != self.k1:
+            errors.append(f"k2: setting {self.setting!r} needs k2 == k1={self.k1} (got {k2})")
+        if self.setting == "new_dims" and overlap != 0:
+            errors.append(f"overlap: setting 'new_dims' needs overlap 0 (got {overlap})")
+        if overlap > min(self.k1, k2):
+            errors.append(f"overlap: must be <= min(k1, k2)={min(self.k1, k2)} (got {overlap})")
+        if self.k1 + k2 - overlap > self.d:
+            errors.append(f"k2: k1 + k2 - overlap = {self.k1 + k2 - overlap} must be <= d={self.d}")
+        if errors:
+            raise ValueError("; ".join(errors))
+        gamma = self.readout_init
+        if gamma is None:
+            gamma = self.init_scale * (self.rescale if self.readout_rule == "paired" else 1.0)
+        object.__setattr__(self, "k2", k2)
+        object.__setattr__(self, "overlap", overlap)
+        object.__setattr__(self, "main_signs", signs)
+        object.__setattr__(self, "readout_init", gamma)
+        return self
+
+    def row_fields(self) -> dict[str, Any]:
+        data = super().row_fields()
+        if self.optimizer != "momentum":
+            data["momentum"] = None
+        data["readout_rule"] = None  # resolved into readout_init
+        return data
+
+    def dependencies(self) -> list[RunConfig]:
+        if self.method in ("ptft", "ptft_lr"):
+            return [self.pretraining()]
+        return []
+
+    def pretraining(self) -> DiagonalRunConfig:
+        """The PT run this finetuning run starts from (shared by every setting, n_main and s)."""
+        return self.model_copy(update={"method": "pt"})
+
+
+FAMILIES: dict[str, type[RunConfig]] = {"diagonal": DiagonalRunConfig}
+METHODS = {"diagonal": ("stl", "mtl", "pt", "ptft", "ptft_lr")}
+
+
+def make_config(data: dict[str, Any], where: str = "") -> RunConfig:
+    """Validate one run config (``family`` defaults to ``diagonal``)."""
+    family = data.get("family", "diagonal")
+    cls = FAMILIES.get(family)
+    if cls is None:
+        raise ConfigError(f"{where}family: unknown family {family!r}; allowed: {', '.join(FAMILIES)}")
+    try:
+        return cls.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, where)) from None
+
+
+__all__ = ["FAMILIES", "SETTINGS", "ConfigError", "DiagonalRunConfig", "RunConfig", "make_config"]

@@ -1,0 +1,135 @@
+"""The in-process executor: dedupe, resume, order by dependency, batch into ensembles, store.
+
+``execute(configs, store)`` trains every run of ``configs`` not yet in ``store`` — first the runs
+they depend on (pretraining), then the rest — grouping compatible runs (same family group key)
+into ensembles. With ``chunk="auto"`` the ensemble size is chosen per group by timing a few steps
+at a handful of sizes (1, 4, 16, 64, …) and keeping the one with the highest run-steps per second,
+so batching is never knowingly slower than running one by one; an ``int`` fixes it (1 = one run at
+a time). A progress bar counts finished runs. Rows are stored as each run finishes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from mtlab.runs.config import RunConfig
+from mtlab.runs.store import RunStore
+
+CANDIDATE_CHUNKS = (1, 4, 16, 64, 256)
+MEMORY_BUDGET = 2 * 1024**3  # bytes of training data per ensemble
+_chunk_cache: dict[tuple, int] = {}
+
+
+def family_of(cfg: RunConfig):
+    if cfg.family == "diagonal":
+        from mtlab.runs.diagonal import FAMILY
+
+        return FAMILY
+    raise ValueError(f"no executor for family {cfg.family!r}")
+
+
+def plan_chunk(fam, group: Sequence[RunConfig], pretrained, device, probe_steps: int = 30) -> int:
+    """Ensemble size with the best measured throughput for this group (cached per group key)."""
+    key = (fam.group_key(group[0]), len(group) >= CANDIDATE_CHUNKS[-1], str(device))
+    if key in _chunk_cache:
+        return min(_chunk_cache[key], len(group))
+    cap = max(1, MEMORY_BUDGET // max(fam.bytes_per_run(group[0]), 1))
+    sizes = [c for c in CANDIDATE_CHUNKS if c <= min(len(group), cap)]
+    if len(group) > sizes[-1] and min(len(group), cap) not in sizes and len(group) <= cap:
+        sizes.append(len(group))
+    best, best_rate = 1, 0.0
+    for size in sizes:
+        fam.run_chunk(group[:size], pretrained, device=device, max_steps=3)  # warm-up
+        t0 = time.perf_counter()
+        fam.run_chunk(group[:size], pretrained, device=device, max_steps=probe_steps)
+        rate = size / (time.perf_counter() - t0)
+        if rate > best_rate * 1.05:
+            best, best_rate = size, rate
+        elif rate < best_rate * 0.8:
+            break
+    _chunk_cache[key] = best
+    return best
+
+
+def expand_dependencies(configs: Sequence[RunConfig]) -> list[list[RunConfig]]:
+    """Phases of runs in dependency order (pretraining before finetuning), deduplicated."""
+    phases: list[dict[str, RunConfig]] = []
+
+    def place(cfg: RunConfig) -> int:
+        deps = cfg.dependencies()
+        level = 1 + max((place(d) for d in deps), default=-1)
+        while len(phases) <= level:
+            phases.append({})
+        phases[level].setdefault(cfg.run_id(), cfg)
+        return level
+
+    for cfg in configs:
+        place(cfg)
+    return [list(p.values()) for p in phases]
+
+
+def execute(configs: Sequence[RunConfig], store: RunStore, *, chunk: int | str = "auto",
+            device: str | torch.device = "cpu", progress: bool = True) -> dict[str, Any]:
+    """Train every run of ``configs`` missing from ``store``; returns counts and timings."""
+    from tqdm.auto import tqdm
+
+    if isinstance(chunk, int) and chunk < 1:
+        raise ValueError(f"chunk must be >= 1 or 'auto'; got {chunk}")
+    done = store.done_ids()
+    phases = expand_dependencies(configs)
+    todo = [[c for c in phase if c.run_id() not in done] for phase in phases]
+    # a finished dependency whose parameters were lost must be redone
+    for p, phase in enumerate(phases[:-1]):
+        for c in phase:
+            if c.run_id() in done and not store.has_params(c.run_id()):
+                todo[p].append(c)
+    total = sum(len(t) for t in todo)
+    stats = {"requested": len({c.run_id() for c in configs}), "trained": 0, "skipped": 0,
+             "failed": 0, "seconds": 0.0, "chunks": []}
+    stats["skipped"] = stats["requested"] - sum(
+        1 for c in {c.run_id(): c for c in configs}.values() if c.run_id() not in done)
+    cache: dict[str, dict[str, torch.Tensor]] = {}
+
+    def pretrained(run_id: str) -> dict[str, torch.Tensor]:
+        if run_id not in cache:
+            cache[run_id] = store.load_params(run_id)
+        return cache[run_id]
+
+    t_start = time.perf_counter()
+    bar = tqdm(total=total, desc="runs", unit="run", disable=not progress or total == 0,
+               dynamic_ncols=True)
+
+    def sink(row: dict[str, Any], curve: list[dict[str, float]], params: dict[str, torch.Tensor]) -> None:
+        store.add(row, curve, params)
+        stats["trained"] += 1
+        stats["failed"] += row.get("status") == "failed"
+        bar.update(1)
+
+    try:
+        for phase in todo:
+            groups: dict[tuple, list[RunConfig]] = defaultdict(list)
+            for cfg in phase:
+                fam = family_of(cfg)
+                groups[(cfg.family, fam.group_key(cfg))].append(cfg)
+            for (_, _), group in groups.items():
+                fam = family_of(group[0])
+                size = (plan_chunk(fam, group, pretrained, device) if chunk == "auto"
+                        else min(int(chunk), len(group)))
+                for i in range(0, len(group), size):
+                    part = group[i: i + size]
+                    bar.set_postfix_str(f"{part[0].method} x{len(part)}")
+                    t0 = time.perf_counter()
+                    fam.run_chunk(part, pretrained, sink=sink, device=device)
+                    stats["chunks"].append({"method": part[0].method, "size": len(part),
+                                            "seconds": time.perf_counter() - t0})
+                store.write_tables()
+    finally:
+        bar.close()
+        stats["seconds"] = time.perf_counter() - t_start
+        store.write_tables()
+    return stats

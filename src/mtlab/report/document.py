@@ -31,8 +31,19 @@ def md_table(df) -> str:
     return "\n".join(lines)
 
 
+def _rounded(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return float(f"{obj:.3g}") if math.isfinite(obj) else str(obj)
+    if isinstance(obj, dict):
+        return {k: _rounded(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_rounded(v) for v in obj]
+    return obj
+
+
 def _evidence(ev: dict[str, Any]) -> str:
-    return json.dumps(ev, default=lambda o: _fmt(o) if isinstance(o, float) else str(o))
+    """The evidence as compact JSON with 3 significant digits (claims.json keeps full precision)."""
+    return json.dumps(_rounded(ev), default=str, ensure_ascii=False)
 
 
 def _claims_md(claims: list[Claim]) -> str:

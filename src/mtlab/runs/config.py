@@ -29,7 +29,7 @@ def format_validation_error(err: ValidationError, where: str = "") -> str:
         loc = ".".join(str(p) for p in e["loc"])
         msg = e["msg"]
         if not loc and msg.startswith("Value error, "):
-            lines.extend(f"{where}{m}" for m in msg[len("Value error, "):].split("; "))
+            lines.extend(f"{where}{m}" for m in msg[len("Value error, ") :].split("; "))
             continue
         if e.get("type") == "extra_forbidden":
             msg = "unknown field (not allowed)"
@@ -87,7 +87,8 @@ class DiagonalRunConfig(RunConfig):
     family: Literal["diagonal"] = "diagonal"
     method: Literal["stl", "mtl", "pt", "ptft", "ptft_lr"] = "stl"
     setting: Literal["identical", "nested_subset", "all_aux", "new_dims", "partial_overlap"] = (
-        "nested_subset")
+        "nested_subset"
+    )
     d: int = Field(1000, ge=1, description="input dimension")
     k1: int = Field(40, ge=1, description="auxiliary support size")
     k2: int | None = Field(None, ge=1, description="main support size (default: by setting)")
@@ -184,7 +185,9 @@ def make_config(data: dict[str, Any], where: str = "") -> RunConfig:
     family = data.get("family", "diagonal")
     cls = FAMILIES.get(family)
     if cls is None:
-        raise ConfigError(f"{where}family: unknown family {family!r}; allowed: {', '.join(FAMILIES)}")
+        raise ConfigError(
+            f"{where}family: unknown family {family!r}; allowed: {', '.join(FAMILIES)}"
+        )
     try:
         return cls.model_validate(data)
     except ValidationError as err:

@@ -46,14 +46,25 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 @lru_cache(maxsize=256)
 def teachers(cfg_key: tuple) -> TeacherPair:
     seed, d, k1, k2, overlap, signs, norm, setting = cfg_key
-    spec = SparseTeacherSpec(d=d, k1=k1, k2=k2, overlap=overlap, main_signs=signs,
-                             normalisation=norm)
+    spec = SparseTeacherSpec(
+        d=d, k1=k1, k2=k2, overlap=overlap, main_signs=signs, normalisation=norm
+    )
     return sample_teachers(spec, seed, setting)
 
 
 def teacher_pair(cfg: DiagonalRunConfig) -> TeacherPair:
-    return teachers((cfg.seed, cfg.d, cfg.k1, cfg.k2, cfg.overlap, cfg.main_signs,
-                     cfg.normalisation, cfg.setting))
+    return teachers(
+        (
+            cfg.seed,
+            cfg.d,
+            cfg.k1,
+            cfg.k2,
+            cfg.overlap,
+            cfg.main_signs,
+            cfg.normalisation,
+            cfg.setting,
+        )
+    )
 
 
 @lru_cache(maxsize=96)
@@ -61,13 +72,15 @@ def _inputs(seed: int, stream: str, split: str, n: int, d: int, dtype: str) -> T
     return task_inputs(seed, stream, split, n, d, DTYPES[dtype])
 
 
-def split_data(cfg: DiagonalRunConfig, task: str, split: str,
-               device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+def split_data(
+    cfg: DiagonalRunConfig, task: str, split: str, device: torch.device | str = "cpu"
+) -> tuple[Tensor, Tensor]:
     """Inputs ``(n, d)`` and targets ``(n,)`` of ``task`` ∈ {aux, main} and ``split``."""
     tp = teacher_pair(cfg)
     beta = tp.beta_aux if task == "aux" else tp.beta_main
-    n = {"train": cfg.n_aux if task == "aux" else cfg.n_main, "val": cfg.n_val,
-         "test": cfg.n_test}[split]
+    n = {"train": cfg.n_aux if task == "aux" else cfg.n_main, "val": cfg.n_val, "test": cfg.n_test}[
+        split
+    ]
     x = _inputs(cfg.seed, task, split, n, cfg.d, cfg.dtype)
     y = (x.double() @ beta + label_noise(cfg.seed, task, split, n, cfg.noise)).to(x.dtype)
     return x.to(device), y.to(device)
@@ -106,12 +119,20 @@ class DiagonalFamily:
         share = cfg.seed if cfg.method in ("pt", "mtl") else -1
         pad = pt or (cfg.method == "mtl" and cfg.batch_size is None)
         return (
-            cfg.method, share, cfg.d, cfg.dtype,
+            cfg.method,
+            share,
+            cfg.d,
+            cfg.dtype,
             cfg.n_aux if cfg.method in ("pt", "mtl") else 0,
             0 if pad else cfg.n_main,
-            cfg.optimizer, cfg.batch_size, cfg.momentum,
-            cfg.pt_max_steps if pt else cfg.max_steps, cfg.threshold, cfg.max_restarts,
-            cfg.divergence_loss, cfg.log_every,
+            cfg.optimizer,
+            cfg.batch_size,
+            cfg.momentum,
+            cfg.pt_max_steps if pt else cfg.max_steps,
+            cfg.threshold,
+            cfg.max_restarts,
+            cfg.divergence_loss,
+            cfg.log_every,
         )
 
     @staticmethod
@@ -122,14 +143,23 @@ class DiagonalFamily:
     @staticmethod
     def loop_config(cfg: DiagonalRunConfig, max_steps: int | None = None) -> LoopConfig:
         steps = cfg.pt_max_steps if cfg.method == "pt" else cfg.max_steps
-        return LoopConfig(max_steps=max_steps or steps,
-                          threshold=0.0 if max_steps else cfg.threshold,
-                          optimizer=cfg.optimizer, momentum=cfg.momentum,
-                          batch_size=cfg.batch_size, divergence_loss=cfg.divergence_loss,
-                          max_restarts=cfg.max_restarts, log_every=cfg.log_every)
+        return LoopConfig(
+            max_steps=max_steps or steps,
+            threshold=0.0 if max_steps else cfg.threshold,
+            optimizer=cfg.optimizer,
+            momentum=cfg.momentum,
+            batch_size=cfg.batch_size,
+            divergence_loss=cfg.divergence_loss,
+            max_restarts=cfg.max_restarts,
+            log_every=cfg.log_every,
+        )
 
-    def build(self, cfgs: Sequence[DiagonalRunConfig], pretrained: Callable[[str], dict[str, Tensor]],
-              device: torch.device | str = "cpu"):
+    def build(
+        self,
+        cfgs: Sequence[DiagonalRunConfig],
+        pretrained: Callable[[str], dict[str, Tensor]],
+        device: torch.device | str = "cpu",
+    ):
         """Model, initial parameters, training data, trainable names, per-run lr and the teachers
         ``(E, d)`` of the task each run is evaluated on."""
         c0 = cfgs[0]
@@ -155,21 +185,31 @@ class DiagonalFamily:
             counts.append(None if n is None else n.to(**kw))
         if method == "mtl":  # the pooled MSE over aux + main samples, per run
             n_tot = torch.tensor([c.n_aux + c.n_main for c in cfgs], **kw)
-            weights = torch.stack([torch.tensor([c.n_aux for c in cfgs], **kw) / n_tot,
-                                   torch.tensor([c.n_main for c in cfgs], **kw) / n_tot])
+            weights = torch.stack(
+                [
+                    torch.tensor([c.n_aux for c in cfgs], **kw) / n_tot,
+                    torch.tensor([c.n_main for c in cfgs], **kw) / n_tot,
+                ]
+            )
         else:
             weights = torch.ones(1, **kw)
         data = TrainData(xs, ys, tuple(range(len(tasks))), weights, counts)
-        trainable = (("v_pos", "v_neg") if method == "ptft_lr"
-                     else ("w_pos", "w_neg", "v_pos", "v_neg"))
+        trainable = (
+            ("v_pos", "v_neg") if method == "ptft_lr" else ("w_pos", "w_neg", "v_pos", "v_neg")
+        )
         lr = torch.tensor([c.pt_lr if method == "pt" else c.lr for c in cfgs], **kw)
         eval_task = "aux" if method == "pt" else "main"
         truth = torch.stack([getattr(teacher_pair(c), f"beta_{eval_task}") for c in cfgs]).to(**kw)
         return model, params, data, trainable, lr, truth
 
-    def run_chunk(self, cfgs: Sequence[DiagonalRunConfig], pretrained: Callable[[str], dict],
-                  sink: RowSink | None = None, device: torch.device | str = "cpu",
-                  max_steps: int | None = None) -> list[RunOutcome]:
+    def run_chunk(
+        self,
+        cfgs: Sequence[DiagonalRunConfig],
+        pretrained: Callable[[str], dict],
+        sink: RowSink | None = None,
+        device: torch.device | str = "cpu",
+        max_steps: int | None = None,
+    ) -> list[RunOutcome]:
         """Train ``cfgs`` as one ensemble; each finished run goes to ``sink(row, curve, params)``.
 
         ``max_steps`` (timing probes) overrides the budget and disables the threshold.
@@ -197,12 +237,22 @@ class DiagonalFamily:
                 cfg = cfgs[o.index]
                 sink(self.row(cfg, o, model, elapsed / len(cfgs)), o.curve, o.params)
 
-        return train_ensemble(model, params, data, trainable, lr, lc, hooks=hooks,
-                              batch_seeds=seeds, on_finish=on_finish)
+        return train_ensemble(
+            model,
+            params,
+            data,
+            trainable,
+            lr,
+            lc,
+            hooks=hooks,
+            batch_seeds=seeds,
+            on_finish=on_finish,
+        )
 
     @staticmethod
-    def split_loss_hook(cfgs: Sequence[DiagonalRunConfig], model: DiagonalNet,
-                        device: torch.device | str) -> Callable[[dict[str, Tensor], Tensor], dict]:
+    def split_loss_hook(
+        cfgs: Sequence[DiagonalRunConfig], model: DiagonalNet, device: torch.device | str
+    ) -> Callable[[dict[str, Tensor], Tensor], dict]:
         """A hook logging ``{val,test}_loss_{task}`` of every trained task on the log schedule.
 
         Runs that share a seed share the evaluation inputs, so each distinct input set is one
@@ -216,8 +266,9 @@ class DiagonalFamily:
             for split in ("val", "test"):
                 groups: dict[tuple, list[int]] = {}
                 for i, c in enumerate(cfgs):
-                    groups.setdefault((c.seed, c.n_val if split == "val" else c.n_test,
-                                       c.noise), []).append(i)
+                    groups.setdefault(
+                        (c.seed, c.n_val if split == "val" else c.n_test, c.noise), []
+                    ).append(i)
                 xs, noises = {}, {}
                 for key, idx in groups.items():
                     c = cfgs[idx[0]]
@@ -225,16 +276,25 @@ class DiagonalFamily:
                     xs[key] = _inputs(c.seed, task, split, n, c.d, c.dtype).to(device)
                     noises[key] = label_noise(c.seed, task, split, n, c.noise, dtype).to(device)
                 truth = torch.stack([getattr(teacher_pair(c), f"beta_{task}") for c in cfgs])
-                sets.append((f"{split}_loss_{task}", out, xs, noises,
-                             truth.to(dtype=dtype, device=device), groups))
+                sets.append(
+                    (
+                        f"{split}_loss_{task}",
+                        out,
+                        xs,
+                        noises,
+                        truth.to(dtype=dtype, device=device),
+                        groups,
+                    )
+                )
 
         def hook(params: dict[str, Tensor], run_ids: Tensor) -> dict[str, Tensor]:
             slot_of = {int(r): k for k, r in enumerate(run_ids.tolist())}
             result = {}
             for name, out, xs, noises, truth, groups in sets:
                 err = model.task_coefficients(params, out) - truth[run_ids]
-                loss = torch.full((run_ids.shape[0],), float("nan"), dtype=err.dtype,
-                                  device=err.device)
+                loss = torch.full(
+                    (run_ids.shape[0],), float("nan"), dtype=err.dtype, device=err.device
+                )
                 for key, idx in groups.items():
                     slots = [slot_of[i] for i in idx if i in slot_of]
                     if not slots:
@@ -247,8 +307,9 @@ class DiagonalFamily:
 
         return hook
 
-    def row(self, cfg: DiagonalRunConfig, o: RunOutcome, model: DiagonalNet,
-            wall_s: float) -> dict[str, Any]:
+    def row(
+        self, cfg: DiagonalRunConfig, o: RunOutcome, model: DiagonalNet, wall_s: float
+    ) -> dict[str, Any]:
         """The results row of a finished run (config fields + metrics)."""
         task = "aux" if cfg.method == "pt" else "main"
         out_idx = 1 if cfg.method == "mtl" else 0
@@ -265,19 +326,29 @@ class DiagonalFamily:
         recall = support_recall(beta, support)
         task_losses = o.task_losses
         row = cfg.row_fields()
-        row.update({
-            "run_id": cfg.run_id(),
-            "pt_run_id": cfg.pretraining().run_id() if cfg.method in ("ptft", "ptft_lr") else None,
-            "status": o.status, "reason": o.reason, "steps": o.steps, "restarts": o.restarts,
-            "final_lr": o.lr,
-            "train_loss": task_losses[out_idx] if o.status != "failed" else float("nan"),
-            "objective_loss": o.train_loss,
-            "aux_train_loss": task_losses[0] if cfg.method == "mtl" else None,
-            **metrics,
-            "test_risk": risk, "test_loss_rel": risk / zero_risk,
-            "beta_l1": float(beta.abs().sum()), "beta_l2": float(beta.norm()),
-            "support_recall": recall, "wall_s": wall_s,
-        })
+        row.update(
+            {
+                "run_id": cfg.run_id(),
+                "pt_run_id": cfg.pretraining().run_id()
+                if cfg.method in ("ptft", "ptft_lr")
+                else None,
+                "status": o.status,
+                "reason": o.reason,
+                "steps": o.steps,
+                "restarts": o.restarts,
+                "final_lr": o.lr,
+                "train_loss": task_losses[out_idx] if o.status != "failed" else float("nan"),
+                "objective_loss": o.train_loss,
+                "aux_train_loss": task_losses[0] if cfg.method == "mtl" else None,
+                **metrics,
+                "test_risk": risk,
+                "test_loss_rel": risk / zero_risk,
+                "beta_l1": float(beta.abs().sum()),
+                "beta_l2": float(beta.norm()),
+                "support_recall": recall,
+                "wall_s": wall_s,
+            }
+        )
         return row
 
 

@@ -73,8 +73,14 @@ def expand_dependencies(configs: Sequence[RunConfig]) -> list[list[RunConfig]]:
     return [list(p.values()) for p in phases]
 
 
-def execute(configs: Sequence[RunConfig], store: RunStore, *, chunk: int | str = "auto",
-            device: str | torch.device = "cpu", progress: bool = True) -> dict[str, Any]:
+def execute(
+    configs: Sequence[RunConfig],
+    store: RunStore,
+    *,
+    chunk: int | str = "auto",
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> dict[str, Any]:
     """Train every run of ``configs`` missing from ``store``; returns counts and timings."""
     from tqdm.auto import tqdm
 
@@ -89,10 +95,17 @@ def execute(configs: Sequence[RunConfig], store: RunStore, *, chunk: int | str =
             if c.run_id() in done and not store.has_params(c.run_id()):
                 todo[p].append(c)
     total = sum(len(t) for t in todo)
-    stats = {"requested": len({c.run_id() for c in configs}), "trained": 0, "skipped": 0,
-             "failed": 0, "seconds": 0.0, "chunks": []}
+    stats = {
+        "requested": len({c.run_id() for c in configs}),
+        "trained": 0,
+        "skipped": 0,
+        "failed": 0,
+        "seconds": 0.0,
+        "chunks": [],
+    }
     stats["skipped"] = stats["requested"] - sum(
-        1 for c in {c.run_id(): c for c in configs}.values() if c.run_id() not in done)
+        1 for c in {c.run_id(): c for c in configs}.values() if c.run_id() not in done
+    )
     cache: dict[str, dict[str, torch.Tensor]] = {}
 
     def pretrained(run_id: str) -> dict[str, torch.Tensor]:
@@ -101,10 +114,13 @@ def execute(configs: Sequence[RunConfig], store: RunStore, *, chunk: int | str =
         return cache[run_id]
 
     t_start = time.perf_counter()
-    bar = tqdm(total=total, desc="runs", unit="run", disable=not progress or total == 0,
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=total, desc="runs", unit="run", disable=not progress or total == 0, dynamic_ncols=True
+    )
 
-    def sink(row: dict[str, Any], curve: list[dict[str, float]], params: dict[str, torch.Tensor]) -> None:
+    def sink(
+        row: dict[str, Any], curve: list[dict[str, float]], params: dict[str, torch.Tensor]
+    ) -> None:
         store.add(row, curve, params)
         stats["trained"] += 1
         stats["failed"] += row.get("status") == "failed"
@@ -118,15 +134,23 @@ def execute(configs: Sequence[RunConfig], store: RunStore, *, chunk: int | str =
                 groups[(cfg.family, fam.group_key(cfg))].append(cfg)
             for (_, _), group in groups.items():
                 fam = family_of(group[0])
-                size = (plan_chunk(fam, group, pretrained, device) if chunk == "auto"
-                        else min(int(chunk), len(group)))
+                size = (
+                    plan_chunk(fam, group, pretrained, device)
+                    if chunk == "auto"
+                    else min(int(chunk), len(group))
+                )
                 for i in range(0, len(group), size):
-                    part = group[i: i + size]
+                    part = group[i : i + size]
                     bar.set_postfix_str(f"{part[0].method} x{len(part)}")
                     t0 = time.perf_counter()
                     fam.run_chunk(part, pretrained, sink=sink, device=device)
-                    stats["chunks"].append({"method": part[0].method, "size": len(part),
-                                            "seconds": time.perf_counter() - t0})
+                    stats["chunks"].append(
+                        {
+                            "method": part[0].method,
+                            "size": len(part),
+                            "seconds": time.perf_counter() - t0,
+                        }
+                    )
                 store.write_tables()
     finally:
         bar.close()

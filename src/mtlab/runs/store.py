@@ -66,7 +66,9 @@ class RunStore:
 
     def save_params(self, run_id: str, params: dict[str, torch.Tensor]) -> None:
         path = self.root / "params" / f"{run_id}.pt"
-        _atomic_write(path, lambda p: torch.save({k: v.detach().cpu() for k, v in params.items()}, p))
+        _atomic_write(
+            path, lambda p: torch.save({k: v.detach().cpu() for k, v in params.items()}, p)
+        )
 
     def load_params(self, run_id: str) -> dict[str, torch.Tensor]:
         path = self.root / "params" / f"{run_id}.pt"
@@ -77,8 +79,12 @@ class RunStore:
     def has_params(self, run_id: str) -> bool:
         return (self.root / "params" / f"{run_id}.pt").exists()
 
-    def add(self, row: dict[str, Any], curve: list[dict[str, float]] | None = None,
-            params: dict[str, torch.Tensor] | None = None) -> None:
+    def add(
+        self,
+        row: dict[str, Any],
+        curve: list[dict[str, float]] | None = None,
+        params: dict[str, torch.Tensor] | None = None,
+    ) -> None:
         """Record a finished run: parameters, then curve, then the row (the commit marker)."""
         run_id = row["run_id"]
         if params is not None:

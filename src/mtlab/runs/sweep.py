@@ -29,11 +29,14 @@ TOP_KEYS = {"study", "family", "seeds", "base", "grid", "grids"}
 def expand(spec: dict[str, Any]) -> list[RunConfig]:
     """Validate a sweep spec (the YAML's mapping) and return its run configs (deduplicated)."""
     if not isinstance(spec, dict):
-        raise ConfigError("sweep: the file must contain a mapping with keys "
-                          f"{', '.join(sorted(TOP_KEYS))}")
+        raise ConfigError(
+            f"sweep: the file must contain a mapping with keys {', '.join(sorted(TOP_KEYS))}"
+        )
     unknown = sorted(set(spec) - TOP_KEYS)
     if unknown:
-        raise ConfigError(f"sweep: unknown key(s) {unknown}; allowed: {', '.join(sorted(TOP_KEYS))}")
+        raise ConfigError(
+            f"sweep: unknown key(s) {unknown}; allowed: {', '.join(sorted(TOP_KEYS))}"
+        )
     if "grid" in spec and "grids" in spec:
         raise ConfigError("sweep: give either 'grid' or 'grids', not both")
     base = spec.get("base") or {}

@@ -169,6 +169,15 @@ class DiagonalStudy(Study):
             f"threshold, {int((df.status == 'max_steps').sum())} stopped at the step budget, "
             f"{int((df.status == 'failed').sum())} failed)."
         )
+        budget = df[df.status == "max_steps"].groupby("method").size()
+        if not budget.empty:
+            summary += (
+                " Runs at the step budget, by method: "
+                + ", ".join(f"{m} {n}" for m, n in budget.items())
+                + ". The implicit-bias theory assumes training to interpolation; part 4 compares "
+                "only runs that reached the threshold, and the loss curves (curves.parquet) show "
+                "how far the others got."
+            )
         return Analysis(claims, sections, summary)
 
     # part 1 -----------------------------------------------------------------

@@ -1,0 +1,13 @@
+import re
+from pathlib import Path
+
+
+def test_readme_python_example_runs(capsys):
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert blocks
+    for code in blocks:
+        exec(compile(code, "README.md", "exec"), {})
+    status, steps, dist = capsys.readouterr().out.split()
+    assert status in ("converged", "max_steps") and int(steps) > 0
+    assert float(dist) < 0.05  # gradient descent lands near the theory's interpolator

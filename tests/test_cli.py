@@ -169,3 +169,11 @@ class _noop:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_dry_run_counts_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "p"
+    assert main(["reproduce", "diagonal", "--preset", "paper", "--out", str(out), "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "1446 runs" in text and "pt 6" in text and "ptft 900" in text
+    assert not out.exists()

@@ -80,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--device", type=_device, default="cpu", help="torch device (default cpu)")
         sp.add_argument("--quiet", action="store_true", help="no progress bar")
         sp.add_argument("--no-report", action="store_true", help="train only; no figures/report")
+        sp.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="validate and count the runs (by method); train and write nothing",
+        )
 
     rp = sub.add_parser("reproduce", help="run a registered study at a preset")
     rp.add_argument("study")
@@ -154,6 +159,18 @@ def _execute(
     from mtlab.runs.executor import execute
     from mtlab.runs.store import RunStore
 
+    if args.dry_run:
+        from collections import Counter
+
+        from mtlab.runs.executor import expand_dependencies
+
+        phases = expand_dependencies(configs)
+        counts = Counter(c.method for phase in phases for c in phase)
+        print(
+            f"{sum(counts.values())} runs of study {study!r} (preset {preset}): "
+            + ", ".join(f"{m} {n}" for m, n in sorted(counts.items()))
+        )
+        return 0
     problem = _check_out(args.out, study, preset)
     if problem:
         return _fail(problem)

@@ -6,3 +6,21 @@ import torch
 def _threads():
     torch.set_num_threads(2)
     yield
+
+
+@pytest.fixture
+def required_columns():
+    """Columns the foundation issue requires in every results table."""
+    return (
+        "study",
+        "setting",
+        "method",
+        "n_main",
+        "rescale",
+        "init_scale",
+        "seed",
+        "steps",
+        "status",
+        "train_loss",
+        "test_loss",
+    )

@@ -14,7 +14,7 @@ def test_list(capsys):
     assert "diagonal" in out and "--preset quick" in out and "--preset paper" in out
 
 
-def test_reproduce_tiny_end_to_end_and_report(tmp_path, capsys):
+def test_reproduce_tiny_end_to_end_and_report(required_columns, tmp_path, capsys):
     out = tmp_path / "diag"
     assert main(["reproduce", "diagonal", "--preset", "tiny", "--out", str(out), "--quiet"]) == 0
     for name in (
@@ -32,19 +32,7 @@ def test_reproduce_tiny_end_to_end_and_report(tmp_path, capsys):
     ):
         assert (out / name).exists(), name
     df = pd.read_parquet(out / "results.parquet")
-    for col in (
-        "study",
-        "setting",
-        "method",
-        "n_main",
-        "rescale",
-        "init_scale",
-        "seed",
-        "steps",
-        "status",
-        "train_loss",
-        "test_loss",
-    ):
+    for col in required_columns:
         assert col in df.columns
     assert set(df.method) == {"stl", "mtl", "pt", "ptft", "ptft_lr"}
     assert set(df.setting.dropna()) == {

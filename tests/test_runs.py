@@ -66,24 +66,14 @@ def test_mtl_pools_aux_and_main_samples():
     assert data.counts[1].tolist() == [16.0, 8.0] and torch.all(data.x[1][1, 8:] == 0)
 
 
-def test_sweep_writes_rows_and_resumes(tmp_path):
+def test_sweep_writes_rows_and_resumes(required_columns, tmp_path):
     cfgs = _cfgs()
     store = RunStore(tmp_path)
     stats = execute(cfgs, store, progress=False)
     assert stats["trained"] == len(cfgs) + 1  # + the pretraining run
     df = store.results()
     for col in (
-        "study",
-        "setting",
-        "method",
-        "n_main",
-        "rescale",
-        "init_scale",
-        "seed",
-        "steps",
-        "status",
-        "train_loss",
-        "test_loss",
+        *required_columns,
         "test_risk",
         "val_loss",
         "run_id",

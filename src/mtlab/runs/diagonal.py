@@ -136,6 +136,11 @@ class DiagonalFamily:
         )
 
     @staticmethod
+    def sort_key(cfg: DiagonalRunConfig) -> tuple:
+        """Order inside a group: equal sample counts together (padded MTL chunks stay tight)."""
+        return (cfg.n_main, cfg.seed)
+
+    @staticmethod
     def bytes_per_run(cfg: DiagonalRunConfig) -> int:
         n = {"pt": cfg.n_aux, "mtl": cfg.n_aux + cfg.n_main}.get(cfg.method, cfg.n_main)
         return (n * cfg.d + 16 * cfg.d) * (4 if cfg.dtype == "float32" else 8)

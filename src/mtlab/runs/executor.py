@@ -134,6 +134,8 @@ def execute(
                 groups[(cfg.family, fam.group_key(cfg))].append(cfg)
             for (_, _), group in groups.items():
                 fam = family_of(group[0])
+                # similar runs next to each other: less zero-padding inside a chunk
+                group.sort(key=getattr(fam, "sort_key", lambda c: 0))
                 size = (
                     plan_chunk(fam, group, pretrained, device)
                     if chunk == "auto"

@@ -167,3 +167,37 @@ def test_curves_log_val_and_test_losses_per_task(tmp_path):
     assert first == pytest.approx(float((y**2).mean()), rel=1e-6)  # β ≈ 0 at init
     last = curves[curves.metric == "test_loss_main"].sort_values("step").value.iloc[-1]
     assert last < first
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_minibatch_optimizers_through_the_family(tmp_path, optimizer):
+    lr = 0.01 if optimizer == "adam" else 0.05
+    cfgs = [
+        make_config(
+            {
+                **SMALL,
+                "method": m,
+                "n_main": 16,
+                "optimizer": optimizer,
+                "batch_size": 8,
+                "lr": lr,
+                "pt_lr": lr,
+                "max_steps": 400,
+                "pt_max_steps": 400,
+                "seed": s,
+            }
+        )
+        for m in ("stl", "mtl", "ptft")
+        for s in (0, 1)
+    ]
+    a, b = RunStore(tmp_path / "a"), RunStore(tmp_path / "b")
+    execute(cfgs, a, chunk=1, progress=False)
+    execute(cfgs, b, chunk="auto", progress=False)
+    ra = a.results().set_index("run_id").sort_index()
+    rb = b.results().set_index("run_id").sort_index()
+    assert len(ra) == len(cfgs) + 2 and (ra.steps == rb.steps).all()
+    assert torch.allclose(
+        torch.tensor(ra.test_risk.values), torch.tensor(rb.test_risk.values), rtol=1e-6
+    )
+    first = a.curves().query("metric == 'train_loss' and step == 0").value
+    assert (ra.objective_loss.values < first.max()).all()  # every run made progress

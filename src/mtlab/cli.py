@@ -121,7 +121,7 @@ def _check_out(out: Path, study: str, preset: str) -> str | None:
     return None
 
 
-def make_report(out: Path, stats: dict[str, Any] | None = None) -> dict[str, Path]:
+def make_report(out: Path) -> dict[str, Path]:
     """Analyse the results in ``out`` with its study and write figures + report."""
     from mtlab.report import write_report
     from mtlab.runs.store import RunStore
@@ -214,7 +214,7 @@ def _execute(
         file=sys.stderr,
     )
     if not args.no_report:
-        paths = make_report(args.out, stats)
+        paths = make_report(args.out)
         claims = json.loads(paths["claims"].read_text())["claims"]
         for c in claims:
             print(f"  [{'holds' if c['verdict'] else 'NOT shown'}] {c['id']}: {c['text']}")

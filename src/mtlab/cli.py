@@ -154,8 +154,14 @@ def make_report(out: Path) -> dict[str, Path]:
 
 
 def _execute(
-    args: argparse.Namespace, study: str, preset: str, configs, extra: dict[str, Any]
+    args: argparse.Namespace,
+    study: str,
+    preset: str,
+    configs,
+    extra: dict[str, Any],
+    label: str | None = None,
 ) -> int:
+    label = label or f"study {study!r} (preset {preset})"
     from mtlab.runs.executor import execute
     from mtlab.runs.store import RunStore
 
@@ -167,7 +173,7 @@ def _execute(
         phases = expand_dependencies(configs)
         counts = Counter(c.method for phase in phases for c in phase)
         print(
-            f"{sum(counts.values())} runs of study {study!r} (preset {preset}): "
+            f"{sum(counts.values())} runs of {label}: "
             + ", ".join(f"{m} {n}" for m, n in sorted(counts.items()))
         )
         return 0
@@ -185,7 +191,7 @@ def _execute(
         }
     )
     print(
-        f"mtlab: {len(configs)} runs of study {study!r} (preset {preset}) -> {args.out}",
+        f"mtlab: {len(configs)} runs of {label} -> {args.out}",
         file=sys.stderr,
     )
     try:
@@ -253,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
             from mtlab.studies import REGISTRY
 
             study = name if name in REGISTRY else "custom"
-            return _execute(args, study, "yaml", configs, {"sweep": spec})
+            label = f"sweep {name!r} from {args.sweep} (report: study {study!r})"
+            return _execute(args, study, "yaml", configs, {"sweep": spec}, label)
         if args.command == "report":
             if not (args.out / "config.yaml").exists():
                 return _fail(f"{args.out} is not an mtlab run folder (no config.yaml)")

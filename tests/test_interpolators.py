@@ -9,6 +9,7 @@ from mtlab.theory import (
     exp_potential_penalty,
     linear_probe_interpolant,
     min_penalty_interpolant,
+    mtl_l12_interpolant,
     ptft_figure_potential,
     stl_potential,
 )
@@ -136,3 +137,24 @@ def test_interpolant_input_errors(problem):
         stl_potential(3, 0.0)
     with pytest.raises(ValueError, match="K"):
         ptft_figure_potential(np.zeros(3), 0.0, 1.0)
+
+
+def test_mtl_l12_interpolant_is_feasible_minimal_and_reduces_to_l1(problem):
+    x, y, _ = problem
+    d = x.shape[1]
+    g = np.random.default_rng(5)
+    a = np.zeros(d)
+    a[:10] = g.choice([-1, 1], 10) / np.sqrt(10)
+    res = mtl_l12_interpolant(x, y, a)
+    assert res.success and res.residual < 1e-6
+    obj = lambda b: np.sum(np.sqrt(b**2 + a**2 + 1e-10))  # noqa: E731
+    null = np.linalg.svd(x)[2][x.shape[0] :]
+    for _ in range(20):
+        assert obj(res.beta + 1e-3 * null.T @ g.standard_normal(null.shape[0])) > obj(res.beta)
+    # with no auxiliary coefficients the ℓ1,2 problem is the ℓ1 problem
+    lp = linprog(np.ones(2 * d), A_eq=np.hstack([x, -x]), b_eq=y, bounds=(0, None))
+    l1 = lp.x[:d] - lp.x[d:]
+    b0 = mtl_l12_interpolant(x, y, np.zeros(d)).beta
+    assert np.linalg.norm(b0 - l1) / np.linalg.norm(l1) < 1e-3
+    with pytest.raises(ValueError, match="eps"):
+        mtl_l12_interpolant(x, y, a, eps=0)

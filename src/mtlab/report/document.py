@@ -41,6 +41,17 @@ def _rounded(obj: Any) -> Any:
     return obj
 
 
+def _json_safe(obj: Any) -> Any:
+    """NaN/inf → None so that claims.json is strict JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
 def _evidence(ev: dict[str, Any]) -> str:
     """The evidence as compact JSON with 3 significant digits (claims.json keeps full precision)."""
     return json.dumps(_rounded(ev), default=str, ensure_ascii=False)
@@ -64,14 +75,17 @@ def write_report(
     claims_path = root / "claims.json"
     claims_path.write_text(
         json.dumps(
-            {
-                "study": study,
-                "preset": preset,
-                "summary": analysis.summary,
-                "claims": [c.to_json() for c in analysis.claims],
-            },
+            _json_safe(
+                {
+                    "study": study,
+                    "preset": preset,
+                    "summary": analysis.summary,
+                    "claims": [c.to_json() for c in analysis.claims],
+                }
+            ),
             indent=2,
             default=str,
+            allow_nan=False,
         )
     )
 

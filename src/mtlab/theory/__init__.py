@@ -6,6 +6,7 @@ from mtlab.theory.interpolators import (
     diagonal_flow_potential,
     linear_probe_interpolant,
     min_penalty_interpolant,
+    mtl_l12_interpolant,
     ptft_figure_potential,
     stl_potential,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "linear_probe_interpolant",
     "min_penalty_interpolant",
     "mtl_incremental_penalty",
+    "mtl_l12_interpolant",
     "mtl_penalty",
     "nested_window_decades",
     "penalty_fn",

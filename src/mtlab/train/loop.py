@@ -283,11 +283,11 @@ def train_ensemble(
     check_threshold = full_batch and cfg.threshold > 0
     it = 0
     while True:
-        if batches is None:
-            xs, ys = data.x, data.y
+        if batches is None:  # full batch: the loss closure is built once (and on compaction)
+            loss_fn = full_loss_fn
         else:
-            xs, ys = batches.next(data)
-        out = step_rule(_mse_losses(model, data, xs, ys), params, trainable, data.weights)
+            loss_fn = _mse_losses(model, data, *batches.next(data))
+        out = step_rule(loss_fn, params, trainable, data.weights)
         with torch.no_grad():
             tl = out.task_losses
             total = (out.task_weights * tl).sum(0)

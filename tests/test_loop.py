@@ -58,15 +58,21 @@ def test_batched_run_equals_runs_alone(opt, batch):
             assert torch.allclose(alone.params[k], together[i].params[k], rtol=1e-9, atol=1e-12)
 
 
-def test_threshold_stops_and_budget_reports_max_steps():
+def _fit(data, alpha, lrs, cfg, **kw):
+    """Train ``len(lrs)`` runs of a 40-d diagonal net, all started at ``alpha``."""
     net = DiagonalNet(40, 1)
+    lrs = torch.tensor(lrs, dtype=torch.float64)
+    return train_ensemble(
+        net, net.init(torch.full(lrs.shape, alpha, dtype=torch.float64)), data, ALL, lrs, cfg, **kw
+    )
+
+
+def test_threshold_stops_and_budget_reports_max_steps():
     data = _problem(2)
-    out = train_ensemble(
-        net,
-        net.init(torch.full((2,), 0.1, dtype=torch.float64)),
+    out = _fit(
         data,
-        ALL,
-        torch.tensor([1.0, 1e-4], dtype=torch.float64),
+        0.1,
+        [1.0, 1e-4],
         LoopConfig(max_steps=20_000, threshold=1e-8),
     )
     assert out[0].status == "converged" and out[0].train_loss < 1e-8 and out[0].steps < 20_000
@@ -74,14 +80,11 @@ def test_threshold_stops_and_budget_reports_max_steps():
 
 
 def test_divergence_restarts_with_lr_over_ten():
-    net = DiagonalNet(40, 1)
     data = _problem(1)
-    out = train_ensemble(
-        net,
-        net.init(torch.full((1,), 0.5, dtype=torch.float64)),
+    out = _fit(
         data,
-        ALL,
-        torch.tensor([200.0], dtype=torch.float64),
+        0.5,
+        [200.0],
         LoopConfig(max_steps=5000, threshold=1e-8, max_restarts=5, sync_every=10),
     )[0]
     assert out.restarts >= 1
@@ -91,14 +94,11 @@ def test_divergence_restarts_with_lr_over_ten():
 
 
 def test_divergence_fails_after_max_restarts_and_others_continue():
-    net = DiagonalNet(40, 1)
     data = _problem(2)
-    out = train_ensemble(
-        net,
-        net.init(torch.full((2,), 0.5, dtype=torch.float64)),
+    out = _fit(
         data,
-        ALL,
-        torch.tensor([1e6, 0.1], dtype=torch.float64),
+        0.5,
+        [1e6, 0.1],
         LoopConfig(max_steps=3000, threshold=1e-8, max_restarts=1, sync_every=10),
     )
     assert out[0].status == "failed" and "diverged" in out[0].reason and out[0].restarts == 2
@@ -123,7 +123,6 @@ def test_readout_only_training_keeps_first_layer():
 
 
 def test_hooks_and_curves_and_on_finish_stream():
-    net = DiagonalNet(40, 1)
     data = _problem(3)
     seen, calls = [], []
 
@@ -131,12 +130,10 @@ def test_hooks_and_curves_and_on_finish_stream():
         calls.append(run_ids.clone())
         return {"w_norm": params["w_pos"].norm(dim=-1)}
 
-    out = train_ensemble(
-        net,
-        net.init(torch.full((3,), 0.1, dtype=torch.float64)),
+    out = _fit(
         data,
-        ALL,
-        torch.tensor([0.2, 0.1, 0.05], dtype=torch.float64),
+        0.1,
+        [0.2, 0.1, 0.05],
         LoopConfig(max_steps=4000, threshold=1e-8, log_every=100, sync_every=20),
         hooks=[Hook(every=200, fn=hook)],
         on_finish=lambda d: seen.extend(d),

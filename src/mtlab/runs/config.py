@@ -176,8 +176,143 @@ class DiagonalRunConfig(RunConfig):
         return self.model_copy(update={"method": "pt"})
 
 
-FAMILIES: dict[str, type[RunConfig]] = {"diagonal": DiagonalRunConfig}
-METHODS = {"diagonal": ("stl", "mtl", "pt", "ptft", "ptft_lr")}
+FEATURES = ("mtl", "single_task", "random_features", "raw_input", "shared_head", "random_heads")
+_PRETRAIN = (
+    "n1",
+    "n2",
+    "eta_a",
+    "eta_w",
+    "weight_decay",
+    "loss",
+    "margin",
+    "label_noise",
+    "offset",
+    "pretrain_bias",
+    "rounds",
+    "batch_tasks",
+    "head_steps",
+    "samples_per_round",
+    "log_every",
+    "T",
+    "method",
+    "random_head_scale",
+)
+
+
+class SubspaceRunConfig(RunConfig):
+    """One subspace-task run (Collins et al. 2024): pretrain a first layer ``W`` on ``T`` halfspace
+    tasks in an ``r``-dimensional subspace of ``ℝ^d`` (or skip pretraining), then measure subspace
+    recovery and downstream accuracy of a linear probe on frozen features.
+
+    ``method``: ``one_step`` (heads first then one representation step, weight decay ``1/η_W``)
+    or ``alternating`` (alternating SGD with persistent heads, ``rounds`` rounds of
+    ``batch_tasks`` tasks, ``samples_per_round`` fresh samples each).
+    ``features``: ``mtl`` (learned per-task heads), ``shared_head`` (one head for all tasks),
+    ``random_heads`` (fixed random per-task heads), ``single_task`` (one task with the whole
+    budget: ``T·n1`` head and ``T·n2`` representation samples; ``T`` is the MTL run it matches),
+    ``random_features`` (``W`` at initialisation) and ``raw_input`` (the probe sees ``x``).
+    Downstream probes: ``down_halfspace`` / ``down_xor`` list the ``n_down`` values for fresh
+    halfspace / XOR tasks, each averaged over ``down_tasks`` tasks; features are
+    ``σ(Ŵx + b')`` with unit rows ``Ŵ`` and fresh biases ``b' ~ N(0, down_bias_std²)``.
+    """
+
+    family: Literal["subspace"] = "subspace"
+    method: Literal["one_step", "alternating"] = "one_step"
+    features: Literal[
+        "mtl", "single_task", "random_features", "raw_input", "shared_head", "random_heads"
+    ] = "mtl"
+    part: str = Field("", description="label recorded in every row (the study part)")
+    d: int = Field(100, ge=2, description="input dimension")
+    r: int = Field(5, ge=1, description="subspace dimension")
+    T: int = Field(10, ge=1, description="pretraining tasks (single_task: the budget it matches)")
+    m: int = Field(200, ge=1, description="hidden width")
+    n1: int = Field(500, ge=1, description="head-step samples per task")
+    n2: int = Field(500, ge=1, description="representation-step samples per task")
+    loss: Literal["hinge", "logistic"] | None = Field(
+        None, description="default: hinge (one_step), logistic (alternating)"
+    )
+    eta_a: float | None = Field(None, gt=0, description="head step; default 0.01 / 2")
+    eta_w: float | None = Field(None, gt=0, description="first-layer step; default 1 / 2")
+    weight_decay: float | None = Field(
+        None, ge=0, description="default: 1/eta_w (one_step, erases W0), 0.01 (alternating)"
+    )
+    random_head_scale: float = Field(0.02, gt=0, description="std of fixed random heads")
+    margin: float = Field(0.0, ge=0)
+    label_noise: float = Field(0.0, ge=0, lt=0.5)
+    offset: float = Field(0.0, ge=0, description="task offsets c_t ~ U[-offset, offset]")
+    pretrain_bias: float = Field(0.0, ge=0, description="std of fixed pretraining biases (0: none)")
+    rounds: int = Field(300, ge=1, description="alternating: rounds")
+    batch_tasks: int = Field(10, ge=1, description="alternating: tasks per round")
+    head_steps: int = Field(1, ge=1, description="alternating: head steps per round (tau)")
+    samples_per_round: int = Field(100, ge=1, description="alternating: fresh samples per task")
+    log_every: int = Field(10, ge=1, description="alternating: rounds between measurements")
+    down_halfspace: tuple[int, ...] = Field((), description="n_down values, halfspace tasks")
+    down_xor: tuple[int, ...] = Field((), description="n_down values, XOR tasks")
+    down_tasks: int = Field(5, ge=1, description="downstream tasks averaged per kind")
+    down_bias_std: float = Field(0.5, ge=0)
+    probe: Literal["ridge", "logistic"] = "ridge"
+    n_val: int = Field(500, ge=1)
+    n_test: int = Field(4000, ge=1)
+    dtype: Literal["float32", "float64"] = "float32"
+
+    irrelevant: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    @model_validator(mode="after")
+    def _resolve(self) -> SubspaceRunConfig:
+        errors = []
+        if self.r > self.d:
+            errors.append(f"r: must be <= d={self.d} (got {self.r})")
+        if self.method == "alternating" and self.features not in ("mtl", "single_task"):
+            errors.append(
+                f"features: method 'alternating' supports 'mtl' and 'single_task' "
+                f"(got {self.features!r})"
+            )
+        if any(n < 1 for n in (*self.down_halfspace, *self.down_xor)):
+            errors.append("down_halfspace/down_xor: n_down values must be >= 1")
+        if self.down_xor and self.r < 2:
+            errors.append(f"down_xor: the XOR task needs r >= 2 (got r={self.r})")
+        if errors:
+            raise ValueError("; ".join(errors))
+        one = self.method == "one_step"
+        defaults = {
+            "loss": "hinge" if one else "logistic",
+            "eta_a": 0.01 if one else 2.0,
+            "eta_w": 1.0 if one else 2.0,
+        }
+        for k, v in defaults.items():
+            if getattr(self, k) is None:
+                object.__setattr__(self, k, v)
+        if self.weight_decay is None:
+            object.__setattr__(self, "weight_decay", 1.0 / self.eta_w if one else 1e-2)
+        return self
+
+    def row_fields(self) -> dict[str, Any]:
+        data = super().row_fields()
+        if self.features in ("random_features", "raw_input"):
+            for k in _PRETRAIN:
+                data[k] = None
+            if self.features == "raw_input":
+                data["m"] = None
+                data["down_bias_std"] = None
+        else:
+            if self.features != "random_heads":
+                data["random_head_scale"] = None
+            if self.method == "one_step":
+                for k in ("rounds", "batch_tasks", "head_steps", "samples_per_round", "log_every"):
+                    data[k] = None
+            else:
+                data["n1"] = data["n2"] = None
+        return data
+
+
+FAMILIES: dict[str, type[RunConfig]] = {
+    "diagonal": DiagonalRunConfig,
+    "subspace": SubspaceRunConfig,
+}
+METHODS = {
+    "diagonal": ("stl", "mtl", "pt", "ptft", "ptft_lr"),
+    "subspace": ("one_step", "alternating"),
+}
 
 
 def make_config(data: dict[str, Any], where: str = "") -> RunConfig:
@@ -194,4 +329,12 @@ def make_config(data: dict[str, Any], where: str = "") -> RunConfig:
         raise ConfigError(format_validation_error(err, where)) from None
 
 
-__all__ = ["FAMILIES", "SETTINGS", "ConfigError", "DiagonalRunConfig", "RunConfig", "make_config"]
+__all__ = [
+    "FAMILIES",
+    "SETTINGS",
+    "ConfigError",
+    "DiagonalRunConfig",
+    "RunConfig",
+    "SubspaceRunConfig",
+    "make_config",
+]

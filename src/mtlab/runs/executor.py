@@ -30,6 +30,10 @@ def family_of(cfg: RunConfig):
         from mtlab.runs.diagonal import FAMILY
 
         return FAMILY
+    if cfg.family == "subspace":
+        from mtlab.runs.subspace import FAMILY
+
+        return FAMILY
     raise ValueError(f"no executor for family {cfg.family!r}")
 
 
@@ -119,9 +123,12 @@ def execute(
     )
 
     def sink(
-        row: dict[str, Any], curve: list[dict[str, float]], params: dict[str, torch.Tensor]
+        row: dict[str, Any],
+        curve: list[dict[str, float]],
+        params: dict[str, torch.Tensor],
+        evals: list[dict[str, Any]] | None = None,
     ) -> None:
-        store.add(row, curve, params)
+        store.add(row, curve, params, evals=evals)
         stats["trained"] += 1
         stats["failed"] += row.get("status") == "failed"
         bar.update(1)
@@ -136,11 +143,12 @@ def execute(
                 fam = family_of(group[0])
                 # similar runs next to each other: less zero-padding inside a chunk
                 group.sort(key=getattr(fam, "sort_key", lambda c: 0))
-                size = (
-                    plan_chunk(fam, group, pretrained, device)
-                    if chunk == "auto"
-                    else min(int(chunk), len(group))
-                )
+                if not getattr(fam, "batched", True):
+                    size = 1  # a family whose runs are not ensembled
+                elif chunk == "auto":
+                    size = plan_chunk(fam, group, pretrained, device)
+                else:
+                    size = min(int(chunk), len(group))
                 for i in range(0, len(group), size):
                     part = group[i : i + size]
                     bar.set_postfix_str(f"{part[0].method} x{len(part)}")

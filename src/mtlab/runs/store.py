@@ -7,7 +7,8 @@ Layout::
       rows.jsonl           one JSON line per finished run — the commit log (appended + fsynced)
       curves.jsonl         per-run loss curves, one line per run
       params/<run_id>.pt   final parameters of every run (PT runs are loaded by PT+FT runs)
-      results.parquet      one row per run (config fields + metrics), rebuilt atomically
+      results.parquet      one row per run (config fields + metrics), or one per (run, evaluation)
+                           for families that evaluate a run several ways; rebuilt atomically
       results.csv          the same table as CSV
       curves.parquet       long table run_id, step, metric, value
       figures/*.png, report.md, report.html, claims.json   (written by mtlab.report)
@@ -84,13 +85,21 @@ class RunStore:
         row: dict[str, Any],
         curve: list[dict[str, float]] | None = None,
         params: dict[str, torch.Tensor] | None = None,
+        evals: list[dict[str, Any]] | None = None,
     ) -> None:
-        """Record a finished run: parameters, then curve, then the row (the commit marker)."""
+        """Record a finished run: parameters, then curve, then the row (the commit marker).
+
+        ``evals`` (optional) are the run's evaluation rows; they are written inside the run's one
+        line of ``rows.jsonl`` (so a run is committed with all its evaluations or not at all) and
+        :meth:`results` expands them into one table row each, merged with ``row``.
+        """
         run_id = row["run_id"]
-        if params is not None:
+        if params:
             self.save_params(run_id, params)
         if curve:
             self._append_line(self.curves_path, {"run_id": run_id, "curve": curve})
+        if evals is not None:
+            row = {**row, "evals": [{k: _clean(v) for k, v in e.items()} for e in evals]}
         self._append_line(self.rows_path, row)
 
     # ---- reading ---------------------------------------------------------------------------
@@ -115,10 +124,22 @@ class RunStore:
         return {r["run_id"] for r in self.rows()}
 
     def results(self):
-        """The results table (pandas), one row per finished run."""
+        """The results table (pandas): one row per finished run, or per (run, evaluation) for
+        runs stored with evaluation rows."""
         import pandas as pd
 
-        return pd.DataFrame(self.rows())
+        flat = []
+        for row in self.rows():
+            evals = row.get("evals")
+            if evals is None:
+                flat.append(row)
+                continue
+            base = {k: v for k, v in row.items() if k != "evals"}
+            if evals:
+                flat.extend({**base, **e} for e in evals)
+            else:
+                flat.append(base)
+        return pd.DataFrame(flat)
 
     def curves(self):
         """Long table of curves: ``run_id, step, metric, value``."""

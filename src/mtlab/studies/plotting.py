@@ -84,3 +84,11 @@ def style_loss_vs_n(ax, title: str) -> None:
     ax.set_title(title)
     ax.set_xlabel("n_main")
     ax.set_ylabel("test loss / zero predictor")
+
+
+def log_ticks(ax, values, axis: str = "x") -> None:
+    """A log axis labelled exactly at ``values`` (plain numbers, no minor ticks)."""
+    vals = sorted({float(v) for v in values})
+    setter = ax.set_xticks if axis == "x" else ax.set_yticks
+    setter(vals, [f"{v:g}" for v in vals])
+    (ax.xaxis if axis == "x" else ax.yaxis).set_minor_locator(plt().NullLocator())

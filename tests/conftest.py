@@ -24,3 +24,25 @@ def required_columns():
         "train_loss",
         "test_loss",
     )
+
+
+@pytest.fixture
+def required_subspace_columns():
+    """Columns the subspace issue requires in the study's results table."""
+    return (
+        "part",
+        "features",
+        "downstream_task",
+        "d",
+        "r",
+        "T",
+        "m",
+        "n_down",
+        "round",
+        "seed",
+        "test_acc",
+        "energy",
+        "sin_max",
+        "coverage",
+        "n_dirs",
+    )

@@ -67,7 +67,7 @@ class _Column:
     """One target column of a multi-alpha ridge fit, as its own estimator."""
 
     def __init__(self, est, j: int) -> None:
-        self.coef_ = est.coef_[j]
+        self.coef_ = np.atleast_2d(est.coef_)[j]  # a single target column comes back 1-D
         self.intercept_ = float(np.atleast_1d(est.intercept_)[j])
 
     def decision_function(self, F: np.ndarray) -> np.ndarray:

@@ -144,7 +144,9 @@ class SubspaceFamily:
             heads=HEADS[cfg.features],
             bias=bias,
             random_heads=None if random_heads is None else random_heads.to(device),
-            task_block=auto_task_block(max(n.values()), cfg.d, cfg.m, itemsize=M.element_size()),
+            task_block=auto_task_block(
+                max(n.values()), cfg.d, cfg.m, itemsize=M.element_size(), device=device
+            ),
         )
         extra = {}
         if HEADS[cfg.features] == "learned":

@@ -1,14 +1,16 @@
 # mtlab — two commands on a fresh machine:
-#   make demo   venv + install + the diagonal study at its quick preset (figures + report)
+#   make demo   venv + install + the diagonal study at its quick preset (figures + report);
+#               make demo STUDY=subspace runs another registered study
 #   make test   venv + install + lint + the test suite
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # torch first, pinned: an unpinned torch (or a dependency asking for a newer one) pulls a CUDA build.
 TORCH ?= torch==2.13.0
-OUT ?= runs/diag
+STUDY ?= diagonal
+OUT ?= runs/$(STUDY)
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint bench bench-headfirst install clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -22,7 +24,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 
 demo: install
-	$(BIN)/mtlab reproduce diagonal --preset quick --out $(OUT)
+	$(BIN)/mtlab reproduce $(STUDY) --preset quick --out $(OUT)
 	@echo "open $(OUT)/report.html (or read $(OUT)/report.md)"
 
 lint: install
@@ -33,6 +35,9 @@ test: install lint
 
 bench: install
 	$(BIN)/python benchmarks/sweep_diagonal.py
+
+bench-headfirst: install
+	$(BIN)/python benchmarks/headfirst_batched.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

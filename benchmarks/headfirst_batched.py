@@ -98,7 +98,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    W = init_first_layer(args.m, args.d, generator(0, "W0"), device=args.device)
+    W = init_first_layer(args.m, args.d, generator(0, "W0")).to(args.device)
     rows = []
     for n, T in [(n, T) for n in args.n for T in args.T]:
         data = make_data(T, args.d, args.r, n, args.device)

@@ -1,3 +1,4 @@
+import ast
 import re
 from pathlib import Path
 
@@ -8,6 +9,9 @@ def test_readme_python_example_runs(capsys):
     assert blocks
     for code in blocks:
         exec(compile(code, "README.md", "exec"), {})
-    status, steps, dist = capsys.readouterr().out.split()
+    diagonal, subspace = capsys.readouterr().out.strip().splitlines()
+    status, steps, dist = diagonal.split()
     assert status in ("converged", "max_steps") and int(steps) > 0
     assert float(dist) < 0.05  # gradient descent lands near the theory's interpolator
+    metrics = ast.literal_eval(subspace)
+    assert metrics["n_dirs"] == 4 and metrics["sin_max"] < 0.5  # all r directions recovered

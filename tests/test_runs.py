@@ -106,10 +106,10 @@ def test_interrupted_sweep_loses_no_finished_run(tmp_path):
     real_add = store.add
     count = {"n": 0}
 
-    def add(row, curve=None, params=None):
+    def add(row, curve=None, params=None, **kw):
         if count["n"] == 3:
             raise KeyboardInterrupt
-        real_add(row, curve, params)
+        real_add(row, curve, params, **kw)
         count["n"] += 1
 
     store.add = add  # type: ignore[method-assign]

@@ -467,3 +467,25 @@ def test_tiny_study_end_to_end(tmp_path, required_subspace_columns):
     ):
         assert (out / "figures" / fig).stat().st_size > 1000
     assert "Collins" in (out / "report.html").read_text()
+
+
+def test_subspace_sweep_file_through_the_cli(tmp_path):
+    from mtlab.cli import main
+
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(
+        "study: noise\nseeds: 1\n"
+        "base: {family: subspace, d: 16, r: 2, m: 12, n1: 30, n2: 30, down_halfspace: [10],"
+        " down_tasks: 1, n_val: 40, n_test: 60}\n"
+        "grids:\n  - {features: [mtl], T: [2, 6], label_noise: [0.0, 0.3]}\n"
+        "  - {features: [raw_input]}\n"
+    )
+    out = tmp_path / "out"
+    assert main(["run", str(sweep), "--out", str(out), "--quiet"]) == 0
+    report = (out / "report.md").read_text()
+    assert "Subspace recovery" in report and "Downstream accuracy" in report
+    assert "runs stored**: 5" in report
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("study: x\nbase: {family: subspace, features: mtl}\ngrid: {d: [4], r: [9]}\n")
+    assert main(["run", str(bad), "--out", str(tmp_path / "never"), "--quiet"]) == 2
+    assert not (tmp_path / "never").exists()

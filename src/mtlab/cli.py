@@ -144,7 +144,7 @@ def make_report(out: Path) -> dict[str, Path]:
         "preset": f"{preset}: {study.presets[preset].description}"
         if preset in study.presets
         else preset,
-        "runs stored": len(df),
+        "runs stored": int(df.run_id.nunique()) if "run_id" in df else 0,
         "training wall time (s)": round(sum(h.get("seconds", 0.0) for h in history), 1),
         "report written": _dt.datetime.now().isoformat(timespec="seconds"),
         "software": f"mtlab {__version__}, torch {torch.__version__}, Python {platform.python_version()}",

@@ -29,7 +29,8 @@ class CustomStudy(Study):
         if df.empty:
             return Analysis([], [], "No runs finished yet.")
         sections = []
-        ft = df[df.method != "pt"].copy()
+        family = df["family"] if "family" in df else "diagonal"
+        ft = df[(family == "diagonal") & (df.method != "pt")].copy()
         if not ft.empty and "n_main" in ft:
             ft["label"] = [
                 m if m != "ptft" else f"ptft s={r:g}"
@@ -52,9 +53,77 @@ class CustomStudy(Study):
                     "Test loss", "Mean ± s.e. over seeds.", [name], [("mean test_loss_rel", table)]
                 )
             )
-        counts = df.groupby(["method", "status"]).size().unstack(fill_value=0)
+        sub = df[family == "subspace"]
+        if not sub.empty:
+            sections.extend(_subspace_sections(sub, fig_dir))
+        runs = df.drop_duplicates("run_id")
+        counts = runs.groupby(["method", "status"], dropna=False).size().unstack(fill_value=0)
         sections.append(Section("Runs", "", [], [("status counts", counts)]))
-        return Analysis([], sections, f"{len(df)} runs.")
+        return Analysis([], sections, f"{len(runs)} runs.")
+
+
+def _subspace_sections(df, fig_dir: Path) -> list[Section]:
+    """Subspace-family runs: recovery metrics per configuration and probe accuracy vs n_down."""
+    keys = [
+        k
+        for k in ("features", "method", "d", "T", "m", "label_noise", "offset", "margin")
+        if k in df and df[k].nunique(dropna=False) > 1
+    ] or ["features"]
+    out = []
+    df = df.assign(**{k: df[k].map(_short) for k in keys})  # printable keys; None → "-"
+    rec = df[df.evaluation == "recovery"]
+    if not rec.empty:
+        last = rec[
+            rec["round"].fillna(0) == rec.groupby("run_id")["round"].transform("max").fillna(0)
+        ]
+        table = last.groupby(keys, dropna=False)[["energy", "sin_max", "coverage", "n_dirs"]].mean()
+        out.append(
+            Section(
+                "Subspace recovery",
+                "Mean over seeds of the final first layer's metrics (alternating SGD: last round).",
+                [],
+                [("recovery metrics", table.round(3))],
+            )
+        )
+    dn = df[df.evaluation == "downstream"]
+    if not dn.empty:
+        labels = [
+            " ".join(f"{k}={v}" for k, v in zip(keys, vals, strict=True))
+            for vals in dn[keys].itertuples(index=False)
+        ]
+        dn = dn.assign(config=labels)
+        kinds = sorted(set(dn.downstream_task))
+        fig, axes = panel_grid(len(kinds), ncols=2)
+        for ax, kind in zip(axes, kinds, strict=True):
+            cells = summarise(dn[dn.downstream_task == kind], ["config", "n_down"], "test_acc")
+            for label, g in cells.groupby("config"):
+                errorline(ax, g.n_down, g["mean"], g["se"], str(label))
+            ax.set_xscale("log")
+            ax.set_xlabel("n_down")
+            ax.set_ylabel("test accuracy")
+            ax.set_title(kind, fontsize=9)
+        axes[0].legend(fontsize=7)
+        name = save(fig, fig_dir, "downstream_accuracy.png")
+        table = dn.pivot_table(
+            index=["downstream_task", *keys], columns="n_down", values="test_acc", aggfunc="mean"
+        )
+        out.append(
+            Section(
+                "Downstream accuracy",
+                "Mean over seeds and downstream tasks.",
+                [name],
+                [("test accuracy", table.round(3))],
+            )
+        )
+    return out
 
 
 register(CustomStudy())
+
+
+def _short(v) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return "-"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)

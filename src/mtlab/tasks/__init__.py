@@ -11,17 +11,33 @@ from mtlab.tasks.sparse_teacher import (
     setting_defaults,
     task_inputs,
 )
+from mtlab.tasks.subspace import (
+    DownstreamTask,
+    SubspaceSpec,
+    downstream_task,
+    projection,
+    sample_downstream,
+    sample_tasks,
+    unit_directions,
+)
 
 __all__ = [
     "SETTINGS",
+    "DownstreamTask",
     "SparseTeacherSpec",
     "Split",
+    "SubspaceSpec",
     "TaskData",
     "TeacherPair",
+    "downstream_task",
     "label_noise",
     "linear_task",
+    "projection",
     "rms_normalised_gaussian",
+    "sample_downstream",
+    "sample_tasks",
     "sample_teachers",
     "setting_defaults",
     "task_inputs",
+    "unit_directions",
 ]

@@ -21,12 +21,19 @@ from mtlab.theory.penalties import (
     q,
     stl_penalty,
 )
+from mtlab.theory.pseudo_contrastive import (
+    contrastive_kernel,
+    population_one_step,
+    pseudo_contrastive_loss,
+    pseudo_contrastive_objective,
+)
 from mtlab.theory.regimes import classify, nested_window_decades, penalty_fn, regime_map
 
 __all__ = [
     "ExpPotential",
     "InterpolantResult",
     "classify",
+    "contrastive_kernel",
     "diagonal_flow_potential",
     "exp_potential_penalty",
     "feature_dependence",
@@ -38,6 +45,9 @@ __all__ = [
     "mtl_penalty",
     "nested_window_decades",
     "penalty_fn",
+    "population_one_step",
+    "pseudo_contrastive_loss",
+    "pseudo_contrastive_objective",
     "ptft_figure_potential",
     "ptft_penalty",
     "ptft_scale",

@@ -1,5 +1,6 @@
 """Layer 2: the one training loop, per-run optimisers and the training regimes."""
 
+from mtlab.train.headfirst import alternating_sgd, one_step
 from mtlab.train.loop import Hook, LoopConfig, RunOutcome, TrainData, train_ensemble
 from mtlab.train.optim import OPTIMIZERS, EnsembleOptimizer
 
@@ -10,5 +11,7 @@ __all__ = [
     "LoopConfig",
     "RunOutcome",
     "TrainData",
+    "alternating_sgd",
+    "one_step",
     "train_ensemble",
 ]

@@ -179,6 +179,27 @@ def test_pseudo_contrastive_identity():
     assert float((g_sym - g_pc).norm() / g_pc.norm()) > 0.1
 
 
+def test_kernel_form_when_tasks_share_their_samples():
+    """If every task labels the same points, the multi-task first-layer gradient after the head
+    step is η_a ∇ of the explicit objective −E[K_T(x, x') ⟨sg σ(Wx), σ(Wx')⟩], K_T = Y1ᵀY2 / T."""
+    d, r, T, n, m, eta_a = 30, 4, 6, 40, 50, 0.01
+    M = projection(d, r, 0, F64)
+    theta = unit_directions(T, r, 0, "theta", F64)
+    g = generator(11)
+    x1, x2 = (torch.randn(n, d, generator=g, dtype=F64) for _ in range(2))
+    Y1 = torch.sign(theta @ M @ x1.T)  # (T, n): every task labels the same points
+    Y2 = torch.sign(theta @ M @ x2.T)
+    X1, X2 = x1.expand(T, n, d), x2.expand(T, n, d)
+    W = relu.init_first_layer(m, d, generator(12), F64)
+    A = -eta_a * relu.head_grads(W, torch.zeros(T, m, dtype=F64), X1, Y1, "hinge")
+    g_train = relu.shared_grad(W, A, X2, Y2, "hinge")
+    Wg = W.clone().requires_grad_(True)
+    K = Y1.T @ Y2 / T
+    loss = pseudo_contrastive_objective(Wg, x1, K, Xp=x2, stop_gradient=True)
+    (g_pc,) = torch.autograd.grad(loss, Wg)
+    torch.testing.assert_close(g_train, eta_a * g_pc, rtol=1e-10, atol=1e-16)
+
+
 def test_contrastive_kernel_and_objective():
     Y = torch.tensor([[1.0, 1.0, -1.0], [1.0, -1.0, -1.0]])
     K = contrastive_kernel(Y)

@@ -52,14 +52,30 @@ def contrastive_kernel(Y: Tensor) -> Tensor:
     return Y.T @ Y / Y.shape[0]
 
 
-def pseudo_contrastive_objective(W: Tensor, X: Tensor, K: Tensor) -> Tensor:
-    """``L_PC(W) = −E_{x≠x'}[K_T(x, x') ⟨σ(Wx), σ(Wx')⟩]`` estimated on points ``X (n, d)`` with
-    kernel ``K (n, n)`` (off-diagonal pairs only, so it is unbiased for independent x, x')."""
+def pseudo_contrastive_objective(
+    W: Tensor,
+    X: Tensor,
+    K: Tensor,
+    Xp: Tensor | None = None,
+    stop_gradient: bool = False,
+) -> Tensor:
+    """``L_PC(W) = −E[K_T(x, x') ⟨σ(Wx), σ(Wx')⟩]``, the explicit objective.
+
+    One set of points ``X (n, d)`` with kernel ``K (n, n)``: the mean over off-diagonal pairs
+    (unbiased for independent x, x'). Two sets ``X (n1, d)``, ``Xp (n2, d)`` with a cross kernel
+    ``K (n1, n2)`` (e.g. ``Y1ᵀ Y2 / T`` when every task labels the same points): the mean over all
+    pairs; ``stop_gradient`` detaches the ``X`` side, which makes ``η_a ∇L_PC`` the multi-task
+    first-layer gradient after the head step when all tasks share their samples."""
     H = torch.relu(X @ W.T)
-    G = H @ H.T
-    n = X.shape[0]
-    off = ~torch.eye(n, dtype=torch.bool, device=X.device)
-    return -(K * G)[off].sum() / (n * (n - 1))
+    if Xp is None:
+        G = H @ H.T
+        n = X.shape[0]
+        off = ~torch.eye(n, dtype=torch.bool, device=X.device)
+        return -(K * G)[off].sum() / (n * (n - 1))
+    if stop_gradient:
+        H = H.detach()
+    G = H @ torch.relu(Xp @ W.T).T
+    return -(K * G).mean()
 
 
 def population_one_step(

@@ -31,6 +31,7 @@ from mtlab.runs.config import SubspaceRunConfig, make_config
 from mtlab.runs.store import RunStore
 from mtlab.studies.base import Analysis, Claim, Preset, Section, Study, register
 from mtlab.studies.plotting import errorline, log_ticks, panel_grid, plt, save, summarise
+from mtlab.theory.pseudo_contrastive import identity_check
 
 FEATURE_LABEL = {
     "mtl": "multi-task (head-first)",
@@ -664,7 +665,7 @@ class SubspaceStudy(Study):
 
     # theory check -------------------------------------------------------------
     def _identity_part(self) -> tuple[list[Claim], Section]:
-        err = pseudo_contrastive_check()
+        err = identity_check()
         claims = [
             Claim(
                 "theory.pseudo_contrastive_identity",
@@ -683,45 +684,6 @@ class SubspaceStudy(Study):
             "code, against autograd of −(η_a/(T n1 n2)) Σ_t Σ_{i,i'} y y' ⟨sg[σ(Wx)], σ(Wx')⟩ "
             f"on fresh data: relative difference {err['rel_diff']:.2e}.",
         )
-
-
-def pseudo_contrastive_check(
-    d: int = 100, m: int = 200, T: int = 3, n: int = 50, eta_a: float = 0.01, seed: int = 0
-) -> dict[str, Any]:
-    """Relative difference between the training code's first-layer gradient after the head step
-    and the pseudo-contrastive gradient (float64), on one fresh instance."""
-    import torch
-
-    from mtlab._seeding import generator
-    from mtlab.models.relu import head_grads, init_first_layer, outputs, shared_grad
-    from mtlab.tasks.subspace import (
-        SubspaceSpec,
-        projection,
-        sample_tasks,
-        task_offsets,
-        unit_directions,
-    )
-    from mtlab.theory.pseudo_contrastive import pseudo_contrastive_loss
-
-    r = 5
-    dt = torch.float64
-    spec = SubspaceSpec(d, r)
-    M = projection(d, r, seed, dt)
-    theta = unit_directions(T, r, seed, "theta", dt)
-    off = task_offsets(T, 0.0, seed, dt)
-    X1, Y1 = sample_tasks(spec, M, theta, off, n, seed, "head")
-    X2, Y2 = sample_tasks(spec, M, theta, off, n, seed, "rep")
-    W = init_first_layer(m, d, generator(seed, "W0", d, m), dt)
-    A = -eta_a * head_grads(W, torch.zeros(T, m, dtype=dt), X1, Y1, "hinge")
-    g_train = shared_grad(W, A, X2, Y2, "hinge")
-    Wg = W.clone().requires_grad_(True)
-    (g_pc,) = torch.autograd.grad(pseudo_contrastive_loss(Wg, X1, Y1, X2, Y2, eta_a), Wg)
-    margins = Y2 * outputs(W, A, X2)
-    return {
-        "rel_diff": float((g_train - g_pc).norm() / g_pc.norm()),
-        "margins_below_1": bool((margins < 1).all()),
-        "max_margin": float(margins.max()),
-    }
 
 
 register(SubspaceStudy())

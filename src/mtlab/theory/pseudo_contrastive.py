@@ -18,9 +18,20 @@ task directions — rank one for a single task, all of row(M) once ``T ≥ r``.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
+
+from mtlab._seeding import generator
+from mtlab.models.relu import head_grads, init_first_layer, outputs, shared_grad
+from mtlab.tasks.subspace import (
+    SubspaceSpec,
+    projection,
+    sample_tasks,
+    task_offsets,
+    unit_directions,
+)
 
 
 def pseudo_contrastive_loss(
@@ -87,8 +98,37 @@ def population_one_step(
     return eta_a * eta_w / (2 * math.pi) * (W0 @ M.T @ theta_hat @ M)
 
 
+def identity_check(
+    d: int = 100, m: int = 200, T: int = 3, n: int = 50, eta_a: float = 0.01, seed: int = 0
+) -> dict[str, Any]:
+    """The identity on one fresh instance of the canonical model (paper notes, target 1): the
+    relative difference between the first-layer gradient the training code computes after the
+    zero-initialised hinge head step and autograd of :func:`pseudo_contrastive_loss` (float64),
+    and whether every margin stayed below 1 (the identity's assumption)."""
+    r = 5
+    dt = torch.float64
+    spec = SubspaceSpec(d, r)
+    M = projection(d, r, seed, dt)
+    theta = unit_directions(T, r, seed, "theta", dt)
+    off = task_offsets(T, 0.0, seed, dt)
+    X1, Y1 = sample_tasks(spec, M, theta, off, n, seed, "head")
+    X2, Y2 = sample_tasks(spec, M, theta, off, n, seed, "rep")
+    W = init_first_layer(m, d, generator(seed, "W0", d, m), dt)
+    A = -eta_a * head_grads(W, torch.zeros(T, m, dtype=dt), X1, Y1, "hinge")
+    g_train = shared_grad(W, A, X2, Y2, "hinge")
+    Wg = W.clone().requires_grad_(True)
+    (g_pc,) = torch.autograd.grad(pseudo_contrastive_loss(Wg, X1, Y1, X2, Y2, eta_a), Wg)
+    margins = Y2 * outputs(W, A, X2)
+    return {
+        "rel_diff": float((g_train - g_pc).norm() / g_pc.norm()),
+        "margins_below_1": bool((margins < 1).all()),
+        "max_margin": float(margins.max()),
+    }
+
+
 __all__ = [
     "contrastive_kernel",
+    "identity_check",
     "population_one_step",
     "pseudo_contrastive_loss",
     "pseudo_contrastive_objective",

@@ -23,6 +23,7 @@ from mtlab.theory.penalties import (
 )
 from mtlab.theory.pseudo_contrastive import (
     contrastive_kernel,
+    identity_check,
     population_one_step,
     pseudo_contrastive_loss,
     pseudo_contrastive_objective,
@@ -37,6 +38,7 @@ __all__ = [
     "diagonal_flow_potential",
     "exp_potential_penalty",
     "feature_dependence",
+    "identity_check",
     "l_order",
     "linear_probe_interpolant",
     "min_penalty_interpolant",

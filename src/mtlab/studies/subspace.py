@@ -217,6 +217,9 @@ class SubspaceStudy(Study):
         sections: list[Section] = []
         if df.empty:
             return Analysis(claims, sections, "No runs finished yet.")
+        for col in ("d", "T", "m", "n_down", "round"):  # integers with gaps (None where n/a)
+            if col in df:
+                df[col] = df[col].astype("Int64")
         r = int(df.r.dropna().iloc[0])
         parts = (
             ("recovery", self._recovery_part),

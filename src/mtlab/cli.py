@@ -67,9 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="registered studies, descriptions and presets")
 
-    def run_opts(sp: argparse.ArgumentParser) -> None:
+    def run_opts(sp: argparse.ArgumentParser, out_required: bool = True) -> None:
         sp.add_argument(
-            "--out", required=True, type=Path, help="output folder (resumes if present)"
+            "--out", required=out_required, type=Path, help="output folder (resumes if present)"
         )
         sp.add_argument(
             "--chunk",
@@ -96,6 +96,20 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("run", help="run a YAML sweep of run configs")
     sp.add_argument("sweep", type=Path)
     run_opts(sp)
+    bp = sub.add_parser(
+        "benchmark",
+        help="STL vs MTL with multi-task methods on a real dataset (Δm, summary.csv, report)",
+    )
+    bp.add_argument("--dataset", default="multi-digits", help="digit-attributes or multi-digits")
+    bp.add_argument(
+        "--methods",
+        default=None,
+        help="comma-separated methods (default: the preset's); see `mtlab benchmark --list`",
+    )
+    bp.add_argument("--preset", default="quick", help="tiny, quick or full")
+    bp.add_argument("--seeds", type=_positive, default=None, help="default: the preset's")
+    bp.add_argument("--list", action="store_true", help="print the available methods and exit")
+    run_opts(bp, out_required=False)
     rep = sub.add_parser("report", help="rebuild figures and the report of a run folder")
     rep.add_argument("out", type=Path)
     return p
@@ -228,6 +242,37 @@ def _execute(
     return 0
 
 
+def _benchmark(args: argparse.Namespace) -> int:
+    from mtlab.grad.methods import JACOBIAN_METHODS, METHODS, WEIGHTING_METHODS
+    from mtlab.studies import get_study
+
+    if args.list:
+        print("loss weightings: " + ", ".join(WEIGHTING_METHODS))
+        print("Jacobian aggregators (torchjd): " + ", ".join(JACOBIAN_METHODS))
+        return 0
+    if args.out is None:
+        return _fail("benchmark: --out is required")
+    study = get_study("benchmark")
+    methods = None
+    if args.methods is not None:
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        unknown = [m for m in methods if m not in METHODS and m != "stl"]
+        if unknown:
+            return _fail(
+                f"--methods: unknown method(s) {', '.join(unknown)}; allowed: {', '.join(METHODS)}"
+            )
+    try:
+        study.preset(args.preset)
+        configs = study.configs(args.preset, args.seeds, dataset=args.dataset, methods=methods)
+    except ValueError as err:
+        return _fail(str(err))
+    extra = {"seeds": args.seeds, "dataset": args.dataset, "methods": methods}
+    code = _execute(args, study.name, args.preset, configs, extra)
+    if code == 0 and not args.no_report and not args.dry_run:
+        print((args.out / "summary.csv").read_text().rstrip())
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from mtlab.runs.config import ConfigError
@@ -261,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
             study = name if name in REGISTRY else "custom"
             label = f"sweep {name!r} from {args.sweep} (report: study {study!r})"
             return _execute(args, study, "yaml", configs, {"sweep": spec}, label)
+        if args.command == "benchmark":
+            return _benchmark(args)
         if args.command == "report":
             if not (args.out / "config.yaml").exists():
                 return _fail(f"{args.out} is not an mtlab run folder (no config.yaml)")

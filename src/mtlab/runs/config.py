@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from mtlab.grad.methods import METHODS as _MT_METHODS
 from mtlab.tasks.sparse_teacher import SETTINGS, default_overlap, setting_defaults
 
 
@@ -305,13 +306,73 @@ class SubspaceRunConfig(RunConfig):
         return data
 
 
+class BenchmarkRunConfig(RunConfig):
+    """One run of the real-data multi-task benchmark (``mtlab benchmark``): a network with a shared
+    trunk and one head per task, trained on ``dataset`` with a multi-task ``method`` (see
+    :mod:`mtlab.grad.methods`), or ``method: stl`` on the single task ``task``.
+
+    Model selection (the epoch whose parameters are kept) uses the mean validation accuracy only.
+    """
+
+    family: Literal["mtbench"] = "mtbench"
+    method: str = "mean"
+    dataset: str = "multi-digits"
+    task: str | None = Field(None, description="the task of an stl run (None for MTL)")
+    trunk: Literal["mlp", "cnn"] = "mlp"
+    widths: tuple[int, ...] = Field((128, 128), description="hidden widths / channels")
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    backend: Literal["loop", "batched", "representation", "auto"] = "auto"
+    diagnostics_every: int = Field(20, ge=1, description="steps between conflict diagnostics")
+
+    @model_validator(mode="after")
+    def _check(self) -> BenchmarkRunConfig:
+        from mtlab.grad.methods import METHODS, check_methods
+        from mtlab.tasks.datasets import DATASETS, dataset_tasks
+
+        errors = []
+        if self.dataset not in DATASETS:
+            errors.append(
+                f"dataset: unknown dataset {self.dataset!r}; allowed: {', '.join(DATASETS)}"
+            )
+        if self.method == "stl":
+            if self.task is None:
+                errors.append("task: method 'stl' needs the task to train")
+            elif self.dataset in DATASETS and self.task not in dataset_tasks(self.dataset):
+                errors.append(
+                    f"task: {self.task!r} is not a task of {self.dataset!r}; allowed: "
+                    f"{', '.join(dataset_tasks(self.dataset))}"
+                )
+        else:
+            if self.method not in METHODS:
+                errors.append(
+                    f"method: unknown method {self.method!r}; allowed: stl, {', '.join(METHODS)}"
+                )
+            else:
+                try:
+                    check_methods([self.method])
+                except ValueError as err:
+                    errors.append(f"method: {err}")
+            if self.task is not None:
+                errors.append(f"task: only stl runs name a task (got {self.task!r})")
+        if not self.widths or min(self.widths) < 1:
+            errors.append(f"widths: need at least one positive width (got {self.widths})")
+        if errors:
+            raise ValueError("; ".join(errors))
+        return self
+
+
 FAMILIES: dict[str, type[RunConfig]] = {
     "diagonal": DiagonalRunConfig,
     "subspace": SubspaceRunConfig,
+    "mtbench": BenchmarkRunConfig,
 }
 METHODS = {
     "diagonal": ("stl", "mtl", "pt", "ptft", "ptft_lr"),
     "subspace": ("one_step", "alternating"),
+    "mtbench": ("stl", *_MT_METHODS),
 }
 
 
@@ -332,6 +393,7 @@ def make_config(data: dict[str, Any], where: str = "") -> RunConfig:
 __all__ = [
     "FAMILIES",
     "SETTINGS",
+    "BenchmarkRunConfig",
     "ConfigError",
     "DiagonalRunConfig",
     "RunConfig",

@@ -34,6 +34,10 @@ def family_of(cfg: RunConfig):
         from mtlab.runs.subspace import FAMILY
 
         return FAMILY
+    if cfg.family == "mtbench":
+        from mtlab.runs.mtbench import FAMILY
+
+        return FAMILY
     raise ValueError(f"no executor for family {cfg.family!r}")
 
 

@@ -1,6 +1,6 @@
 """Layer 3: one module per published study (config grid, analysis, figures, claims)."""
 
-from mtlab.studies import custom, diagonal, subspace  # noqa: F401  (registration)
+from mtlab.studies import benchmark, custom, diagonal, subspace  # noqa: F401  (registration)
 from mtlab.studies.base import (
     REGISTRY,
     Analysis,

@@ -1,0 +1,374 @@
+"""Multi-task methods, chosen by name: how one update is formed from the per-task losses.
+
+Two kinds, one interface (:meth:`Method.backward` sets ``.grad`` on the parameters and returns
+a :class:`StepRecord` with the task weights it used):
+
+* **Jacobian aggregators** — torchjd's aggregators applied to the Jacobian that
+  :class:`mtlab.grad.jacobian.JacobianEngine` computed (``upgrad``, ``mgda``, ``pcgrad``,
+  ``cagrad``, ``imtl_g``, ``nash_mtl``, ``aligned_mtl``, ``gradvac``, ``graddrop``, ``dualproj``,
+  ``config``, ``fairgrad``). For Gramian-weighted aggregators the weights come from torchjd's
+  weighting of ``J Jᵀ`` and the update is ``wᵀJ``; for the others (``graddrop``, ``config``) the
+  update is the aggregator's vector and the recorded weights are the least-squares weights that
+  best reproduce it from the task gradients (marked ``exact_weights=False``).
+* **Loss weightings** — one backward of ``Σ_t w_t L_t``: ``mean`` and ``sum`` (constant weights:
+  the same update as torchjd's Mean / Sum on the Jacobian, without computing it), ``uw``
+  (uncertainty weighting, Kendall et al. 2018), ``dwa`` (dynamic weight average, Liu et al. 2019)
+  and ``gradnorm`` (Chen et al. 2018) — torchjd 0.18 has none of the last three.
+
+Task-specific parameters always receive the ordinary gradient of ``Σ_t L_t`` (a head only
+affects its own task). ``cagrad`` and ``nash_mtl`` need the optional solver extra
+(``pip install 'mtlab[solvers]'``); the error says so before any training starts.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from mtlab.grad.jacobian import JacobianEngine
+
+JACOBIAN_METHODS = (
+    "upgrad",
+    "mgda",
+    "pcgrad",
+    "cagrad",
+    "imtl_g",
+    "nash_mtl",
+    "aligned_mtl",
+    "gradvac",
+    "graddrop",
+    "dualproj",
+    "config",
+    "fairgrad",
+)
+WEIGHTING_METHODS = ("mean", "sum", "uw", "dwa", "gradnorm")
+METHODS = (*WEIGHTING_METHODS, *JACOBIAN_METHODS)
+_EXTRAS = {"cagrad": ("cvxpy", "clarabel"), "nash_mtl": ("cvxpy", "ecos")}
+#: methods whose torchjd aggregator promises a non-conflicting update (⟨g_t, d⟩ ≥ 0 for all t)
+NON_CONFLICTING = ("upgrad", "mgda", "dualproj", "config")
+
+
+@dataclass
+class StepRecord:
+    """Per-task losses ``(T,)`` and weights ``(T,)`` of one step; the Gramian ``(T, T)`` when it
+    was computed (Jacobian methods always, weightings on diagnostic steps)."""
+
+    losses: Tensor
+    weights: Tensor
+    gramian: Tensor | None = None
+    exact_weights: bool = True
+
+
+def check_methods(names: Sequence[str]) -> None:
+    """Raise ``ValueError`` naming the problem for unknown methods or missing optional solvers."""
+    for name in names:
+        if name not in METHODS:
+            raise ValueError(f"unknown method {name!r}; allowed: {', '.join(METHODS)}")
+        missing = [m for m in _EXTRAS.get(name, ()) if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ValueError(
+                f"method {name!r} needs {', '.join(missing)} (not installed): "
+                "pip install 'mtlab[solvers]'"
+            )
+
+
+def _assign(params: Sequence[Tensor], grads: Sequence[Tensor | None]) -> None:
+    for p, g in zip(params, grads, strict=True):
+        if g is None:
+            continue
+        p.grad = g.detach() if p.grad is None else p.grad + g.detach()
+
+
+def _assign_flat(params: Sequence[Tensor], vector: Tensor) -> None:
+    offset = 0
+    for p in params:
+        n = p.numel()
+        g = vector[offset : offset + n].view_as(p)
+        p.grad = g.detach().clone() if p.grad is None else p.grad + g.detach()
+        offset += n
+
+
+class Method:
+    """Base class. ``backward(losses, shared, specific, rep, engine, want_gramian)``."""
+
+    name = ""
+    uses_jacobian = False
+
+    def __init__(self, n_tasks: int) -> None:
+        if n_tasks < 1:
+            raise ValueError(f"n_tasks must be >= 1 (got {n_tasks})")
+        self.n_tasks = n_tasks
+
+    def parameters(self) -> list[Tensor]:
+        """Extra trainable tensors (trained by the model's optimiser), e.g. uncertainty weights."""
+        return []
+
+    def end_epoch(self) -> None:
+        """Called by the trainer after every epoch."""
+
+    def backward(
+        self,
+        losses: Tensor,
+        shared: Sequence[Tensor],
+        specific: Sequence[Tensor],
+        rep: Tensor | None,
+        engine: JacobianEngine,
+        want_gramian: bool = False,
+    ) -> StepRecord:
+        raise NotImplementedError
+
+
+class LossWeighting(Method):
+    """One backward of ``Σ_t w_t L_t + extra``; subclasses give :meth:`weights`."""
+
+    def weights(self, losses: Tensor, shared: Sequence[Tensor], engine: JacobianEngine) -> Tensor:
+        raise NotImplementedError
+
+    def extra_loss(self, losses: Tensor) -> Tensor | None:
+        return None
+
+    def after_step(self, losses: Tensor) -> None:
+        pass
+
+    def backward(self, losses, shared, specific, rep, engine, want_gramian=False) -> StepRecord:
+        gramian = engine(losses, shared, rep).gramian.detach() if want_gramian else None
+        w = self.weights(losses, shared, engine)
+        total = (w * losses).sum()
+        extra = self.extra_loss(losses)
+        if extra is not None:
+            total = total + extra
+        own = self.parameters()
+        targets = [*shared, *specific, *own]
+        grads = torch.autograd.grad(total, targets, allow_unused=True)
+        _assign(targets, grads)
+        self.after_step(losses.detach())
+        return StepRecord(losses.detach(), w.detach().clone(), gramian)
+
+
+class ConstantWeights(LossWeighting):
+    """``mean`` (w = 1/T) or ``sum`` (w = 1)."""
+
+    def __init__(self, n_tasks: int, value: float, name: str) -> None:
+        super().__init__(n_tasks)
+        self.value = value
+        self.name = name
+
+    def weights(self, losses, shared, engine):
+        return torch.full_like(losses, self.value).detach()
+
+
+class UncertaintyWeighting(LossWeighting):
+    """Kendall, Gal & Cipolla (2018): ``Σ_t exp(−s_t) L_t + s_t`` with learned ``s_t = log σ_t²``
+    (initialised at 0); the recorded weights are ``exp(−s_t)``."""
+
+    name = "uw"
+
+    def __init__(self, n_tasks: int) -> None:
+        super().__init__(n_tasks)
+        self.log_vars = torch.zeros(n_tasks, requires_grad=True)
+
+    def parameters(self) -> list[Tensor]:
+        return [self.log_vars]
+
+    def to(self, device) -> UncertaintyWeighting:
+        self.log_vars = self.log_vars.detach().to(device).requires_grad_(True)
+        return self
+
+    def weights(self, losses, shared, engine):
+        return torch.exp(-self.log_vars.to(losses))
+
+    def extra_loss(self, losses):
+        return self.log_vars.to(losses).sum()
+
+
+class DynamicWeightAverage(LossWeighting):
+    """Liu, Johns & Davison (2019): ``w_t = T·softmax_t(r_t / τ)`` with ``r_t`` the ratio of task
+    ``t``'s mean training loss in the last two epochs; ``w = 1`` for the first two epochs."""
+
+    name = "dwa"
+
+    def __init__(self, n_tasks: int, temperature: float = 2.0) -> None:
+        super().__init__(n_tasks)
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0 (got {temperature})")
+        self.temperature = temperature
+        self.history: list[Tensor] = []
+        self._sum: Tensor | None = None
+        self._count = 0
+
+    def weights(self, losses, shared, engine):
+        if len(self.history) < 2:
+            return torch.ones_like(losses)
+        r = (self.history[-1] / self.history[-2].clamp_min(1e-12)).to(losses)
+        return self.n_tasks * torch.softmax(r / self.temperature, dim=0)
+
+    def after_step(self, losses):
+        self._sum = losses.cpu() if self._sum is None else self._sum + losses.cpu()
+        self._count += 1
+
+    def end_epoch(self) -> None:
+        if self._count:
+            self.history.append(self._sum / self._count)
+        self._sum, self._count = None, 0
+
+
+def gradnorm_update(
+    w: Tensor,
+    grad_norms: Tensor,
+    losses: Tensor,
+    initial_losses: Tensor,
+    alpha: float,
+    lr: float,
+) -> Tensor:
+    """One GradNorm step on the task weights (Chen et al. 2018, Algorithm 1).
+
+    ``G_t = w_t ‖∇_W L_t‖`` for the last shared layer ``W``; ``Ḡ = mean_t G_t``; relative inverse
+    training rates ``r_t = L̃_t / mean(L̃)`` with ``L̃_t = L_t / L_t(0)``; targets ``Ḡ r_t^α``
+    (held constant); ``∂/∂w_t Σ_s |G_s − target_s| = sign(G_t − target_t) ‖∇_W L_t‖``. After the
+    step the weights are clamped positive and renormalised to sum to ``T``.
+    """
+    T = w.shape[0]
+    G = w * grad_norms
+    ratio = losses / initial_losses.clamp_min(1e-12)
+    r = ratio / ratio.mean()
+    target = G.mean() * r**alpha
+    grad = torch.sign(G - target) * grad_norms
+    w_new = torch.clamp(w - lr * grad, min=1e-4)
+    return T * w_new / w_new.sum()
+
+
+class GradNorm(LossWeighting):
+    """GradNorm (Chen et al. 2018): task weights trained to equalise ``w_t‖∇_W L_t‖`` across tasks
+    at rates set by each task's relative training progress (``alpha``); ``W`` is the last shared
+    parameter tensor. The model is updated with the current weights, then the weights take one
+    :func:`gradnorm_update` step (learning rate ``lr``)."""
+
+    name = "gradnorm"
+
+    def __init__(self, n_tasks: int, alpha: float = 1.5, lr: float = 0.025) -> None:
+        super().__init__(n_tasks)
+        self.alpha = alpha
+        self.lr = lr
+        self.w = torch.ones(n_tasks)
+        self.initial: Tensor | None = None
+        self._norms: Tensor | None = None
+
+    def weights(self, losses, shared, engine):
+        last = [p for p in shared if p.ndim >= 2][-1:] or list(shared)[-1:]
+        J = engine(losses, last).matrix  # (T, |W|): per-task gradients on the last shared layer
+        self._norms = J.norm(dim=1).detach()
+        if self.initial is None:
+            self.initial = losses.detach().clone()
+        return self.w.to(losses)
+
+    def after_step(self, losses):
+        assert self._norms is not None and self.initial is not None
+        self.w = gradnorm_update(
+            self.w.to(losses),
+            self._norms.to(losses),
+            losses,
+            self.initial.to(losses),
+            self.alpha,
+            self.lr,
+        ).cpu()
+
+
+class JacobianAggregation(Method):
+    """A torchjd aggregator applied to the engine's Jacobian of the shared parameters."""
+
+    uses_jacobian = True
+
+    def __init__(self, n_tasks: int, name: str, aggregator) -> None:
+        super().__init__(n_tasks)
+        self.name = name
+        self.aggregator = aggregator
+
+    def combine(self, J: Tensor) -> tuple[Tensor, Tensor, bool]:
+        """(update vector, task weights, weights exact?) for a Jacobian ``J: (T, P)``."""
+        from torchjd.aggregation import GramianWeightedAggregator, WeightedAggregator
+
+        agg = self.aggregator
+        if isinstance(agg, GramianWeightedAggregator):
+            w = agg.gramian_weighting(J @ J.T)
+            return w @ J, w, True
+        if isinstance(agg, WeightedAggregator):
+            w = agg.weighting(J)
+            return w @ J, w, True
+        v = agg(J)
+        w = torch.linalg.lstsq(J.T, v.unsqueeze(1)).solution.squeeze(1)
+        return v, w, False
+
+    def backward(self, losses, shared, specific, rep, engine, want_gramian=False) -> StepRecord:
+        jac = engine(losses, shared, rep)
+        J = jac.matrix.detach()
+        if jac.backend == "representation":
+            # weights from the representation-level Jacobian, one backward of Σ w_t L_t
+            _, w, exact = self.combine(J)
+            grads = torch.autograd.grad((w.detach() * losses).sum(), shared, retain_graph=True)
+            _assign(shared, grads)
+        else:
+            v, w, exact = self.combine(J)
+            _assign_flat(shared, v)
+        if specific:
+            _assign(specific, torch.autograd.grad(losses.sum(), specific, allow_unused=True))
+        return StepRecord(losses.detach(), w.detach(), J @ J.T, exact)
+
+
+def _torchjd(name: str, n_tasks: int):
+    import torchjd.aggregation as A
+
+    factories: dict[str, Callable[[], object]] = {
+        "upgrad": A.UPGrad,
+        "mgda": A.MGDA,
+        "pcgrad": A.PCGrad,
+        "cagrad": lambda: A.CAGrad(c=0.4),
+        "imtl_g": A.IMTLG,
+        "nash_mtl": lambda: A.NashMTL(n_tasks=n_tasks),
+        "aligned_mtl": A.AlignedMTL,
+        "gradvac": A.GradVac,
+        "graddrop": A.GradDrop,
+        "dualproj": A.DualProj,
+        "config": A.ConFIG,
+        "fairgrad": lambda: A.FairGrad(alpha=1.0),
+    }
+    return factories[name]()
+
+
+def make_method(name: str, n_tasks: int, **options: float) -> Method:
+    """The method called ``name`` for ``n_tasks`` tasks (options: ``alpha``/``lr`` for
+    gradnorm, ``temperature`` for dwa)."""
+    check_methods([name])
+    if name == "mean":
+        return ConstantWeights(n_tasks, 1.0 / n_tasks, "mean")
+    if name == "sum":
+        return ConstantWeights(n_tasks, 1.0, "sum")
+    if name == "uw":
+        return UncertaintyWeighting(n_tasks)
+    if name == "dwa":
+        return DynamicWeightAverage(n_tasks, **options)
+    if name == "gradnorm":
+        return GradNorm(n_tasks, **options)
+    return JacobianAggregation(n_tasks, name, _torchjd(name, n_tasks))
+
+
+__all__ = [
+    "JACOBIAN_METHODS",
+    "METHODS",
+    "NON_CONFLICTING",
+    "WEIGHTING_METHODS",
+    "ConstantWeights",
+    "DynamicWeightAverage",
+    "GradNorm",
+    "JacobianAggregation",
+    "LossWeighting",
+    "Method",
+    "StepRecord",
+    "UncertaintyWeighting",
+    "check_methods",
+    "gradnorm_update",
+    "make_method",
+]

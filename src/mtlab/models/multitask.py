@@ -1,0 +1,93 @@
+"""Hard-parameter-sharing networks for real multi-task data: a shared trunk and one linear head per
+task (``nn.Module``; the parameters split into :meth:`MultiTaskNet.shared_parameters` and
+:meth:`MultiTaskNet.task_parameters`).
+
+Trunks: ``mlp`` (flatten → Linear/ReLU layers) and ``cnn`` (Conv3×3/ReLU blocks with 2×2 max
+pooling after the first, then global average pooling). ``forward(x)`` returns the shared
+representation ``z: (batch, k)`` and the list of per-task logits.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+TRUNKS = ("mlp", "cnn")
+
+
+def mlp_trunk(in_features: int, widths: Sequence[int]) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Flatten()]
+    prev = in_features
+    for w in widths:
+        layers += [nn.Linear(prev, w), nn.ReLU()]
+        prev = w
+    return nn.Sequential(*layers)
+
+
+def cnn_trunk(in_channels: int, channels: Sequence[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    prev = in_channels
+    for i, c in enumerate(channels):
+        layers += [nn.Conv2d(prev, c, 3, padding=1), nn.ReLU()]
+        if i == 0:
+            layers.append(nn.MaxPool2d(2, ceil_mode=True))
+        prev = c
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return nn.Sequential(*layers)
+
+
+class MultiTaskNet(nn.Module):
+    """Shared trunk + one linear head per task (``num_classes[t]`` outputs each)."""
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        num_classes: Sequence[int],
+        trunk: str = "mlp",
+        widths: Sequence[int] = (128, 128),
+    ) -> None:
+        super().__init__()
+        if trunk not in TRUNKS:
+            raise ValueError(f"unknown trunk {trunk!r}; allowed: {', '.join(TRUNKS)}")
+        if not num_classes or min(num_classes) < 2:
+            raise ValueError(f"every task needs >= 2 classes (got {list(num_classes)})")
+        if not widths:
+            raise ValueError("widths must name at least one layer")
+        if trunk == "mlp":
+            self.trunk = mlp_trunk(math.prod(input_shape), widths)
+        else:
+            if len(input_shape) != 3:
+                raise ValueError(f"the cnn trunk needs (C, H, W) inputs (got {tuple(input_shape)})")
+            self.trunk = cnn_trunk(input_shape[0], widths)
+        self.heads = nn.ModuleList(nn.Linear(widths[-1], k) for k in num_classes)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        z = self.trunk(x)
+        return z, [h(z) for h in self.heads]
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        return list(self.trunk.parameters())
+
+    def task_parameters(self) -> list[nn.Parameter]:
+        return list(self.heads.parameters())
+
+
+def init_seeded(model: nn.Module, seed: int) -> nn.Module:
+    """Re-initialise every layer from a seeded stream (no global RNG)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Linear, nn.Conv2d)):
+                fan_in = m.weight[0].numel()
+                bound = 1.0 / math.sqrt(fan_in)
+                gain = math.sqrt(6.0 / fan_in)  # Kaiming-uniform with the ReLU gain
+                m.weight.copy_((torch.rand(m.weight.shape, generator=g) * 2 - 1) * gain)
+                if m.bias is not None:
+                    m.bias.copy_(torch.rand(m.bias.shape, generator=g) * 2 * bound - bound)
+    return model
+
+
+__all__ = ["TRUNKS", "MultiTaskNet", "cnn_trunk", "init_seeded", "mlp_trunk"]

@@ -1,0 +1,120 @@
+"""The real-data multi-task benchmark family: one :class:`BenchmarkRunConfig` = one network trained
+on a dataset's tasks with one method (or one task alone, ``stl``).
+
+Each run stores one evaluation row per (task, split, metric) — ``task``, ``split`` (``val`` /
+``test``), ``metric`` (``accuracy`` / ``loss``), ``value``, ``higher_is_better`` — plus run-level
+``sec_per_step``, ``steps``, ``best_epoch`` and the Jacobian ``backend`` used; its curve holds the
+per-epoch history (train losses, validation accuracies, mean task weights) and the conflict
+diagnostics of the task Gramian on the configured schedule.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from typing import Any
+
+import torch
+
+from mtlab._seeding import derive_seed
+from mtlab.grad.methods import make_method
+from mtlab.models.multitask import MultiTaskNet, init_seeded
+from mtlab.runs.config import BenchmarkRunConfig
+from mtlab.tasks.datasets import MultiTaskDataset, load_dataset
+from mtlab.train.multitask import MTTrainConfig, train_multitask
+
+HIGHER_IS_BETTER = {"accuracy": True, "loss": False}
+
+
+@lru_cache(maxsize=8)
+def _dataset(name: str, seed: int) -> MultiTaskDataset:
+    return load_dataset(name, seed)
+
+
+class BenchmarkFamily:
+    batched = False
+
+    @staticmethod
+    def group_key(cfg: BenchmarkRunConfig) -> tuple:
+        return (cfg.dataset, cfg.method)
+
+    @staticmethod
+    def sort_key(cfg: BenchmarkRunConfig) -> tuple:
+        return (cfg.seed, cfg.task or "")
+
+    @staticmethod
+    def bytes_per_run(cfg: BenchmarkRunConfig) -> int:
+        return 1
+
+    def run_one(
+        self, cfg: BenchmarkRunConfig, device: torch.device | str = "cpu"
+    ) -> tuple[dict[str, Any], list[dict[str, float]], list[dict[str, Any]]]:
+        """Train and evaluate one run: (base row, curve, evaluation rows)."""
+        data = _dataset(cfg.dataset, cfg.seed)  # the split depends on the seed
+        if cfg.method == "stl":
+            assert cfg.task is not None
+            data = data.subset_tasks([cfg.task])
+        method = make_method("mean" if cfg.method == "stl" else cfg.method, data.n_tasks)
+        torch.manual_seed(derive_seed(cfg.run_id(), "torch"))  # e.g. GradDrop's random masks
+        model = init_seeded(
+            MultiTaskNet(data.input_shape, data.num_classes, cfg.trunk, cfg.widths),
+            derive_seed(cfg.seed, "init", cfg.dataset),
+        )
+        tcfg = MTTrainConfig(
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            backend=cfg.backend,
+            diagnostics_every=cfg.diagnostics_every,
+            seed=derive_seed(cfg.seed, "batches"),
+        )
+        res = train_multitask(model, data, method, tcfg, device)
+        base = cfg.row_fields()
+        base.update(
+            {
+                "run_id": cfg.run_id(),
+                "status": "ok",
+                "reason": None,
+                "steps": res.steps,
+                "best_epoch": res.best_epoch,
+                "sec_per_step": res.sec_per_step,
+                "jacobian_backend": res.backend,
+            }
+        )
+        evals = []
+        for split in ("val", "test"):
+            for task, ms in res.metrics[split].items():
+                for metric, value in ms.items():
+                    evals.append(
+                        {
+                            "task": task,
+                            "split": split,
+                            "metric": metric,
+                            "value": value,
+                            "higher_is_better": HIGHER_IS_BETTER[metric],
+                        }
+                    )
+        return base, [*res.history, *res.diagnostics], evals
+
+    def run_chunk(
+        self,
+        cfgs: Sequence[BenchmarkRunConfig],
+        pretrained: Callable[[str], dict] | None = None,
+        sink: Callable[..., None] | None = None,
+        device: torch.device | str = "cpu",
+        max_steps: int | None = None,
+    ) -> list[dict[str, Any]]:
+        out = []
+        for cfg in cfgs:
+            t0 = time.perf_counter()
+            row, curve, evals = self.run_one(cfg, device)
+            row["wall_s"] = time.perf_counter() - t0
+            if sink is not None:
+                sink(row, curve, {}, evals=evals)
+            out.append(row)
+        return out
+
+
+FAMILY = BenchmarkFamily()

@@ -1,0 +1,268 @@
+"""Loaders for users' own multi-task data. Each returns arrays or a
+:class:`~mtlab.tasks.datasets.MultiTaskDataset`; a malformed file raises :class:`DataFormatError`
+naming the file and the problem.
+
+* :func:`load_idx` — the IDX format of MNIST / MultiMNIST (``.gz`` too): magic ``0x0000``,
+  a type byte, the number of dimensions, big-endian ``int32`` sizes, then the data.
+* :func:`load_mnist_idx` — an images file plus a labels file (``(n,)`` for MNIST, ``(n, k)`` for
+  MultiMNIST's several labels per image) → a dataset with one task per label column.
+* :func:`load_celeba_attributes` — CelebA's ``list_attr_celeba.txt`` (count line, header line of
+  attribute names, then ``file v1 … v40`` with ±1) and optionally the images it names.
+* :func:`load_table` — a CSV (one column per task plus feature columns) or an NPZ (``x`` and
+  ``y`` arrays, or ``x`` plus one array per task).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mtlab.tasks.datasets import SPLITS, MultiTaskDataset, split_indices
+
+IDX_TYPES = {
+    0x08: np.uint8,
+    0x09: np.int8,
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+
+class DataFormatError(ValueError):
+    """A data file could not be read; the message names the file and the problem."""
+
+
+def _open(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def load_idx(path: str | os.PathLike[str]) -> np.ndarray:
+    """An IDX file as a NumPy array of its declared type and shape."""
+    path = Path(path)
+    if not path.exists():
+        raise DataFormatError(f"{path}: no such file")
+    try:
+        with _open(path) as f:
+            raw = f.read()
+    except OSError as err:
+        raise DataFormatError(f"{path}: cannot read ({err})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise DataFormatError(f"{path}: not an IDX file (bad magic number {raw[:4].hex()})")
+    code, ndim = raw[2], raw[3]
+    if code not in IDX_TYPES:
+        raise DataFormatError(f"{path}: unknown IDX data type 0x{code:02x}")
+    head = 4 + 4 * ndim
+    if len(raw) < head:
+        raise DataFormatError(f"{path}: truncated header ({ndim} dimensions declared)")
+    shape = tuple(int(v) for v in np.frombuffer(raw[4:head], dtype=">i4"))
+    dtype = np.dtype(IDX_TYPES[code])
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(raw) - head != expected:
+        raise DataFormatError(
+            f"{path}: data size {len(raw) - head} bytes does not match shape {shape} "
+            f"({expected} bytes expected)"
+        )
+    return np.frombuffer(raw[head:], dtype=dtype).reshape(shape)
+
+
+def save_idx(path: str | os.PathLike[str], array: np.ndarray) -> None:
+    """Write ``array`` as an IDX file (uint8, int8, int16, int32, float32 or float64)."""
+    codes = {
+        np.dtype(v).newbyteorder(">") if np.dtype(v).itemsize > 1 else np.dtype(v): k
+        for k, v in IDX_TYPES.items()
+    }
+    dt = array.dtype.newbyteorder(">") if array.dtype.itemsize > 1 else array.dtype
+    if dt not in codes:
+        raise ValueError(f"IDX cannot store dtype {array.dtype}")
+    data = bytes([0, 0, codes[dt], array.ndim]) + np.asarray(array.shape, ">i4").tobytes()
+    data += array.astype(dt).tobytes()
+    path = Path(path)
+    with gzip.open(path, "wb") if path.suffix == ".gz" else open(path, "wb") as f:
+        f.write(data)
+
+
+def _dataset(
+    name: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    tasks: Sequence[str],
+    seed: int,
+    fractions: Sequence[float],
+    meta: dict,
+) -> MultiTaskDataset:
+    num_classes = [int(y[:, t].max()) + 1 for t in range(y.shape[1])]
+    strat = y[:, 0] if num_classes[0] <= 1000 else np.zeros(len(y), dtype=np.int64)
+    parts = split_indices(strat, fractions, seed)
+    xs = {
+        s: torch.from_numpy(np.ascontiguousarray(x[p])) for s, p in zip(SPLITS, parts, strict=True)
+    }
+    ys = {
+        s: torch.from_numpy(np.ascontiguousarray(y[p])) for s, p in zip(SPLITS, parts, strict=True)
+    }
+    return MultiTaskDataset(name, list(tasks), num_classes, xs, ys, meta)
+
+
+def load_mnist_idx(
+    images: str | os.PathLike[str],
+    labels: str | os.PathLike[str],
+    seed: int = 0,
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+) -> MultiTaskDataset:
+    """MNIST / MultiMNIST from IDX files: images ``(n, H, W)`` → inputs ``(n, 1, H, W)`` scaled to
+    [0, 1]; labels ``(n,)`` or ``(n, k)`` → ``k`` tasks (``digit`` or ``label0 … label{k−1}``)."""
+    x = load_idx(images)
+    y = load_idx(labels)
+    if x.ndim != 3:
+        raise DataFormatError(f"{images}: expected images of shape (n, H, W), got {x.shape}")
+    if y.ndim not in (1, 2) or y.shape[0] != x.shape[0]:
+        raise DataFormatError(
+            f"{labels}: expected labels of shape ({x.shape[0]},) or ({x.shape[0]}, k), got {y.shape}"
+        )
+    if y.min() < 0:
+        raise DataFormatError(f"{labels}: labels must be non-negative class indices")
+    y2 = y.reshape(len(y), -1).astype(np.int64)
+    tasks = ["digit"] if y.ndim == 1 else [f"label{k}" for k in range(y2.shape[1])]
+    scale = 255.0 if x.dtype == np.uint8 else 1.0
+    xf = (x.astype(np.float32) / scale)[:, None]
+    return _dataset("idx", xf, y2, tasks, seed, fractions, {"images": str(images)})
+
+
+def load_celeba_attributes(
+    attr_file: str | os.PathLike[str],
+    image_dir: str | os.PathLike[str] | None = None,
+    attributes: Sequence[str] | None = None,
+    image_size: tuple[int, int] = (32, 32),
+    seed: int = 0,
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+) -> MultiTaskDataset:
+    """CelebA-style attributes (±1 → 1/0), one binary task per attribute. With ``image_dir`` the
+    named images are loaded (Pillow), converted to RGB, resized to ``image_size`` → inputs
+    ``(n, 3, H, W)``; without it the inputs are the row indices ``(n, 1)`` (labels only)."""
+    path = Path(attr_file)
+    if not path.exists():
+        raise DataFormatError(f"{path}: no such file")
+    lines = [ln.split() for ln in path.read_text().splitlines() if ln.strip()]
+    if len(lines) < 3:
+        raise DataFormatError(f"{path}: expected a count line, a header line and data rows")
+    try:
+        count = int(lines[0][0])
+    except ValueError:
+        raise DataFormatError(f"{path}: first line must be the number of images") from None
+    names = lines[1]
+    rows = lines[2:]
+    if len(rows) != count:
+        raise DataFormatError(f"{path}: header says {count} images but {len(rows)} rows follow")
+    files, values = [], []
+    for k, row in enumerate(rows, start=3):
+        if len(row) != len(names) + 1:
+            raise DataFormatError(
+                f"{path}: line {k} has {len(row) - 1} values, expected {len(names)}"
+            )
+        try:
+            vals = [int(v) for v in row[1:]]
+        except ValueError:
+            raise DataFormatError(f"{path}: line {k}: attribute values must be -1 or 1") from None
+        if any(v not in (-1, 1) for v in vals):
+            raise DataFormatError(f"{path}: line {k}: attribute values must be -1 or 1")
+        files.append(row[0])
+        values.append(vals)
+    chosen = list(attributes) if attributes is not None else names
+    missing = [a for a in chosen if a not in names]
+    if missing:
+        raise DataFormatError(f"{path}: no attribute(s) {missing}; the file has {names}")
+    cols = [names.index(a) for a in chosen]
+    y = (np.asarray(values)[:, cols] > 0).astype(np.int64)
+    if image_dir is None:
+        x = np.arange(len(files), dtype=np.float32)[:, None]
+    else:
+        from PIL import Image
+
+        imgs = []
+        for f in files:
+            p = Path(image_dir) / f
+            if not p.exists():
+                raise DataFormatError(f"{path}: image {p} listed but not found")
+            with Image.open(p) as im:
+                im = im.convert("RGB").resize(image_size[::-1])
+                imgs.append(np.asarray(im, dtype=np.float32).transpose(2, 0, 1) / 255.0)
+        x = np.stack(imgs)
+    return _dataset("celeba", x, y, chosen, seed, fractions, {"attr_file": str(path)})
+
+
+def load_table(
+    path: str | os.PathLike[str],
+    tasks: Sequence[str],
+    features: Sequence[str] | None = None,
+    seed: int = 0,
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+) -> MultiTaskDataset:
+    """A CSV (``tasks`` columns are integer class labels; ``features`` columns, default all
+    others, are the inputs) or an NPZ (``x`` plus ``y`` with one column per task, or ``x`` plus
+    one array per task name)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataFormatError(f"{path}: no such file")
+    if not tasks:
+        raise ValueError("name at least one task column")
+    if path.suffix == ".npz":
+        try:
+            data = np.load(path)
+        except (OSError, ValueError) as err:
+            raise DataFormatError(f"{path}: not a readable NPZ file ({err})") from None
+        if "x" not in data:
+            raise DataFormatError(f"{path}: no array 'x' (found {list(data.keys())})")
+        x = np.asarray(data["x"], dtype=np.float32)
+        if "y" in data:
+            y = np.asarray(data["y"])
+            y = y.reshape(len(y), -1)
+            if y.shape[1] != len(tasks):
+                raise DataFormatError(
+                    f"{path}: 'y' has {y.shape[1]} columns but {len(tasks)} task names were given"
+                )
+        else:
+            missing = [t for t in tasks if t not in data]
+            if missing:
+                raise DataFormatError(f"{path}: no array for task(s) {missing}")
+            y = np.stack([np.asarray(data[t]) for t in tasks], axis=1)
+    else:
+        import pandas as pd
+
+        try:
+            df = pd.read_csv(path)
+        except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
+            raise DataFormatError(f"{path}: not a readable CSV file ({err})") from None
+        missing = [t for t in tasks if t not in df.columns]
+        if missing:
+            raise DataFormatError(f"{path}: no column(s) {missing}; columns: {list(df.columns)}")
+        feats = (
+            list(features) if features is not None else [c for c in df.columns if c not in tasks]
+        )
+        bad = [c for c in feats if c not in df.columns]
+        if bad:
+            raise DataFormatError(f"{path}: no feature column(s) {bad}")
+        non_numeric = [c for c in feats if not np.issubdtype(df[c].dtype, np.number)]
+        if non_numeric:
+            raise DataFormatError(f"{path}: feature column(s) {non_numeric} are not numeric")
+        x = df[feats].to_numpy(np.float32)
+        y = df[list(tasks)].to_numpy()
+    if len(x) != len(y):
+        raise DataFormatError(f"{path}: {len(x)} inputs but {len(y)} label rows")
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+        raise DataFormatError(f"{path}: task labels must be non-negative integers")
+    return _dataset(path.stem, x, y.astype(np.int64), tasks, seed, fractions, {"file": str(path)})
+
+
+__all__ = [
+    "DataFormatError",
+    "load_celeba_attributes",
+    "load_idx",
+    "load_mnist_idx",
+    "load_table",
+    "save_idx",
+]

@@ -246,9 +246,12 @@ def load_table(
         bad = [c for c in feats if c not in df.columns]
         if bad:
             raise DataFormatError(f"{path}: no feature column(s) {bad}")
-        non_numeric = [c for c in feats if not np.issubdtype(df[c].dtype, np.number)]
+        non_numeric = [c for c in feats if not pd.api.types.is_numeric_dtype(df[c])]
         if non_numeric:
             raise DataFormatError(f"{path}: feature column(s) {non_numeric} are not numeric")
+        not_int = [t for t in tasks if not pd.api.types.is_integer_dtype(df[t])]
+        if not_int:
+            raise DataFormatError(f"{path}: task column(s) {not_int} must hold integer labels")
         x = df[feats].to_numpy(np.float32)
         y = df[list(tasks)].to_numpy()
     if len(x) != len(y):

@@ -25,6 +25,8 @@ echo "== subspace quick on cuda"
 cp /tmp/sq/claims.json "$OUT/subspace_quick_cuda_claims.json"
 echo "== head-first batched vs per-task loop on cuda"
 python3 benchmarks/headfirst_batched.py --device cuda --json "$OUT/headfirst_batched_cuda.json"
+echo "== Jacobian engine backends on cuda (MLP and CNN trunks, T = 2, 8, 32)"
+python3 benchmarks/jacobian_engine.py --device cuda --json "$OUT/jacobian_engine_cuda.json"
 echo "== subspace paper preset, 1 seed, at most ${PAPER_S:-200} s"
 timeout "${PAPER_S:-200}" python3 -m mtlab reproduce subspace --preset paper --seeds 1 \
     --device cuda --out /tmp/sp --quiet --no-report

@@ -223,3 +223,39 @@ def test_zero_padded_runs_with_different_sample_counts_equal_runs_alone():
         assert torch.allclose(a.params["w_pos"], b.params["w_pos"], rtol=1e-9, atol=1e-12)
     with pytest.raises(ValueError, match="full-batch"):
         train_ensemble(net, net.init(alphas), padded, ALL, _lrs(2), LoopConfig(batch_size=4))
+
+
+def test_conflict_hook_gives_each_run_its_own_gramian():
+    from mtlab.models import index_params
+    from mtlab.train.hooks import conflict_hook, ensemble_gramians
+
+    e, d, n = 3, 20, 10
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(e, n, d, generator=g, dtype=torch.float64)
+    y1 = torch.randn(e, n, generator=g, dtype=torch.float64)
+    y2 = -y1 + 0.3 * torch.randn(e, n, generator=g, dtype=torch.float64)  # competing targets
+    data = TrainData([x, x], [y1, y2], (0, 1), torch.ones(2, dtype=torch.float64))
+    net = DiagonalNet(d, n_tasks=2)
+    params = net.init(torch.tensor([0.5, 0.3, 0.7], dtype=torch.float64))
+    G = ensemble_gramians(net, params, data, net.shared_names)
+    assert G.shape == (3, 2, 2)
+    for r in range(e):
+        alone = ensemble_gramians(
+            net,
+            index_params(params, torch.tensor([r])),
+            data.index(torch.tensor([r])),
+            net.shared_names,
+        )
+        torch.testing.assert_close(G[r], alone[0])
+    out = train_ensemble(
+        net,
+        params,
+        data,
+        ALL,
+        _lrs(e),
+        LoopConfig(max_steps=300, log_every=100),
+        hooks=[conflict_hook(net, data, every=100)],
+    )
+    points = [p for p in out[0].curve if "mean_cosine" in p]
+    assert len(points) >= 3 and all(-1 <= p["mean_cosine"] <= 1 for p in points)
+    assert points[0]["conflict_frequency"] in (0.0, 1.0)

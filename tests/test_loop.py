@@ -259,3 +259,59 @@ def test_conflict_hook_gives_each_run_its_own_gramian():
     points = [p for p in out[0].curve if "mean_cosine" in p]
     assert len(points) >= 3 and all(-1 <= p["mean_cosine"] <= 1 for p in points)
     assert points[0]["conflict_frequency"] in (0.0, 1.0)
+
+
+def test_aggregated_step_rule_runs_each_run_on_its_own_jacobian():
+    from torchjd.aggregation import UPGrad
+
+    from mtlab.grad.step import AggregatedStep
+    from mtlab.models import index_params
+    from mtlab.train.loop import _mse_losses
+
+    e, d, n = 3, 15, 8
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(e, n, d, generator=g, dtype=torch.float64)
+    y1 = torch.randn(e, n, generator=g, dtype=torch.float64)
+    y2 = -y1 + 0.5 * torch.randn(e, n, generator=g, dtype=torch.float64)
+    data = TrainData([x, x], [y1, y2], (0, 1), torch.ones(2, dtype=torch.float64))
+    net = DiagonalNet(d, n_tasks=2)
+    params = {
+        k: v.requires_grad_(True)
+        for k, v in net.init(torch.tensor([0.5, 0.3, 0.7], dtype=torch.float64)).items()
+    }
+    step = AggregatedStep("upgrad", net.shared_names)
+    out = step(_mse_losses(net, data, data.x, data.y), params, ALL, data.weights)
+    assert out.task_weights.shape == (2, 3)
+    r = 1  # the same run alone, UPGrad on its own Jacobian
+    p1 = {k: v.detach()[r : r + 1].clone().requires_grad_(True) for k, v in params.items()}
+    d1 = data.index(torch.tensor([r]))
+    L = _mse_losses(net, d1, d1.x, d1.y)(p1)[:, 0]
+    J = torch.stack(
+        [
+            torch.cat(
+                [
+                    gg.reshape(-1)
+                    for gg in torch.autograd.grad(
+                        L[t], [p1["w_pos"], p1["w_neg"]], retain_graph=True
+                    )
+                ]
+            )
+            for t in range(2)
+        ]
+    )
+    expected = UPGrad()(J)
+    got = torch.cat([out.grads["w_pos"][r], out.grads["w_neg"][r]])
+    torch.testing.assert_close(got, expected, rtol=1e-8, atol=1e-12)
+    assert float((J @ got).min()) >= -1e-10  # UPGrad: no task's loss increases to first order
+    res = train_ensemble(
+        net,
+        index_params({k: v.detach() for k, v in params.items()}, torch.arange(e)),
+        data,
+        ALL,
+        _lrs(e),
+        LoopConfig(max_steps=200, log_every=100),
+        step_rule=step,
+    )
+    assert all(math.isfinite(o.train_loss) for o in res)
+    with pytest.raises(ValueError, match="Jacobian aggregator"):
+        AggregatedStep("uw", net.shared_names)

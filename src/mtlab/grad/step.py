@@ -62,3 +62,79 @@ class WeightedSum:
         total = (w * losses).sum()
         grads = torch.autograd.grad(total, [params[n] for n in trainable])
         return StepOutput(losses.detach(), dict(zip(trainable, grads, strict=True)), w)
+
+
+class AggregatedStep:
+    """A step rule that combines per-task gradients with a Jacobian aggregator from
+    :mod:`mtlab.grad.methods` (``upgrad``, ``mgda``, ``pcgrad``, …), run by run.
+
+    Per task, one backward pass of ``Σ_runs L_t`` gives every run's own task gradient (runs are
+    independent), so the per-run Jacobians ``(E, T, P)`` of the ``shared`` parameters cost ``T``
+    backward passes; each run's aggregator (its own instance: some keep state) turns its ``T × P``
+    Jacobian into the update and the task weights. Other trainable parameters (readouts) get the
+    gradient of ``Σ_t L_t``.
+    """
+
+    def __init__(self, method: str, shared: Sequence[str]) -> None:
+        from mtlab.grad.methods import JACOBIAN_METHODS, check_methods
+
+        check_methods([method])
+        if method not in JACOBIAN_METHODS:
+            raise ValueError(
+                f"AggregatedStep takes a Jacobian aggregator ({', '.join(JACOBIAN_METHODS)}); "
+                f"for fixed loss weights use WeightedSum (got {method!r})"
+            )
+        self.method = method
+        self.shared = tuple(shared)
+        self._per_run: dict[int, object] = {}
+
+    def _method(self, run: int, n_tasks: int):
+        from mtlab.grad.methods import make_method
+
+        if run not in self._per_run:
+            self._per_run[run] = make_method(self.method, n_tasks)
+        return self._per_run[run]
+
+    def __call__(
+        self, loss_fn: LossFn, params: dict[str, Tensor], trainable: Sequence[str], weights: Tensor
+    ) -> StepOutput:
+        losses = loss_fn(params)  # (T, E)
+        T, E = losses.shape
+        shared = [n for n in trainable if n in self.shared]
+        other = [n for n in trainable if n not in self.shared]
+        rows = []
+        for t in range(T):
+            gs = torch.autograd.grad(
+                losses[t].sum(), [params[n] for n in shared], retain_graph=True, allow_unused=True
+            )
+            rows.append(
+                torch.cat(
+                    [
+                        (g if g is not None else torch.zeros_like(params[n])).reshape(E, -1)
+                        for g, n in zip(gs, shared, strict=True)
+                    ],
+                    dim=1,
+                )
+            )
+        J = torch.stack(rows, dim=1).detach()  # (E, T, P)
+        updates, w = [], []
+        for e in range(E):
+            v, we, _ = self._method(e, T).combine(J[e])
+            updates.append(v)
+            w.append(we)
+        V = torch.stack(updates)  # (E, P)
+        grads: dict[str, Tensor] = {}
+        offset = 0
+        for n in shared:
+            size = params[n][0].numel()
+            grads[n] = V[:, offset : offset + size].reshape(params[n].shape)
+            offset += size
+        if other:
+            gs = torch.autograd.grad(losses.sum(), [params[n] for n in other], allow_unused=True)
+            grads.update(
+                {
+                    n: (g if g is not None else torch.zeros_like(params[n]))
+                    for n, g in zip(other, gs, strict=True)
+                }
+            )
+        return StepOutput(losses.detach(), grads, torch.stack(w, dim=1).detach())

@@ -236,3 +236,21 @@ def test_conflict_diagnostics_on_known_gradients():
     )
     with pytest.raises(ValueError, match="square"):
         conflict_summary(torch.zeros(2, 3))
+
+
+def test_famo_shifts_weight_to_the_task_that_improves_least():
+    from mtlab.grad.methods import FAMO
+
+    famo = FAMO(2, lr=0.5)
+    eng = JacobianEngine("loop")
+    w0 = famo.weights(torch.tensor([1.0, 1.0]), [], eng)
+    torch.testing.assert_close(w0, torch.tensor([0.5, 0.5]))  # z = (½, ½), L = 1 ⇒ w = z / (c L)
+    # task 0's loss halves, task 1's barely moves: FAMO favours task 1 afterwards
+    famo.weights(torch.tensor([0.5, 0.95]), [], eng)
+    z = torch.softmax(famo.logits, 0)
+    assert float(z[1]) > float(z[0])
+    w = famo.weights(torch.tensor([0.5, 0.95]), [], eng)  # same losses: only z differs
+    L = torch.tensor([0.5, 0.95])
+    torch.testing.assert_close(
+        w * L * (torch.softmax(famo.logits, 0) / L).sum(), torch.softmax(famo.logits, 0)
+    )

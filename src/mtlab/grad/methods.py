@@ -12,8 +12,9 @@ a :class:`StepRecord` with the task weights it used):
   best reproduce it from the task gradients (marked ``exact_weights=False``).
 * **Loss weightings** — one backward of ``Σ_t w_t L_t``: ``mean`` and ``sum`` (constant weights:
   the same update as torchjd's Mean / Sum on the Jacobian, without computing it), ``uw``
-  (uncertainty weighting, Kendall et al. 2018), ``dwa`` (dynamic weight average, Liu et al. 2019)
-  and ``gradnorm`` (Chen et al. 2018) — torchjd 0.18 has none of the last three.
+  (uncertainty weighting, Kendall et al. 2018), ``dwa`` (dynamic weight average, Liu et al. 2019),
+  ``gradnorm`` (Chen et al. 2018) and ``famo`` (Liu et al. 2023) — torchjd 0.18 has none of the
+  last four.
 
 Task-specific parameters always receive the ordinary gradient of ``Σ_t L_t`` (a head only
 affects its own task). ``cagrad`` and ``nash_mtl`` need the optional solver extra
@@ -45,7 +46,7 @@ JACOBIAN_METHODS = (
     "config",
     "fairgrad",
 )
-WEIGHTING_METHODS = ("mean", "sum", "uw", "dwa", "gradnorm")
+WEIGHTING_METHODS = ("mean", "sum", "uw", "dwa", "gradnorm", "famo")
 METHODS = (*WEIGHTING_METHODS, *JACOBIAN_METHODS)
 _EXTRAS = {"cagrad": ("cvxpy", "clarabel"), "nash_mtl": ("cvxpy", "ecos")}
 #: methods whose torchjd aggregator promises a non-conflicting update (⟨g_t, d⟩ ≥ 0 for all t)
@@ -277,6 +278,42 @@ class GradNorm(LossWeighting):
         ).cpu()
 
 
+class FAMO(LossWeighting):
+    """FAMO (Liu, Liu, Stone & Liu, NeurIPS 2023): the update follows ``Σ_t z_t log L_t`` with
+    ``z = softmax(ξ)``, i.e. task weights ``w_t = z_t / (c · L_t)``, ``c = Σ_s z_s / L_s``; the
+    logits ``ξ`` take a step (``lr``, decay ``gamma``) that favours the tasks whose log-loss
+    fell least since the previous step: ``ξ ← ξ − lr (∂z/∂ξ)ᵀ δ − lr·gamma·ξ`` with
+    ``δ_t = log L_t(previous step) − log L_t(now)`` (consecutive minibatches, as the authors'
+    implementation does). Losses are shifted by ``min_loss`` (0 for cross-entropy)."""
+
+    name = "famo"
+
+    def __init__(
+        self, n_tasks: int, lr: float = 0.025, gamma: float = 1e-3, min_loss: float = 0.0
+    ) -> None:
+        super().__init__(n_tasks)
+        self.lr, self.gamma, self.min_loss = lr, gamma, min_loss
+        self.logits = torch.zeros(n_tasks)
+        self._prev: Tensor | None = None
+
+    def _update(self, losses: Tensor) -> None:
+        cur = (losses.detach().cpu().double() - self.min_loss).clamp_min(1e-8)
+        if self._prev is not None:
+            delta = self._prev.log() - cur.log()
+            xi = self.logits.double().requires_grad_(True)
+            with torch.enable_grad():
+                (d,) = torch.autograd.grad(torch.softmax(xi, 0), xi, grad_outputs=delta)
+            self.logits = (self.logits.double() - self.lr * (d + self.gamma * self.logits)).float()
+        self._prev = cur
+
+    def weights(self, losses, shared, engine):
+        self._update(losses)
+        z = torch.softmax(self.logits, 0).to(losses)
+        D = (losses.detach() - self.min_loss).clamp_min(1e-8)
+        c = (z / D).sum()
+        return z / (c * D)
+
+
 class JacobianAggregation(Method):
     """A torchjd aggregator applied to the engine's Jacobian of the shared parameters."""
 
@@ -352,10 +389,13 @@ def make_method(name: str, n_tasks: int, **options: float) -> Method:
         return DynamicWeightAverage(n_tasks, **options)
     if name == "gradnorm":
         return GradNorm(n_tasks, **options)
+    if name == "famo":
+        return FAMO(n_tasks, **options)
     return JacobianAggregation(n_tasks, name, _torchjd(name, n_tasks))
 
 
 __all__ = [
+    "FAMO",
     "JACOBIAN_METHODS",
     "METHODS",
     "NON_CONFLICTING",

@@ -51,6 +51,7 @@ PRESETS = {
                 "uw",
                 "dwa",
                 "gradnorm",
+                "famo",
                 "upgrad",
                 "mgda",
                 "pcgrad",

@@ -63,6 +63,7 @@ PRESETS = {
                 "graddrop",
                 "dualproj",
                 "config",
+                "fairgrad",
             ),
             "epochs": 60,
             "widths": (256, 256),

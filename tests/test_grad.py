@@ -254,3 +254,8 @@ def test_famo_shifts_weight_to_the_task_that_improves_least():
     torch.testing.assert_close(
         w * L * (torch.softmax(famo.logits, 0) / L).sum(), torch.softmax(famo.logits, 0)
     )
+
+
+def test_gradnorm_uses_parameter_gradients_even_with_the_representation_backend():
+    rec, d, J, _ = _step("gradnorm", backend="representation")
+    assert bool(torch.isfinite(d).all()) and rec.weights.shape == (4,)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from mtlab.grad.jacobian import JacobianEngine
+from mtlab.grad.jacobian import JacobianEngine, jacobian_loop
 
 JACOBIAN_METHODS = (
     "upgrad",
@@ -260,7 +260,12 @@ class GradNorm(LossWeighting):
 
     def weights(self, losses, shared, engine):
         last = [p for p in shared if p.ndim >= 2][-1:] or list(shared)[-1:]
-        J = engine(losses, last).matrix  # (T, |W|): per-task gradients on the last shared layer
+        # (T, |W|): per-task gradients on the last shared layer (always parameter-level)
+        J = (
+            jacobian_loop(losses, last)
+            if engine.backend == "representation"
+            else engine(losses, last).matrix
+        )
         self._norms = J.norm(dim=1).detach()
         if self.initial is None:
             self.initial = losses.detach().clone()

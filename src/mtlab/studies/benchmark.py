@@ -147,7 +147,7 @@ class BenchmarkStudy(Study):
                     "Diagnostics of the task Gramian G = J Jᵀ of the shared parameters on the "
                     "configured schedule, mean over seeds: mean pairwise cosine, the fraction of "
                     "conflicting task pairs (negative inner product) and the gradient-norm ratio "
-                    "max/min.",
+                    "max/min. Faint lines: every logged step; bold: a rolling mean over 9 points.",
                     [diag],
                 )
             )
@@ -231,9 +231,12 @@ class BenchmarkStudy(Study):
         fig, axes = panel_grid(len(DIAGNOSTICS), ncols=3, size=(4.0, 3.1))
         for ax, metric in zip(axes, DIAGNOSTICS, strict=True):
             sub = curves[curves.metric == metric]
-            for m, g in sub.groupby("method"):
+            for i, (m, g) in enumerate(sub.groupby("method")):
                 mean = g.groupby("step").value.mean()
-                ax.plot(mean.index, mean.values, label=str(m), linewidth=1.2)
+                color = f"C{i}"
+                ax.plot(mean.index, mean.values, color=color, linewidth=0.6, alpha=0.3)
+                smooth = mean.rolling(9, center=True, min_periods=1).mean()
+                ax.plot(smooth.index, smooth.values, color=color, label=str(m), linewidth=1.5)
             ax.set_xlabel("training step")
             ax.set_title(metric)
         axes[0].legend(fontsize=7)

@@ -257,5 +257,5 @@ def test_famo_shifts_weight_to_the_task_that_improves_least():
 
 
 def test_gradnorm_uses_parameter_gradients_even_with_the_representation_backend():
-    rec, d, J, _ = _step("gradnorm", backend="representation")
+    rec, d, _, _ = _step("gradnorm", backend="representation")
     assert bool(torch.isfinite(d).all()) and rec.weights.shape == (4,)

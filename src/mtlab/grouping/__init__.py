@@ -1,0 +1,274 @@
+"""Task grouping: which tasks should share a network, given a budget of ``b`` networks?
+
+TAG's objective (Fifty et al. 2021): choose at most ``b`` groups of two or more tasks (groups may
+overlap) that together cover every task. A task's score in group ``G`` is the mean affinity onto
+it from ``G``'s other members, ``s_i(G) = mean_{j ∈ G, j ≠ i} A[i, j]`` (``A[recipient,
+source]``); a grouping's value is the mean over tasks of each task's best score among the chosen
+groups. Optionally singletons are allowed, with a user-given per-task score.
+
+:func:`best_grouping` solves this **exactly** by branch-and-bound over the candidate groups
+(ordered best first): a partial choice is abandoned when even giving every task its best score
+among the groups still available cannot beat the best complete grouping found so far, or when some
+uncovered task has no group left. :func:`brute_force_grouping` enumerates every combination (the
+reference in tests). :func:`affinity_from_pairwise` builds the matrix for Standley et al.'s
+higher-order approximation from pairwise STL / MTL validation results, and
+:func:`cosine_affinity` the gradient-cosine baseline.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class Grouping:
+    """``groups``: tuples of task indices; ``value``: the objective; ``names``: task names per
+    group (when the tasks are named); ``nodes``: search nodes visited."""
+
+    groups: list[tuple[int, ...]]
+    value: float
+    names: list[list[str]] | None = None
+    nodes: int = 0
+
+
+class AffinityFileError(ValueError):
+    """An ``affinity.json`` that cannot be used; the message names the file and the problem."""
+
+
+def _check_matrix(A) -> np.ndarray:
+    A = np.asarray(A, dtype=float)
+    if A.ndim != 2 or A.shape[0] != A.shape[1]:
+        raise ValueError(f"affinity must be a square matrix (got shape {A.shape})")
+    off = A[~np.eye(A.shape[0], dtype=bool)]
+    if not np.isfinite(off).all():
+        raise ValueError("affinity has non-finite off-diagonal entries")
+    return A
+
+
+def candidate_groups(n_tasks: int, max_size: int | None = None) -> list[tuple[int, ...]]:
+    """Every group of two or more tasks (up to ``max_size``)."""
+    top = n_tasks if max_size is None else min(max_size, n_tasks)
+    return [g for k in range(2, top + 1) for g in itertools.combinations(range(n_tasks), k)]
+
+
+def group_scores(
+    A: np.ndarray,
+    groups: Sequence[tuple[int, ...]],
+    singleton_scores: Sequence[float] | None = None,
+) -> tuple[list[tuple[int, ...]], np.ndarray]:
+    """Scores ``(n_groups, T)``: ``s_i(G)`` for members, ``−inf`` elsewhere; singletons appended
+    when ``singleton_scores`` is given."""
+    T = A.shape[0]
+    groups = list(groups)
+    S = np.full((len(groups), T), -np.inf)
+    for k, g in enumerate(groups):
+        for i in g:
+            S[k, i] = np.mean([A[i, j] for j in g if j != i])
+    if singleton_scores is not None:
+        if len(singleton_scores) != T:
+            raise ValueError(f"need one singleton score per task ({T})")
+        single = np.full((T, T), -np.inf)
+        single[np.arange(T), np.arange(T)] = np.asarray(singleton_scores, float)
+        groups += [(i,) for i in range(T)]
+        S = np.vstack([S, single])
+    return groups, S
+
+
+def _value(best: np.ndarray) -> float:
+    return float(best.mean()) if np.isfinite(best).all() else -math.inf
+
+
+def best_grouping(
+    A,
+    budget: int,
+    singleton_scores: Sequence[float] | None = None,
+    names: Sequence[str] | None = None,
+    max_group_size: int | None = None,
+) -> Grouping:
+    """The exact optimum of TAG's grouping objective with at most ``budget`` groups (see module
+    doc). Raises ``ValueError`` if no grouping covers every task within the budget."""
+    A = _check_matrix(A)
+    T = A.shape[0]
+    if budget < 1:
+        raise ValueError(f"budget must be >= 1 (got {budget})")
+    if T < 2 and singleton_scores is None:
+        raise ValueError("grouping needs at least two tasks (or singleton scores)")
+    groups, S = group_scores(A, candidate_groups(T, max_group_size), singleton_scores)
+    n = len(groups)
+    member = np.isfinite(S)
+    # f(set) = Σ_i max_{G ∈ set} s_i(G) with uncovered tasks at a floor below every score is
+    # monotone submodular (facility location), so f(X ∪ Y) ≤ f(X) + Σ_{y ∈ Y} gain(y | X): the
+    # bound at a node is f(current) + the `left` largest single-group gains among the allowed
+    # groups. Coverage is checked separately (a task nobody allowed contains ⇒ prune).
+    finite = S[member]
+    floor = (float(finite.min()) if finite.size else 0.0) - 1.0
+    Sf = np.where(member, S, floor)
+    best_val, best_set = -math.inf, []
+    nodes = 0
+
+    def search(
+        allowed: np.ndarray, cur: np.ndarray, covered: np.ndarray, picked: list[int], left: int
+    ) -> None:
+        nonlocal best_val, best_set, nodes
+        nodes += 1
+        if covered.all():
+            v = float(cur.mean())
+            if v > best_val + 1e-12:
+                best_val, best_set = v, list(picked)
+        if left == 0 or allowed.size == 0:
+            return
+        if not (covered | member[allowed].any(0)).all():
+            return  # some task can no longer be covered
+        gains = np.maximum(Sf[allowed] - cur, 0.0).sum(1)
+        order = np.argsort(-gains, kind="stable")
+        sorted_gains = gains[order]  # descending
+        base = float(cur.sum())
+        if (base + sorted_gains[:left].sum()) / T <= best_val + 1e-12:
+            return
+        for pos, idx in enumerate(order):
+            if sorted_gains[pos] <= 0 and covered.all():
+                break  # nothing left can improve a complete grouping
+            rest = order[pos + 1 :]
+            # this child's bound: its gain plus the (left − 1) best gains of the groups after it;
+            # it only falls as pos grows, so the first failure ends the loop
+            if (base + sorted_gains[pos : pos + left].sum()) / T <= best_val + 1e-12:
+                break
+            k = int(allowed[idx])
+            search(
+                allowed[rest],
+                np.maximum(cur, Sf[k]),
+                covered | member[k],
+                [*picked, k],
+                left - 1,
+            )
+
+    search(np.arange(n), np.full(T, floor), np.zeros(T, dtype=bool), [], budget)
+    if not math.isfinite(best_val):
+        raise ValueError(f"no grouping with at most {budget} groups covers all {T} tasks")
+    chosen_groups = sorted((groups[k] for k in best_set), key=lambda g: (len(g), g))
+    named = [[names[i] for i in g] for g in chosen_groups] if names is not None else None
+    return Grouping(chosen_groups, best_val, named, nodes)
+
+
+def brute_force_grouping(
+    A, budget: int, singleton_scores: Sequence[float] | None = None
+) -> Grouping:
+    """Every combination of at most ``budget`` candidate groups (the reference for tests)."""
+    A = _check_matrix(A)
+    groups, S = group_scores(A, candidate_groups(A.shape[0]), singleton_scores)
+    best_val, best = -math.inf, ()
+    for b in range(1, budget + 1):
+        for combo in itertools.combinations(range(len(groups)), b):
+            v = _value(S[list(combo)].max(0))
+            if v > best_val:
+                best_val, best = v, combo
+    if not math.isfinite(best_val):
+        raise ValueError(f"no grouping with at most {budget} groups covers every task")
+    return Grouping([groups[k] for k in best], best_val)
+
+
+def affinity_from_pairwise(
+    tasks: Sequence[str],
+    stl: Mapping[str, float],
+    pairs: Mapping[tuple[str, str], Mapping[str, float]],
+    higher_is_better: bool = True,
+) -> tuple[np.ndarray, list[float]]:
+    """Standley et al. (2020)'s higher-order approximation: ``A[i, j]`` = task ``i``'s validation
+    performance when trained with ``j`` (``pairs[(i, j)][i]``), relative to its STL performance;
+    the singleton score of a task is 0 (training it alone). Returns (matrix, singleton scores)."""
+    T = len(tasks)
+    A = np.zeros((T, T))
+    sign = 1.0 if higher_is_better else -1.0
+    for a in range(T):
+        for b in range(T):
+            if a == b:
+                continue
+            key = (tasks[a], tasks[b]) if (tasks[a], tasks[b]) in pairs else (tasks[b], tasks[a])
+            if key not in pairs:
+                raise ValueError(f"no pairwise result for {tasks[a]!r} with {tasks[b]!r}")
+            A[a, b] = sign * (pairs[key][tasks[a]] - stl[tasks[a]]) / abs(stl[tasks[a]])
+    return A, [0.0] * T
+
+
+def cosine_affinity(gramians: Sequence[np.ndarray]) -> np.ndarray:
+    """The gradient-cosine baseline: mean over steps of ``G_ij / √(G_ii G_jj)``."""
+    Cs = []
+    for G in gramians:
+        G = np.asarray(G, float)
+        d = np.sqrt(np.clip(np.diag(G), 1e-300, None))
+        Cs.append(G / np.outer(d, d))
+    return np.mean(Cs, axis=0)
+
+
+# ---- affinity.json ----------------------------------------------------------------------------
+def write_affinity(path, tasks: Sequence[str], A, meta: Mapping | None = None) -> Path:
+    """Write the exchange format ``{"tasks", "affinity", "orientation", "meta"}``."""
+    A = np.asarray(A, float)
+    obj = {
+        "tasks": list(tasks),
+        "affinity": [[float(v) for v in row] for row in A],
+        "orientation": "recipient,source",
+        "meta": dict(meta or {}),
+    }
+    path = Path(path)
+    path.write_text(json.dumps(obj, indent=2))
+    return path
+
+
+def read_affinity(path: str | os.PathLike[str]) -> tuple[list[str], np.ndarray, dict]:
+    """Read and validate an ``affinity.json`` (see :func:`write_affinity`)."""
+    path = Path(path)
+    if not path.exists():
+        raise AffinityFileError(f"{path}: no such file")
+    try:
+        obj = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise AffinityFileError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(obj, dict) or "tasks" not in obj or "affinity" not in obj:
+        raise AffinityFileError(f"{path}: needs the keys 'tasks' and 'affinity'")
+    tasks = obj["tasks"]
+    if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
+        raise AffinityFileError(f"{path}: 'tasks' must be a list of names")
+    if len(set(tasks)) != len(tasks):
+        raise AffinityFileError(f"{path}: task names must be unique")
+    orientation = obj.get("orientation", "recipient,source")
+    if orientation != "recipient,source":
+        raise AffinityFileError(
+            f"{path}: orientation {orientation!r} not supported (use 'recipient,source')"
+        )
+    try:
+        A = np.asarray(obj["affinity"], dtype=float)
+    except (TypeError, ValueError):
+        raise AffinityFileError(f"{path}: 'affinity' must be a matrix of numbers") from None
+    if A.ndim != 2 or A.shape[0] != A.shape[1]:
+        raise AffinityFileError(f"{path}: 'affinity' must be square (got shape {A.shape})")
+    if A.shape[0] != len(tasks):
+        raise AffinityFileError(
+            f"{path}: {len(tasks)} task names but a {A.shape[0]}×{A.shape[1]} affinity matrix"
+        )
+    off = A[~np.eye(len(tasks), dtype=bool)]
+    if not np.isfinite(off).all():
+        raise AffinityFileError(f"{path}: 'affinity' has NaN or infinite off-diagonal entries")
+    return tasks, A, dict(obj.get("meta", {}))
+
+
+__all__ = [
+    "AffinityFileError",
+    "Grouping",
+    "affinity_from_pairwise",
+    "best_grouping",
+    "brute_force_grouping",
+    "candidate_groups",
+    "cosine_affinity",
+    "group_scores",
+    "read_affinity",
+    "write_affinity",
+]

@@ -196,6 +196,24 @@ class LookaheadProbe:
         Z = (1 - after.T / L[:, None]).detach()
         return Lookahead(Z, Z / lr, L, after.detach(), first_order_affinity(J, U, L).detach(), lr)
 
+    def evaluate(self, x, losses_fn: LossesFn, vectors: Sequence[Tensor]) -> Tensor:
+        """Losses ``(K, T)`` after applying each candidate combined *gradient* ``vectors[k]``
+        (flattened over the shared parameters) through the probe's update rule — for IT-MTL."""
+        self.losses_fn = losses_fn
+        real = [p for n, p in self.model.named_parameters() if n in self.shared]
+        params = {n: p.detach() for n, p in self.model.named_parameters()}
+        buffers = {n: b.detach().clone() for n, b in self.model.named_buffers()}
+        updates = []
+        for v in vectors:
+            parts, off = [], 0
+            for p in real:
+                parts.append(v[off : off + p.numel()].view_as(p))
+                off += p.numel()
+            updates.append(optimizer_update(self.optimizer, real, parts, self.rule, self.eta))
+        devices = [x.device] if isinstance(x, Tensor) and x.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            return self._lookahead(params, buffers, updates, x)
+
     def _lookahead(self, params, buffers, updates, x) -> Tensor:
         """Per-source losses after the step: ``(S, T)``."""
         names = self.shared

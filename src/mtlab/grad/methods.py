@@ -47,7 +47,7 @@ JACOBIAN_METHODS = (
     "fairgrad",
 )
 WEIGHTING_METHODS = ("mean", "sum", "uw", "dwa", "gradnorm", "famo")
-METHODS = (*WEIGHTING_METHODS, *JACOBIAN_METHODS)
+METHODS = (*WEIGHTING_METHODS, *JACOBIAN_METHODS, "itmtl")
 _EXTRAS = {"cagrad": ("cvxpy", "clarabel"), "nash_mtl": ("cvxpy", "ecos")}
 #: methods whose torchjd aggregator promises a non-conflicting update (⟨g_t, d⟩ ≥ 0 for all t)
 NON_CONFLICTING = ("upgrad", "mgda", "dualproj", "config")
@@ -360,6 +360,85 @@ class JacobianAggregation(Method):
         return StepRecord(losses.detach(), w.detach(), J @ J.T, exact)
 
 
+class ITMTL(Method):
+    """IT-MTL (Fifty et al. 2021, "choosing gradient combinations per step"): evaluate candidate
+    combined updates by lookahead on the current batch and apply the best.
+
+    ``candidates``: names among ``sum``, ``mean`` and any Jacobian aggregator (e.g. ``pcgrad``,
+    ``upgrad``), plus ``tasks`` (each task's gradient alone). ``objective``: ``total_ratio``
+    (minimise Σ_t L_t(after)/L_t(before)) or ``absolute`` (minimise Σ_t L_t(after)). The trainer
+    sets :attr:`lookahead` each step (candidate gradient vectors → losses after the step,
+    ``(K, T)``, through the optimiser's update rule, without side effects). ``choices`` counts
+    what was applied.
+    """
+
+    uses_jacobian = True
+    needs_lookahead = True
+    OBJECTIVES = ("total_ratio", "absolute")
+
+    def __init__(
+        self,
+        n_tasks: int,
+        candidates: Sequence[str] = ("sum", "pcgrad", "upgrad", "tasks"),
+        objective: str = "total_ratio",
+    ) -> None:
+        super().__init__(n_tasks)
+        if objective not in self.OBJECTIVES:
+            raise ValueError(f"unknown objective {objective!r}; allowed: {self.OBJECTIVES}")
+        allowed = {"sum", "mean", "tasks", *JACOBIAN_METHODS}
+        bad = [c for c in candidates if c not in allowed]
+        if bad or not candidates:
+            raise ValueError(f"IT-MTL candidates must be among {sorted(allowed)} (got {bad})")
+        self.name = "itmtl"
+        self.candidates = list(candidates)
+        self.objective = objective
+        self.aggs = {c: make_method(c, n_tasks) for c in candidates if c in JACOBIAN_METHODS}
+        self.lookahead: Callable[[list[Tensor]], Tensor] | None = None
+        self.choices: dict[str, int] = {}
+
+    def _candidates(self, J: Tensor) -> tuple[list[str], list[Tensor], list[Tensor]]:
+        T = J.shape[0]
+        labels, vecs, weights = [], [], []
+        for c in self.candidates:
+            if c in ("sum", "mean"):
+                w = torch.full((T,), 1.0 if c == "sum" else 1.0 / T, dtype=J.dtype, device=J.device)
+                labels.append(c)
+                vecs.append(w @ J)
+                weights.append(w)
+            elif c == "tasks":
+                for t in range(T):
+                    w = torch.zeros(T, dtype=J.dtype, device=J.device)
+                    w[t] = 1.0
+                    labels.append(f"task{t}")
+                    vecs.append(J[t])
+                    weights.append(w)
+            else:
+                v, w, _ = self.aggs[c].combine(J)  # type: ignore[attr-defined]
+                labels.append(c)
+                vecs.append(v)
+                weights.append(w)
+        return labels, vecs, weights
+
+    def backward(self, losses, shared, specific, rep, engine, want_gramian=False) -> StepRecord:
+        if self.lookahead is None:
+            raise RuntimeError("IT-MTL needs a lookahead function (set by the trainer)")
+        jac = engine(losses, shared)
+        J = jac.matrix.detach()
+        labels, vecs, weights = self._candidates(J)
+        after = self.lookahead(vecs)  # (K, T)
+        before = losses.detach()
+        if self.objective == "total_ratio":
+            score = (after / before.clamp_min(1e-12)).sum(1)
+        else:
+            score = after.sum(1)
+        k = int(torch.argmin(score))
+        self.choices[labels[k]] = self.choices.get(labels[k], 0) + 1
+        _assign_flat(shared, vecs[k])
+        if specific:
+            _assign(specific, torch.autograd.grad(losses.sum(), specific, allow_unused=True))
+        return StepRecord(losses.detach(), weights[k].detach(), J @ J.T, True)
+
+
 def _torchjd(name: str, n_tasks: int):
     import torchjd.aggregation as A
 
@@ -396,11 +475,14 @@ def make_method(name: str, n_tasks: int, **options: float) -> Method:
         return GradNorm(n_tasks, **options)
     if name == "famo":
         return FAMO(n_tasks, **options)
+    if name == "itmtl":
+        return ITMTL(n_tasks, **options)  # type: ignore[arg-type]
     return JacobianAggregation(n_tasks, name, _torchjd(name, n_tasks))
 
 
 __all__ = [
     "FAMO",
+    "ITMTL",
     "JACOBIAN_METHODS",
     "METHODS",
     "NON_CONFLICTING",

@@ -41,6 +41,9 @@ class MTTrainConfig:
     backend: str = "auto"
     diagnostics_every: int = 10
     seed: int = 0
+    probe_every: int = 0  # lookahead transference every k steps (0: never)
+    probe_rule: str = "optimizer"  # "optimizer" (the real Adam update) or "sgd" (lr · g)
+    probe_eta: float | None = None  # step size of the probe (default: the optimiser's lr)
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "diagnostics_every"):
@@ -48,6 +51,8 @@ class MTTrainConfig:
                 raise ValueError(f"{name} must be >= 1 (got {getattr(self, name)})")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0 (got {self.lr})")
+        if self.probe_every < 0:
+            raise ValueError(f"probe_every must be >= 0 (got {self.probe_every})")
 
 
 @dataclass
@@ -63,6 +68,8 @@ class MTTrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     diagnostics: list[dict[str, float]] = field(default_factory=list)
     backend: str = ""
+    probes: list[Any] = field(default_factory=list)  # Lookahead records (with .step)
+    probe_seconds: float = 0.0
 
 
 @torch.no_grad()
@@ -113,6 +120,14 @@ def train_multitask(
         [*model.parameters(), *method.parameters()], lr=cfg.lr, weight_decay=cfg.weight_decay
     )
     engine = JacobianEngine(cfg.backend)
+    shared_names = [n for n, p in model.named_parameters() if any(p is q for q in shared)]
+    probe = None
+    if cfg.probe_every or getattr(method, "needs_lookahead", False):
+        from mtlab.grad.lookahead import LookaheadProbe
+
+        probe = LookaheadProbe(model, shared_names, opt, rule=cfg.probe_rule, eta=cfg.probe_eta)
+    probes: list[Any] = []
+    probe_time = 0.0
     g = torch.Generator().manual_seed(cfg.seed)
     n, T = x_tr.shape[0], data.n_tasks
     best_val, best_state, best_epoch = -1.0, None, 0
@@ -136,6 +151,20 @@ def train_multitask(
             opt.zero_grad(set_to_none=True)
             for p in method.parameters():
                 p.grad = None
+
+            def losses_fn(out, yb=yb):
+                return torch.stack(
+                    [nn.functional.cross_entropy(out[1][t], yb[:, t]) for t in range(T)]
+                )
+
+            if probe is not None and cfg.probe_every and step % cfg.probe_every == 0:
+                tp = time.perf_counter()
+                look = probe(xb, losses_fn)
+                look.step = step  # type: ignore[attr-defined]
+                probes.append(look)
+                probe_time += time.perf_counter() - tp
+            if probe is not None and getattr(method, "needs_lookahead", False):
+                method.lookahead = lambda vecs, xb=xb, f=losses_fn: probe.evaluate(xb, f, vecs)
             z, logits = model(xb)
             losses = torch.stack(
                 [nn.functional.cross_entropy(logits[t], yb[:, t]) for t in range(T)]
@@ -180,7 +209,15 @@ def train_multitask(
     }
     backend = next(iter(engine.choices.values()), engine.backend)
     return MTTrainResult(
-        metrics, best_epoch, step, train_time / max(step, 1), history, diagnostics, backend
+        metrics,
+        best_epoch,
+        step,
+        (train_time - probe_time) / max(step, 1),
+        history,
+        diagnostics,
+        backend,
+        probes,
+        probe_time,
     )
 
 

@@ -110,6 +110,31 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument("--seeds", type=_positive, default=None, help="default: the preset's")
     bp.add_argument("--list", action="store_true", help="print the available methods and exit")
     run_opts(bp, out_required=False)
+    ap = sub.add_parser(
+        "affinity", help="train with lookahead probes → affinity.json, heatmap, affinity over time"
+    )
+    ap.add_argument("--dataset", default="digit-attributes")
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--epochs", type=_positive, default=50)
+    ap.add_argument("--probe-every", type=_positive, default=50, help="steps between probes")
+    ap.add_argument(
+        "--rule",
+        choices=("optimizer", "sgd"),
+        default="optimizer",
+        help="probe update: the optimiser's real (Adam) update, or lr·gradient",
+    )
+    ap.add_argument("--method", default="mean", help="how the network itself is trained")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", type=_device, default="cpu")
+    gp = sub.add_parser("group", help="the best task grouping for each budget from affinity.json")
+    gp.add_argument("affinity", type=Path)
+    gp.add_argument("--budget", type=_positive, required=True)
+    gp.add_argument("--json", action="store_true", help="print the grouping for --budget as JSON")
+    gp.add_argument(
+        "--singletons",
+        action="store_true",
+        help="also allow one-task groups (score: the matrix diagonal)",
+    )
     rep = sub.add_parser("report", help="rebuild figures and the report of a run folder")
     rep.add_argument("out", type=Path)
     return p
@@ -273,6 +298,63 @@ def _benchmark(args: argparse.Namespace) -> int:
     return code
 
 
+def _affinity(args: argparse.Namespace) -> int:
+    from mtlab.grad.methods import check_methods
+    from mtlab.tasks.datasets import DATASETS
+
+    if args.dataset not in DATASETS:
+        return _fail(f"--dataset: unknown dataset {args.dataset!r}; allowed: {', '.join(DATASETS)}")
+    try:
+        check_methods([args.method])
+    except ValueError as err:
+        return _fail(f"--method: {err}")
+    from mtlab.studies.transference import measure_affinity
+
+    summary = measure_affinity(
+        args.dataset,
+        args.out,
+        epochs=args.epochs,
+        probe_every=args.probe_every,
+        rule=args.rule,
+        method=args.method,
+        seed=args.seed,
+        device=args.device,
+    )
+    print(summary)
+    return 0
+
+
+def _group(args: argparse.Namespace) -> int:
+    from mtlab.grouping import AffinityFileError, best_grouping, read_affinity
+
+    try:
+        tasks, A, _ = read_affinity(args.affinity)
+    except AffinityFileError as err:
+        return _fail(str(err))
+    single = [float(A[i, i]) for i in range(len(tasks))] if args.singletons else None
+    results = []
+    for b in range(1, args.budget + 1):
+        try:
+            g = best_grouping(A, b, single, names=tasks)
+        except ValueError:
+            results.append((b, None))
+            continue
+        results.append((b, g))
+    if args.json:
+        g = results[-1][1]
+        if g is None:
+            return _fail(f"no grouping with at most {args.budget} groups covers every task")
+        print(json.dumps({"budget": args.budget, "groups": g.names, "value": g.value}))
+        return 0
+    print(f"{'budget':>6}  {'value':>9}  groups")
+    for b, g in results:
+        if g is None:
+            print(f"{b:>6}  {'—':>9}  (no grouping of ≤ {b} groups covers every task)")
+        else:
+            print(f"{b:>6}  {g.value:9.4f}  " + " | ".join(", ".join(n) for n in g.names or []))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from mtlab.runs.config import ConfigError
@@ -308,6 +390,10 @@ def main(argv: list[str] | None = None) -> int:
             return _execute(args, study, "yaml", configs, {"sweep": spec}, label)
         if args.command == "benchmark":
             return _benchmark(args)
+        if args.command == "affinity":
+            return _affinity(args)
+        if args.command == "group":
+            return _group(args)
         if args.command == "report":
             if not (args.out / "config.yaml").exists():
                 return _fail(f"{args.out} is not an mtlab run folder (no config.yaml)")

@@ -364,15 +364,48 @@ class BenchmarkRunConfig(RunConfig):
         return self
 
 
+class TransferenceRunConfig(RunConfig):
+    """One pass of the transference pipeline on a dataset (study ``transference``): train all
+    tasks together with lookahead probes → affinity (probes of the first ``warmup`` fraction of
+    training dropped) → the best grouping for ``budget`` → train the groups, all tasks together,
+    single tasks, IT-MTL and the plain sum on the same data; first-order agreement vs η."""
+
+    family: Literal["transference"] = "transference"
+    method: Literal["pipeline"] = "pipeline"
+    dataset: str = "planted-groups"
+    widths: tuple[int, ...] = (64, 4)
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    probe_every: int = Field(8, ge=1)
+    probe_eta: float = Field(0.1, gt=0, description="step of the SGD lookahead probe")
+    warmup: float = Field(0.5, ge=0, lt=1, description="fraction of probes dropped (early)")
+    budget: int = Field(3, ge=1)
+    etas: tuple[float, ...] = (0.3, 0.1, 0.03, 0.01, 0.003)
+    itmtl: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> TransferenceRunConfig:
+        from mtlab.tasks.datasets import DATASETS
+
+        if self.dataset not in DATASETS:
+            raise ValueError(
+                f"dataset: unknown dataset {self.dataset!r}; allowed: {', '.join(DATASETS)}"
+            )
+        return self
+
+
 FAMILIES: dict[str, type[RunConfig]] = {
     "diagonal": DiagonalRunConfig,
     "subspace": SubspaceRunConfig,
     "mtbench": BenchmarkRunConfig,
+    "transference": TransferenceRunConfig,
 }
 METHODS = {
     "diagonal": ("stl", "mtl", "pt", "ptft", "ptft_lr"),
     "subspace": ("one_step", "alternating"),
     "mtbench": ("stl", *_MT_METHODS),
+    "transference": ("pipeline",),
 }
 
 
@@ -398,5 +431,6 @@ __all__ = [
     "DiagonalRunConfig",
     "RunConfig",
     "SubspaceRunConfig",
+    "TransferenceRunConfig",
     "make_config",
 ]

@@ -38,6 +38,10 @@ def family_of(cfg: RunConfig):
         from mtlab.runs.mtbench import FAMILY
 
         return FAMILY
+    if cfg.family == "transference":
+        from mtlab.runs.transference import FAMILY
+
+        return FAMILY
     raise ValueError(f"no executor for family {cfg.family!r}")
 
 

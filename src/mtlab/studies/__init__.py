@@ -1,6 +1,12 @@
 """Layer 3: one module per published study (config grid, analysis, figures, claims)."""
 
-from mtlab.studies import benchmark, custom, diagonal, subspace  # noqa: F401  (registration)
+from mtlab.studies import (  # noqa: F401  (registration)
+    benchmark,
+    custom,
+    diagonal,
+    subspace,
+    transference,
+)
 from mtlab.studies.base import (
     REGISTRY,
     Analysis,

@@ -40,7 +40,7 @@ DIGIT_ATTRIBUTES: dict[str, set[int]] = {
     "fibonacci": {0, 1, 2, 3, 5, 8},
     "multiple_of_3": {0, 3, 6, 9},
 }
-DATASETS = ("digit-attributes", "multi-digits")
+DATASETS = ("digit-attributes", "multi-digits", "planted-groups")
 
 
 @dataclass
@@ -169,12 +169,52 @@ def multi_digits(
     return MultiTaskDataset("multi-digits", ["left", "right"], [10, 10], x, y, meta)
 
 
+def planted_groups(
+    seed: int = 0,
+    n_groups: int = 3,
+    per_group: int = 3,
+    d: int = 20,
+    n: Sequence[int] = (2000, 500, 500),
+    jitter: float = 0.0,
+    flip: float = 0.1,
+) -> MultiTaskDataset:
+    """Synthetic tasks with planted groups: group ``g`` has a random unit teacher ``w_g``; task
+    ``k`` of the group labels ``x ~ N(0, I_d)`` by ``1[xᵀ(w_g + jitter·ξ_k) > 0]`` (``ξ_k`` a fresh
+    unit vector) and flips each training label with probability ``flip`` (independently per task),
+    so tasks of a group share their teacher but are not copies, and groups are unrelated —
+    trained through a narrow bottleneck they compete. Tasks ``g{g}t{k}``; validation and test
+    labels are clean."""
+    rng = np.random.default_rng([seed, 11])
+    W = []
+    for _ in range(n_groups):
+        w = rng.normal(size=d)
+        w /= np.linalg.norm(w)
+        for _ in range(per_group):
+            xi = rng.normal(size=d)
+            W.append(w + jitter * xi / np.linalg.norm(xi))
+    Wm = np.stack(W, axis=1)  # (d, T)
+    names = [f"g{g}t{k}" for g in range(n_groups) for k in range(per_group)]
+    x, y = {}, {}
+    for split, count in zip(SPLITS, n, strict=True):
+        xs = rng.normal(size=(count, d)).astype(np.float32)
+        labels = (xs @ Wm > 0).astype(np.int64)
+        if split == "train" and flip > 0:
+            labels = np.where(rng.random(labels.shape) < flip, 1 - labels, labels)
+        x[split] = torch.from_numpy(xs)
+        y[split] = torch.from_numpy(labels)
+    groups = [[names[g * per_group + k] for k in range(per_group)] for g in range(n_groups)]
+    meta = {"seed": seed, "groups": groups, "jitter": jitter, "flip": flip}
+    return MultiTaskDataset("planted-groups", names, [2] * len(names), x, y, meta)
+
+
 def dataset_tasks(name: str) -> list[str]:
     """Task names of a built-in dataset, without loading it."""
     if name == "digit-attributes":
         return list(DIGIT_ATTRIBUTES)
     if name == "multi-digits":
         return ["left", "right"]
+    if name == "planted-groups":
+        return [f"g{g}t{k}" for g in range(3) for k in range(3)]
     raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
 
 
@@ -184,6 +224,8 @@ def load_dataset(name: str, seed: int = 0, **options) -> MultiTaskDataset:
         return digit_attributes(seed, **options)
     if name == "multi-digits":
         return multi_digits(seed, **options)
+    if name == "planted-groups":
+        return planted_groups(seed, **options)
     raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
 
 
@@ -197,5 +239,6 @@ __all__ = [
     "digit_attributes",
     "load_dataset",
     "multi_digits",
+    "planted_groups",
     "split_indices",
 ]

@@ -305,10 +305,14 @@ class TransferenceStudy(Study):
                 Claim(
                     "itmtl.vs_sum",
                     "IT-MTL (per step, the candidate among sum, PCGrad, UPGrad and each task alone "
-                    "with the best lookahead total-loss ratio) reaches a higher mean test accuracy "
-                    "than the plain sum, averaged over runs.",
-                    bool(acc["itmtl"].mean() > acc["sum"].mean()),
-                    {"itmtl": acc["itmtl"].round(4).tolist(), "sum": acc["sum"].round(4).tolist()},
+                    "with the best lookahead total-loss ratio) improves the mean test accuracy "
+                    "over the plain sum by more than half a percentage point, averaged over runs.",
+                    bool(acc["itmtl"].mean() - acc["sum"].mean() > 0.005),
+                    {
+                        "itmtl": acc["itmtl"].round(4).tolist(),
+                        "sum": acc["sum"].round(4).tolist(),
+                        "mean_difference": round(float(acc["itmtl"].mean() - acc["sum"].mean()), 4),
+                    },
                     acc_fig,
                     SOURCE,
                 )

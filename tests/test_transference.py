@@ -321,3 +321,9 @@ def test_affinity_cli_and_tiny_study(tmp_path, capsys):
         "grouping.recovers_planted",
         "grouping.beats_all_together",
     } <= {c["id"] for c in claims}
+
+
+def test_grouping_time_limit():
+    A = np.random.default_rng(0).normal(size=(11, 11))
+    with pytest.raises(TimeoutError, match="exceeded"):
+        best_grouping(A, 4, time_limit=0.05)

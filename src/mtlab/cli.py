@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--dataset", default="digit-attributes")
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--epochs", type=_positive, default=50)
-    ap.add_argument("--probe-every", type=_positive, default=50, help="steps between probes")
+    ap.add_argument("--probe-every", type=_positive, default=100, help="steps between probes")
     ap.add_argument(
         "--rule",
         choices=("optimizer", "sgd"),

@@ -92,9 +92,14 @@ def best_grouping(
     singleton_scores: Sequence[float] | None = None,
     names: Sequence[str] | None = None,
     max_group_size: int | None = None,
+    time_limit: float | None = None,
 ) -> Grouping:
     """The exact optimum of TAG's grouping objective with at most ``budget`` groups (see module
-    doc). Raises ``ValueError`` if no grouping covers every task within the budget."""
+    doc). Raises ``ValueError`` if no grouping covers every task within the budget, and
+    ``TimeoutError`` if the search exceeds ``time_limit`` seconds."""
+    import time
+
+    deadline = None if time_limit is None else time.perf_counter() + time_limit
     A = _check_matrix(A)
     T = A.shape[0]
     if budget < 1:
@@ -119,6 +124,8 @@ def best_grouping(
     ) -> None:
         nonlocal best_val, best_set, nodes
         nodes += 1
+        if deadline is not None and nodes % 512 == 0 and time.perf_counter() > deadline:
+            raise TimeoutError(f"grouping search exceeded {time_limit} s ({nodes} nodes)")
         if covered.all():
             v = float(cur.mean())
             if v > best_val + 1e-12:

@@ -59,7 +59,7 @@ def measure_affinity(
     dataset: str,
     out: Path,
     epochs: int = 10,
-    probe_every: int = 50,
+    probe_every: int = 100,
     rule: str = "optimizer",
     method: str = "mean",
     seed: int = 0,

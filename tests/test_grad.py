@@ -47,10 +47,14 @@ def _problem(trunk="mlp", T=4, seed=0):
     x = torch.randn(24, *shape, generator=g, dtype=F64)
     y = torch.randint(0, 3, (24, T), generator=g)
 
-    def losses():
-        z, logits = model(x)
-        return torch.stack([nn.functional.cross_entropy(logits[t], y[:, t]) for t in range(T)]), z
+    def lf(out):
+        return torch.stack([nn.functional.cross_entropy(out[1][t], y[:, t]) for t in range(T)])
 
+    def losses():
+        out = model(x)
+        return lf(out), out[0]
+
+    losses.lf, losses.x = lf, x  # type: ignore[attr-defined]
     return model, losses
 
 
@@ -97,6 +101,12 @@ def test_engine_errors():
 def _step(method_name, backend="loop", T=4):
     model, losses = _problem(T=T)
     method = make_method(method_name, T)
+    if getattr(method, "needs_lookahead", False):  # IT-MTL scores candidates by lookahead
+        from mtlab.grad.lookahead import LookaheadProbe
+
+        shared_names = [n for n, _ in model.named_parameters() if n.startswith("trunk.")]
+        probe = LookaheadProbe(model, shared_names, None, rule="sgd", eta=0.1)
+        method.lookahead = lambda vecs: probe.evaluate(losses.x, losses.lf, vecs)
     model.zero_grad()
     L, z = losses()
     rec = method.backward(

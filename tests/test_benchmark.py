@@ -155,3 +155,16 @@ def test_trainer_runs_on_float64_cnn_with_representation_backend():
     )
     assert res.backend == "representation" and len(res.diagnostics) == 4
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_runs_with_random_aggregators_are_reproducible():
+    ds = multi_digits(seed=2, n=(128, 64, 64))
+    ds = ds.subset_tasks(["left", "right"])
+    params = []
+    for _ in range(2):
+        model = init_seeded(MultiTaskNet(ds.input_shape, ds.num_classes, "mlp", (16,)), 0)
+        train_multitask(
+            model, ds, make_method("graddrop", 2), MTTrainConfig(epochs=1, batch_size=32)
+        )
+        params.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]))
+    assert torch.equal(params[0], params[1])

@@ -52,6 +52,7 @@ class Lookahead:
     after: Tensor
     first_order: Tensor
     lr: float
+    cosine: Tensor | None = None  # (T, T) cosines of the per-task gradients (baseline affinity)
 
 
 def _param_lr(optimizer: torch.optim.Optimizer | None, p: Tensor, eta: float | None) -> dict:
@@ -194,7 +195,11 @@ class LookaheadProbe:
             else (self.optimizer.param_groups[0]["lr"] if self.optimizer else 0.1)
         )
         Z = (1 - after.T / L[:, None]).detach()
-        return Lookahead(Z, Z / lr, L, after.detach(), first_order_affinity(J, U, L).detach(), lr)
+        n = J.norm(dim=1).clamp_min(1e-30)
+        cos = (J @ J.T / (n[:, None] * n[None, :])).detach()
+        return Lookahead(
+            Z, Z / lr, L, after.detach(), first_order_affinity(J, U, L).detach(), lr, cos
+        )
 
     def evaluate(self, x, losses_fn: LossesFn, vectors: Sequence[Tensor]) -> Tensor:
         """Losses ``(K, T)`` after applying each candidate combined *gradient* ``vectors[k]``

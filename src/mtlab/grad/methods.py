@@ -368,8 +368,9 @@ class ITMTL(Method):
     ``upgrad``), plus ``tasks`` (each task's gradient alone). ``objective``: ``total_ratio``
     (minimise Σ_t L_t(after)/L_t(before)) or ``absolute`` (minimise Σ_t L_t(after)). The trainer
     sets :attr:`lookahead` each step (candidate gradient vectors → losses after the step,
-    ``(K, T)``, through the optimiser's update rule, without side effects). ``choices`` counts
-    what was applied.
+    ``(K, T)``, through the optimiser's update rule, without side effects). With ``every = k``
+    the lookahead runs every k-th step and the last choice is reused in between. ``choices``
+    counts what was applied.
     """
 
     uses_jacobian = True
@@ -381,6 +382,7 @@ class ITMTL(Method):
         n_tasks: int,
         candidates: Sequence[str] = ("sum", "pcgrad", "upgrad", "tasks"),
         objective: str = "total_ratio",
+        every: int = 1,
     ) -> None:
         super().__init__(n_tasks)
         if objective not in self.OBJECTIVES:
@@ -393,6 +395,11 @@ class ITMTL(Method):
         self.candidates = list(candidates)
         self.objective = objective
         self.aggs = {c: make_method(c, n_tasks) for c in candidates if c in JACOBIAN_METHODS}
+        if every < 1:
+            raise ValueError(f"every must be >= 1 (got {every})")
+        self.every = every
+        self._calls = 0
+        self._last: str | None = None
         self.lookahead: Callable[[list[Tensor]], Tensor] | None = None
         self.choices: dict[str, int] = {}
 
@@ -425,13 +432,18 @@ class ITMTL(Method):
         jac = engine(losses, shared)
         J = jac.matrix.detach()
         labels, vecs, weights = self._candidates(J)
-        after = self.lookahead(vecs)  # (K, T)
-        before = losses.detach()
-        if self.objective == "total_ratio":
-            score = (after / before.clamp_min(1e-12)).sum(1)
+        if self._last is not None and self._calls % self.every:
+            k = labels.index(self._last)  # between evaluations: keep the last choice
         else:
-            score = after.sum(1)
-        k = int(torch.argmin(score))
+            after = self.lookahead(vecs)  # (K, T)
+            before = losses.detach()
+            if self.objective == "total_ratio":
+                score = (after / before.clamp_min(1e-12)).sum(1)
+            else:
+                score = after.sum(1)
+            k = int(torch.argmin(score))
+            self._last = labels[k]
+        self._calls += 1
         self.choices[labels[k]] = self.choices.get(labels[k], 0) + 1
         _assign_flat(shared, vecs[k])
         if specific:

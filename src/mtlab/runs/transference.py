@@ -155,10 +155,27 @@ class TransferenceFamily:
         evals.append(
             {
                 "evaluation": "grouping",
+                "affinity_kind": "lookahead",
                 "groups": " | ".join(",".join(g) for g in chosen),
                 "value": grouping.value,
                 "recovered": recovered,
                 "search_nodes": grouping.nodes,
+            }
+        )
+        # the gradient-cosine baseline on the same probes
+        C = torch.stack([p.cosine for p in kept]).mean(0).numpy()
+        cos_group = best_grouping(C, cfg.budget, names=tasks)
+        cos_chosen = [sorted(g) for g in cos_group.names or []]
+        evals.append(
+            {
+                "evaluation": "grouping",
+                "affinity_kind": "gradient_cosine",
+                "groups": " | ".join(",".join(g) for g in cos_chosen),
+                "value": cos_group.value,
+                "recovered": None
+                if not planted
+                else sorted(cos_chosen) == sorted(sorted(g) for g in planted),
+                "search_nodes": cos_group.nodes,
             }
         )
         # 4. the chosen groups, each task in its best group by validation accuracy

@@ -8,7 +8,9 @@ weighting; the task weights it used are recorded) → optimiser step. Every
 ``diagnostics_every`` steps the task Gramian is computed (free for Jacobian methods) and the
 conflict diagnostics of :mod:`mtlab.measure.conflict` are logged.
 
-Model selection uses validation data only: after every epoch the mean validation accuracy over
+The global torch random stream is seeded from ``cfg.seed`` at the start (some torchjd
+aggregators draw from it), so the same config gives the same run. Model selection uses
+validation data only: after every epoch the mean validation accuracy over
 the trained tasks is computed and the best parameters are kept; the test split is evaluated once,
 at the end, with those parameters.
 """
@@ -120,6 +122,9 @@ def train_multitask(
         [*model.parameters(), *method.parameters()], lr=cfg.lr, weight_decay=cfg.weight_decay
     )
     engine = JacobianEngine(cfg.backend)
+    # methods with random choices inside torchjd (PCGrad's task order, GradDrop's masks) draw from
+    # the global stream: seed it so that a run is reproducible from its config
+    torch.manual_seed(cfg.seed)
     shared_names = [n for n, p in model.named_parameters() if any(p is q for q in shared)]
     probe = None
     if cfg.probe_every or getattr(method, "needs_lookahead", False):

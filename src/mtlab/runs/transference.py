@@ -156,7 +156,7 @@ class TransferenceFamily:
             {
                 "evaluation": "grouping",
                 "affinity_kind": "lookahead",
-                "groups": " | ".join(",".join(g) for g in chosen),
+                "groups": "; ".join(",".join(g) for g in chosen),
                 "value": grouping.value,
                 "recovered": recovered,
                 "search_nodes": grouping.nodes,
@@ -170,7 +170,7 @@ class TransferenceFamily:
             {
                 "evaluation": "grouping",
                 "affinity_kind": "gradient_cosine",
-                "groups": " | ".join(",".join(g) for g in cos_chosen),
+                "groups": "; ".join(",".join(g) for g in cos_chosen),
                 "value": cos_group.value,
                 "recovered": None
                 if not planted

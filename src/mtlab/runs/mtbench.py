@@ -10,8 +10,6 @@ diagnostics of the task Gramian on the configured schedule.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -21,6 +19,7 @@ from mtlab._seeding import derive_seed
 from mtlab.grad.methods import make_method
 from mtlab.models.multitask import MultiTaskNet, init_seeded
 from mtlab.runs.config import BenchmarkRunConfig
+from mtlab.runs.sequential import Record, SequentialFamily
 from mtlab.tasks.datasets import MultiTaskDataset, load_dataset
 from mtlab.train.multitask import MTTrainConfig, train_multitask
 
@@ -32,9 +31,7 @@ def _dataset(name: str, seed: int) -> MultiTaskDataset:
     return load_dataset(name, seed)
 
 
-class BenchmarkFamily:
-    batched = False
-
+class BenchmarkFamily(SequentialFamily):
     @staticmethod
     def group_key(cfg: BenchmarkRunConfig) -> tuple:
         return (cfg.dataset, cfg.method)
@@ -42,10 +39,6 @@ class BenchmarkFamily:
     @staticmethod
     def sort_key(cfg: BenchmarkRunConfig) -> tuple:
         return (cfg.seed, cfg.task or "")
-
-    @staticmethod
-    def bytes_per_run(cfg: BenchmarkRunConfig) -> int:
-        return 1
 
     def run_one(
         self, cfg: BenchmarkRunConfig, device: torch.device | str = "cpu"
@@ -98,23 +91,9 @@ class BenchmarkFamily:
                     )
         return base, [*res.history, *res.diagnostics], evals
 
-    def run_chunk(
-        self,
-        cfgs: Sequence[BenchmarkRunConfig],
-        pretrained: Callable[[str], dict] | None = None,
-        sink: Callable[..., None] | None = None,
-        device: torch.device | str = "cpu",
-        max_steps: int | None = None,
-    ) -> list[dict[str, Any]]:
-        out = []
-        for cfg in cfgs:
-            t0 = time.perf_counter()
-            row, curve, evals = self.run_one(cfg, device)
-            row["wall_s"] = time.perf_counter() - t0
-            if sink is not None:
-                sink(row, curve, {}, evals=evals)
-            out.append(row)
-        return out
+    def record(self, cfg: BenchmarkRunConfig, device: torch.device | str = "cpu") -> Record:
+        row, curve, evals = self.run_one(cfg, device)
+        return row, curve, {}, evals
 
 
 FAMILY = BenchmarkFamily()

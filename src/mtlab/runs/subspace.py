@@ -19,7 +19,6 @@ by every feature type of a seed (common random numbers).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,6 +30,7 @@ from mtlab.measure.probe import fit_probe
 from mtlab.measure.subspace import subspace_metrics
 from mtlab.models.relu import hidden, init_first_layer, normalise_rows
 from mtlab.runs.config import SubspaceRunConfig
+from mtlab.runs.sequential import Record, SequentialFamily
 from mtlab.tasks.subspace import (
     SubspaceSpec,
     downstream_task,
@@ -52,10 +52,8 @@ HEADS = {
 }
 
 
-class SubspaceFamily:
+class SubspaceFamily(SequentialFamily):
     """Executor hooks for :class:`SubspaceRunConfig` (runs are not ensembled)."""
-
-    batched = False  # the executor runs one config at a time
 
     @staticmethod
     def group_key(cfg: SubspaceRunConfig) -> tuple:
@@ -204,24 +202,9 @@ class SubspaceFamily:
         return rows
 
     # ---- executor entry point ------------------------------------------------------------
-    def run_chunk(
-        self,
-        cfgs: Sequence[SubspaceRunConfig],
-        pretrained: Callable[[str], dict] | None = None,
-        sink: Callable[..., None] | None = None,
-        device: torch.device | str = "cpu",
-        max_steps: int | None = None,
-    ) -> list[dict[str, Any]]:
-        """Run each config; ``sink(row, curve, params, evals=...)`` receives each finished run."""
-        out = []
-        for cfg in cfgs:
-            t0 = time.perf_counter()
-            row, params, evals = self.run_one(cfg, device)
-            row["wall_s"] = time.perf_counter() - t0
-            if sink is not None:
-                sink(row, [], params, evals=evals)
-            out.append(row)
-        return out
+    def record(self, cfg: SubspaceRunConfig, device: torch.device | str = "cpu") -> Record:
+        row, params, evals = self.run_one(cfg, device)
+        return row, [], params, evals
 
     def run_one(
         self, cfg: SubspaceRunConfig, device: torch.device | str = "cpu"

@@ -21,8 +21,7 @@ Evaluation rows (``evaluation`` column): ``affinity`` (one per recipient/source 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -35,6 +34,7 @@ from mtlab.grad.methods import make_method
 from mtlab.grouping import best_grouping
 from mtlab.models.multitask import MultiTaskNet, init_seeded
 from mtlab.runs.config import TransferenceRunConfig
+from mtlab.runs.sequential import Record, SequentialFamily
 from mtlab.tasks.datasets import MultiTaskDataset, load_dataset
 from mtlab.train.multitask import MTTrainConfig, MTTrainResult, train_multitask
 
@@ -102,9 +102,7 @@ def _accuracy_rows(model_name: str, res: MTTrainResult) -> list[dict[str, Any]]:
     ]
 
 
-class TransferenceFamily:
-    batched = False
-
+class TransferenceFamily(SequentialFamily):
     @staticmethod
     def group_key(cfg: TransferenceRunConfig) -> tuple:
         return (cfg.dataset,)
@@ -112,10 +110,6 @@ class TransferenceFamily:
     @staticmethod
     def sort_key(cfg: TransferenceRunConfig) -> tuple:
         return (cfg.seed,)
-
-    @staticmethod
-    def bytes_per_run(cfg: TransferenceRunConfig) -> int:
-        return 1
 
     def run_one(
         self, cfg: TransferenceRunConfig, device: torch.device | str = "cpu"
@@ -218,23 +212,9 @@ class TransferenceFamily:
         )
         return base, evals
 
-    def run_chunk(
-        self,
-        cfgs: Sequence[TransferenceRunConfig],
-        pretrained: Callable[[str], dict] | None = None,
-        sink: Callable[..., None] | None = None,
-        device: torch.device | str = "cpu",
-        max_steps: int | None = None,
-    ) -> list[dict[str, Any]]:
-        out = []
-        for cfg in cfgs:
-            t0 = time.perf_counter()
-            row, evals = self.run_one(cfg, device)
-            row["wall_s"] = time.perf_counter() - t0
-            if sink is not None:
-                sink(row, [], {}, evals=evals)
-            out.append(row)
-        return out
+    def record(self, cfg: TransferenceRunConfig, device: torch.device | str = "cpu") -> Record:
+        row, evals = self.run_one(cfg, device)
+        return row, [], {}, evals
 
 
 FAMILY = TransferenceFamily()

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from mtlab.grad.methods import METHODS
 from mtlab.measure.benchmark import delta_m
 from mtlab.runs.config import BenchmarkRunConfig, make_config
 from mtlab.runs.store import RunStore
@@ -45,26 +46,8 @@ PRESETS = {
         "every method + STL; MLP 256-256, 60 epochs, batch 64, Adam 1e-3, 5 seeds",
         5,
         {
-            "methods": (
-                "mean",
-                "sum",
-                "uw",
-                "dwa",
-                "gradnorm",
-                "famo",
-                "upgrad",
-                "mgda",
-                "pcgrad",
-                "cagrad",
-                "imtl_g",
-                "nash_mtl",
-                "aligned_mtl",
-                "gradvac",
-                "graddrop",
-                "dualproj",
-                "config",
-                "fairgrad",
-            ),
+            # every method except IT-MTL (a lookahead per candidate per step)
+            "methods": tuple(m for m in METHODS if m != "itmtl"),
             "epochs": 60,
             "widths": (256, 256),
             "diagnostics_every": 20,

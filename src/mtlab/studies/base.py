@@ -78,6 +78,13 @@ class Study:
             )
         return self.presets[name]
 
+    def n_seeds(self, preset: str, seeds: int | None) -> int:
+        """``seeds`` if given (must be >= 1), else the preset's default."""
+        n = seeds if seeds is not None else self.preset(preset).seeds
+        if n < 1:
+            raise ValueError(f"seeds must be >= 1; got {n}")
+        return n
+
     def configs(self, preset: str, seeds: int | None = None) -> list[RunConfig]:
         raise NotImplementedError
 

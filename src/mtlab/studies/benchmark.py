@@ -74,9 +74,7 @@ class BenchmarkStudy(Study):
         methods: Sequence[str] | None = None,
     ) -> list[BenchmarkRunConfig]:
         p = self.preset(preset)
-        n_seeds = seeds if seeds is not None else p.seeds
-        if n_seeds < 1:
-            raise ValueError(f"seeds must be >= 1; got {n_seeds}")
+        n_seeds = self.n_seeds(preset, seeds)
         k = p.params
         methods = list(methods) if methods is not None else list(k["methods"])
         if not methods:

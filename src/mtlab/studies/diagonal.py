@@ -110,9 +110,7 @@ class DiagonalStudy(Study):
     # ------------------------------------------------------------------ grid
     def configs(self, preset: str, seeds: int | None = None) -> list[DiagonalRunConfig]:
         p = self.preset(preset)
-        n_seeds = seeds if seeds is not None else p.seeds
-        if n_seeds < 1:
-            raise ValueError(f"seeds must be >= 1; got {n_seeds}")
+        n_seeds = self.n_seeds(preset, seeds)
         k = p.params
         base = {
             "study": self.name,

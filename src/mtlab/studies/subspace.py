@@ -158,9 +158,7 @@ class SubspaceStudy(Study):
     # ------------------------------------------------------------------ grid
     def configs(self, preset: str, seeds: int | None = None) -> list[SubspaceRunConfig]:
         p = self.preset(preset)
-        n_seeds = seeds if seeds is not None else p.seeds
-        if n_seeds < 1:
-            raise ValueError(f"seeds must be >= 1; got {n_seeds}")
+        n_seeds = self.n_seeds(preset, seeds)
         k = p.params
         r = k["r"]
         rec, down, alt = k["recovery"], k["downstream"], k["alternating"]

@@ -157,9 +157,7 @@ class TransferenceStudy(Study):
 
     def configs(self, preset: str, seeds: int | None = None):
         p = self.preset(preset)
-        n_seeds = seeds if seeds is not None else p.seeds
-        if n_seeds < 1:
-            raise ValueError(f"seeds must be >= 1; got {n_seeds}")
+        n_seeds = self.n_seeds(preset, seeds)
         k = p.params
         out = []
         for seed in range(n_seeds):

@@ -119,7 +119,7 @@ class DiagonalRunConfig(RunConfig):
     dtype: Literal["float32", "float64"] = "float32"
 
     irrelevant: ClassVar[dict[str, tuple[str, ...]]] = {
-        "pt": (*_MAIN, *_FT),
+        "pt": (*_MAIN, "rescale", "readout_init", "readout_rule"),
         "stl": ("n_aux", *_FT),
         "mtl": _FT,
         "ptft": (),
@@ -174,6 +174,239 @@ class DiagonalRunConfig(RunConfig):
 
     def pretraining(self) -> DiagonalRunConfig:
         """The PT run this finetuning run starts from (shared by every setting, n_main and s)."""
+        return self.model_copy(update={"method": "pt"})
+
+
+RELU_SETTINGS = {
+    "identical": (1.0,) * 6,
+    "correlated_0.9": (0.9,) * 6,
+    "partial_new": (1.0, 1.0, 1.0, 0.0, 0.0, 0.0),
+    "unrelated": (0.0,) * 6,
+}
+_RELU_MAIN = (
+    "setting",
+    "correlation",
+    "correlations",
+    "n_units",
+    "magnitude",
+    "main_signs",
+    "n_main",
+    "lr",
+    "lr_rule",
+    "max_steps",
+)
+_RELU_FT = ("rescale", "readout_init", "pt_lr", "pt_max_steps")
+_RELU_TRAIN = ("lr", "lr_rule", "max_steps", "threshold", "max_restarts", "divergence_loss")
+
+
+class ReluRunConfig(RunConfig):
+    """One ReLU teacher–student run (Lippl & Lindsey 2024, §2): a teacher pair, a regime, training.
+
+    ``setting`` picks the main teacher: ``identical`` / ``correlated_0.9`` / ``partial_new`` /
+    ``unrelated`` (the paper's correlation vectors), ``uniform`` (every unit at cosine
+    ``correlation``), ``custom`` (``correlations``, one per auxiliary unit), ``subset`` / ``new``
+    (``n_units`` of the auxiliary units, or as many new orthogonal units). ``magnitude`` scales the
+    main teacher's output.
+
+    ``method``: ``stl``, ``mtl`` (shared hidden layer, two readouts, loss weighted by sample
+    counts), ``pt`` (auxiliary task), ``ptft`` (readout redrawn at ``readout_init``·√(2/m), first
+    layer × ``rescale``, all trained), ``ptft_lr`` (ridge on the rescaled pretrained hidden
+    features) and ``ntk`` (ridge on the parameter-gradient features at the start of finetuning);
+    ridge strengths come from ``logspace(−5, 10, ridge_alphas)``, chosen on validation data.
+    ``lr_rule: inverse_square`` finetunes with ``lr / max(1, s)²`` (a larger first layer makes
+    the same step size diverge).
+    """
+
+    family: Literal["relu"] = "relu"
+    method: Literal["stl", "mtl", "pt", "ptft", "ptft_lr", "ntk"] = "stl"
+    setting: Literal[
+        "identical",
+        "correlated_0.9",
+        "partial_new",
+        "unrelated",
+        "uniform",
+        "custom",
+        "subset",
+        "new",
+    ] = "identical"
+    correlation: float | None = Field(
+        None, ge=-1, le=1, description="cosine of every main unit (setting 'uniform')"
+    )
+    correlations: tuple[float, ...] | None = Field(None, description="per-unit cosines ('custom')")
+    n_units: int | None = Field(None, ge=1, description="main units (settings subset / new)")
+    magnitude: float = Field(1.0, gt=0, description="main teacher output factor")
+    main_signs: Literal["random", "same"] = "random"
+    d: int = Field(15, ge=2, description="input dimension")
+    n_aux_units: int = Field(6, ge=1, description="auxiliary teacher units")
+    width: int = Field(1000, ge=1, description="student hidden units m")
+    init_scale: float = Field(1e-3, gt=0, description="init N(0, (scale·√(2/fan_in))²)")
+    n_aux: int = Field(1024, ge=1)
+    n_main: int = Field(64, ge=1)
+    n_val: int = Field(1000, ge=1)
+    n_test: int = Field(10_000, ge=1)
+    n_rep: int = Field(1000, ge=1, description="main inputs for PR / ENSD")
+    rescale: float = Field(1.0, gt=0, description="s: first layer × s after pretraining")
+    readout_init: float = Field(1e-3, gt=0, description="readout re-init scale after PT")
+    lr: float = Field(0.5, gt=0)
+    lr_rule: Literal["inverse_square", "fixed"] = "inverse_square"
+    pt_lr: float = Field(0.5, gt=0)
+    batch_size: int | None = Field(None, ge=1, description="None: full-batch gradient descent")
+    max_steps: int = Field(100_000, ge=1)
+    pt_max_steps: int = Field(100_000, ge=1)
+    threshold: float = Field(1e-8, ge=0, description="stop at train MSE below this (0: never)")
+    max_restarts: int = Field(3, ge=0)
+    divergence_loss: float = Field(100.0, gt=0)
+    log_every: int = Field(1000, ge=1)
+    ridge_alphas: int = Field(100, ge=1, description="ridge grid size, logspace(-5, 10)")
+    dtype: Literal["float32", "float64"] = "float32"
+
+    irrelevant: ClassVar[dict[str, tuple[str, ...]]] = {
+        "pt": (*_RELU_MAIN, "rescale", "readout_init", "ridge_alphas", "n_rep"),
+        "stl": ("n_aux", *_RELU_FT, "ridge_alphas"),
+        "mtl": (*_RELU_FT, "ridge_alphas"),
+        "ptft": ("ridge_alphas",),
+        "ptft_lr": _RELU_TRAIN,
+        "ntk": _RELU_TRAIN,
+    }
+
+    @model_validator(mode="after")
+    def _resolve(self) -> ReluRunConfig:
+        k = self.n_aux_units
+        errors = []
+        corr = self.correlations
+        if self.setting in RELU_SETTINGS:
+            if k != 6:
+                errors.append(f"setting: {self.setting!r} is defined for n_aux_units = 6 (got {k})")
+            corr = RELU_SETTINGS[self.setting]
+        elif self.setting == "uniform":
+            if self.correlation is None:
+                errors.append("correlation: setting 'uniform' needs a correlation")
+            else:
+                corr = (self.correlation,) * k
+        elif self.setting == "custom":
+            if corr is None or len(corr) != k:
+                errors.append(
+                    f"correlations: setting 'custom' needs {k} values "
+                    f"(got {None if corr is None else len(corr)})"
+                )
+            elif any(not -1 <= c <= 1 for c in corr):
+                errors.append(f"correlations: values must lie in [-1, 1] (got {corr})")
+        if self.setting in ("subset", "new"):
+            if self.n_units is None:
+                errors.append(f"n_units: setting {self.setting!r} needs n_units")
+            elif self.setting == "subset" and self.n_units > k:
+                errors.append(f"n_units: 'subset' needs n_units <= n_aux_units={k}")
+            corr = None
+        elif self.n_units is not None and self.n_units != k:
+            errors.append(
+                f"n_units: only settings subset / new choose n_units (got {self.n_units})"
+            )
+        need = k
+        if self.setting == "new":
+            need = k + (self.n_units or 0)
+        elif corr is not None and any(abs(c) < 1 for c in corr):
+            need = 2 * k
+        if need > self.d:
+            errors.append(f"d: the teachers need {need} orthogonal directions (got d={self.d})")
+        if errors:
+            raise ValueError("; ".join(errors))
+        if corr is not None:
+            object.__setattr__(self, "correlations", tuple(float(c) for c in corr))
+            if len(set(corr)) == 1:
+                object.__setattr__(self, "correlation", float(corr[0]))
+        if self.n_units is None:
+            object.__setattr__(self, "n_units", k)
+        return self
+
+    def teacher_spec(self):
+        """The :class:`~mtlab.tasks.relu_teacher.ReluTeacherSpec` of this run."""
+        from mtlab.tasks.relu_teacher import ReluTeacherSpec
+
+        mode = self.setting if self.setting in ("subset", "new") else "correlated"
+        return ReluTeacherSpec(
+            d=self.d,
+            n_aux_units=self.n_aux_units,
+            mode=mode,
+            correlations=self.correlations or (1.0,) * self.n_aux_units,
+            n_units=self.n_units or self.n_aux_units,
+            magnitude=self.magnitude,
+            main_signs=self.main_signs,
+        )
+
+    def row_fields(self) -> dict[str, Any]:
+        data = super().row_fields()
+        if data.get("correlations") is not None:
+            data["correlations"] = ",".join(f"{c:g}" for c in data["correlations"])
+        return data
+
+    def dependencies(self) -> list[RunConfig]:
+        return [self.pretraining()] if self.method in ("ptft", "ptft_lr", "ntk") else []
+
+    def pretraining(self) -> ReluRunConfig:
+        """The PT run this run starts from (shared by every main setting, n_main and s)."""
+        return self.model_copy(update={"method": "pt"})
+
+    def finetune_lr(self) -> float:
+        if self.method == "ptft" and self.lr_rule == "inverse_square":
+            return self.lr / max(1.0, self.rescale) ** 2
+        return self.lr
+
+
+class ImagesRunConfig(RunConfig):
+    """One run of the deep-network rescaling check (Lippl & Lindsey 2024, §3.2 / §4): images split
+    into an auxiliary task (all classes but two) and a binary main task (the two others, chosen by
+    the seed; :mod:`mtlab.tasks.images`).
+
+    ``method``: ``pt`` (auxiliary task), ``stl`` (main task from scratch), ``mtl`` (each epoch a
+    pass over the main data then one over the auxiliary data, auxiliary loss scaled by the
+    batch-count ratio), ``ptft`` (load the PT network, multiply **every** parameter — BatchNorm
+    affines and both heads included — by ``rescale``, train everything on the main task). The
+    network has one head per task (main: 2 outputs, auxiliary: the rest), which is the paper's
+    shared 100-way head with the main logits never trained during pretraining.
+    """
+
+    family: Literal["images"] = "images"
+    method: Literal["pt", "stl", "mtl", "ptft"] = "ptft"
+    source: Literal["digits", "cifar100"] = "digits"
+    data_dir: str | None = Field(None, description="CIFAR-100 python files (source cifar100)")
+    trunk: Literal["mlp", "cnn", "resnet18"] = "cnn"
+    widths: tuple[int, ...] = Field((32, 64), description="hidden widths / channels / base width")
+    n_main: int = Field(50, ge=1, description="main-task training images")
+    rescale: float = Field(1.0, gt=0, description="s: every pretrained parameter × s")
+    lr: float = Field(1e-2, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    batch_size: int = Field(128, ge=1)
+    max_epochs: int = Field(300, ge=1)
+    pt_max_epochs: int = Field(100, ge=1)
+    loss_threshold: float = Field(1e-2, ge=0, description="stop after an epoch below this")
+    n_rep: int = Field(1000, ge=1, description="main pool images for PR / ENSD")
+
+    irrelevant: ClassVar[dict[str, tuple[str, ...]]] = {
+        "pt": ("n_main", "rescale", "max_epochs", "n_rep"),
+        "stl": ("rescale", "pt_max_epochs"),
+        "mtl": ("rescale", "pt_max_epochs"),
+        "ptft": (),
+    }
+
+    @model_validator(mode="after")
+    def _check(self) -> ImagesRunConfig:
+        errors = []
+        if self.source == "cifar100" and not self.data_dir:
+            errors.append("data_dir: source 'cifar100' needs the folder of the CIFAR-100 files")
+        if self.source == "digits" and self.data_dir:
+            errors.append("data_dir: source 'digits' ships with scikit-learn; remove data_dir")
+        if self.source == "digits" and self.trunk == "resnet18":
+            errors.append("trunk: resnet18 is for 32×32 images (source cifar100)")
+        if not self.widths or min(self.widths) < 1:
+            errors.append(f"widths: need at least one positive width (got {self.widths})")
+        if errors:
+            raise ValueError("; ".join(errors))
+        return self
+
+    def dependencies(self) -> list[RunConfig]:
+        return [self.pretraining()] if self.method == "ptft" else []
+
+    def pretraining(self) -> ImagesRunConfig:
         return self.model_copy(update={"method": "pt"})
 
 
@@ -400,12 +633,16 @@ FAMILIES: dict[str, type[RunConfig]] = {
     "subspace": SubspaceRunConfig,
     "mtbench": BenchmarkRunConfig,
     "transference": TransferenceRunConfig,
+    "relu": ReluRunConfig,
+    "images": ImagesRunConfig,
 }
 METHODS = {
     "diagonal": ("stl", "mtl", "pt", "ptft", "ptft_lr"),
     "subspace": ("one_step", "alternating"),
     "mtbench": ("stl", *_MT_METHODS),
     "transference": ("pipeline",),
+    "relu": ("stl", "mtl", "pt", "ptft", "ptft_lr", "ntk"),
+    "images": ("pt", "stl", "mtl", "ptft"),
 }
 
 
@@ -429,6 +666,8 @@ __all__ = [
     "BenchmarkRunConfig",
     "ConfigError",
     "DiagonalRunConfig",
+    "ImagesRunConfig",
+    "ReluRunConfig",
     "RunConfig",
     "SubspaceRunConfig",
     "TransferenceRunConfig",

@@ -86,7 +86,7 @@ def split_data(
     return x.to(device), y.to(device)
 
 
-def _stack(tensors: list[Tensor]) -> tuple[Tensor, Tensor | None]:
+def stack_runs(tensors: list[Tensor]) -> tuple[Tensor, Tensor | None]:
     """Stack per-run tensors ``(n_r, ...)`` along a new run axis.
 
     One tensor shared by every run stays un-copied with a leading 1; runs with different row
@@ -101,6 +101,39 @@ def _stack(tensors: list[Tensor]) -> tuple[Tensor, Tensor | None]:
     for i, t in enumerate(tensors):
         out[i, : t.shape[0]] = t
     return out, torch.tensor(sizes)
+
+
+def aux_main_train_data(
+    cfgs: Sequence[Any],
+    split_data: Callable[[Any, str, str], tuple[Tensor, Tensor]],
+    device: torch.device | str,
+    dtype: torch.dtype,
+) -> TrainData:
+    """The training data of an ensemble of aux/main teacher–student runs of one method: the
+    auxiliary set (``pt``), both (``mtl``: the pooled MSE, each task weighted by its share of the
+    samples, per run) or the main set. Shared inputs stay one copy; ragged sets are zero-padded
+    (:func:`stack_runs`). ``split_data(cfg, task, "train")`` gives ``(x, y)``."""
+    method = cfgs[0].method
+    kw = {"dtype": dtype, "device": device}
+    tasks = {"pt": ["aux"], "mtl": ["aux", "main"]}.get(method, ["main"])
+    xs, ys, counts = [], [], []
+    for t in tasks:
+        pairs = [split_data(c, t, "train") for c in cfgs]
+        x, n = stack_runs([p[0] for p in pairs])
+        xs.append(x.to(device))
+        ys.append(stack_runs([p[1] for p in pairs])[0].to(device))
+        counts.append(None if n is None else n.to(**kw))
+    if method == "mtl":
+        n_tot = torch.tensor([c.n_aux + c.n_main for c in cfgs], **kw)
+        weights = torch.stack(
+            [
+                torch.tensor([c.n_aux for c in cfgs], **kw) / n_tot,
+                torch.tensor([c.n_main for c in cfgs], **kw) / n_tot,
+            ]
+        )
+    else:
+        weights = torch.ones(1, **kw)
+    return TrainData(xs, ys, tuple(range(len(tasks))), weights, counts)
 
 
 class DiagonalFamily:
@@ -172,7 +205,6 @@ class DiagonalFamily:
         method = c0.method
         kw = {"dtype": dtype, "device": device}
         alpha = torch.tensor([c.init_scale for c in cfgs], **kw)
-        tasks = {"pt": ["aux"], "mtl": ["aux", "main"]}.get(method, ["main"])
         model = DiagonalNet(c0.d, n_tasks=2 if method == "mtl" else 1)
         if method in ("ptft", "ptft_lr"):
             pt = [pretrained(c.pretraining().run_id()) for c in cfgs]
@@ -181,24 +213,7 @@ class DiagonalFamily:
             params = model.scale_shared(params, torch.tensor([c.rescale for c in cfgs], **kw))
         else:
             params = model.init(alpha, **kw)
-        xs, ys, counts = [], [], []
-        for t in tasks:
-            pairs = [split_data(c, t, "train") for c in cfgs]
-            x, n = _stack([p[0] for p in pairs])
-            xs.append(x.to(device))
-            ys.append(_stack([p[1] for p in pairs])[0].to(device))
-            counts.append(None if n is None else n.to(**kw))
-        if method == "mtl":  # the pooled MSE over aux + main samples, per run
-            n_tot = torch.tensor([c.n_aux + c.n_main for c in cfgs], **kw)
-            weights = torch.stack(
-                [
-                    torch.tensor([c.n_aux for c in cfgs], **kw) / n_tot,
-                    torch.tensor([c.n_main for c in cfgs], **kw) / n_tot,
-                ]
-            )
-        else:
-            weights = torch.ones(1, **kw)
-        data = TrainData(xs, ys, tuple(range(len(tasks))), weights, counts)
+        data = aux_main_train_data(cfgs, split_data, device, dtype)
         trainable = (
             ("v_pos", "v_neg") if method == "ptft_lr" else ("w_pos", "w_neg", "v_pos", "v_neg")
         )

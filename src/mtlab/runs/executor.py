@@ -42,6 +42,14 @@ def family_of(cfg: RunConfig):
         from mtlab.runs.transference import FAMILY
 
         return FAMILY
+    if cfg.family == "relu":
+        from mtlab.runs.relu import FAMILY
+
+        return FAMILY
+    if cfg.family == "images":
+        from mtlab.runs.images import FAMILY
+
+        return FAMILY
     raise ValueError(f"no executor for family {cfg.family!r}")
 
 
@@ -151,7 +159,10 @@ def execute(
                 fam = family_of(group[0])
                 # similar runs next to each other: less zero-padding inside a chunk
                 group.sort(key=getattr(fam, "sort_key", lambda c: 0))
-                if not getattr(fam, "batched", True):
+                batched = getattr(fam, "batched", True)
+                if callable(batched):
+                    batched = batched(group[0])
+                if not batched:
                     size = 1  # a family whose runs are not ensembled
                 elif chunk == "auto":
                     size = plan_chunk(fam, group, pretrained, device)

@@ -30,13 +30,23 @@ class CustomStudy(Study):
             return Analysis([], [], "No runs finished yet.")
         sections = []
         family = df["family"] if "family" in df else "diagonal"
-        ft = df[(family == "diagonal") & (df.method != "pt")].copy()
+        ft = df[family.isin(["diagonal", "relu"]) & (df.method != "pt")].copy()
         if not ft.empty and "n_main" in ft:
             ft["label"] = [
                 m if m != "ptft" else f"ptft s={r:g}"
                 for m, r in zip(ft.method, ft.rescale.fillna(1.0), strict=True)
             ]
+            for knob in ("init_scale", "magnitude"):  # swept knobs enter the label
+                if knob in ft and ft[knob].nunique() > 1:
+                    ft["label"] = [
+                        f"{lab} {knob}={v:g}" for lab, v in zip(ft.label, ft[knob], strict=True)
+                    ]
             ft["setting"] = ft["setting"].fillna("-")
+            if "n_units" in ft:
+                ft["setting"] = [
+                    f"{st} n_units={int(k)}" if st in ("subset", "new") and k == k else st
+                    for st, k in zip(ft.setting, ft.n_units, strict=True)
+                ]
             cells = summarise(ft, ["setting", "label", "n_main"], "test_loss_rel")
             settings = sorted(set(cells.setting))
             fig, axes = panel_grid(len(settings))

@@ -92,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument(
         "--seeds", type=_positive, default=None, help="number of seeds (default: preset's)"
     )
+    rp.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="external data for studies that read it (images-rescaling --preset paper: "
+        "the CIFAR-100 python files)",
+    )
     run_opts(rp)
     sp = sub.add_parser("run", help="run a YAML sweep of run configs")
     sp.add_argument("sweep", type=Path)
@@ -374,7 +381,14 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 study = get_study(args.study)
                 study.preset(args.preset)
-                configs = study.configs(args.preset, args.seeds)
+                if args.data_dir is not None:
+                    if not getattr(study, "uses_data_dir", False):
+                        return _fail(f"study {study.name!r} reads no external data (--data-dir)")
+                    if not args.data_dir.is_dir():
+                        return _fail(f"--data-dir {args.data_dir}: no such directory")
+                    configs = study.configs(args.preset, args.seeds, data_dir=str(args.data_dir))
+                else:
+                    configs = study.configs(args.preset, args.seeds)
             except ValueError as err:
                 return _fail(str(err))
             return _execute(args, study.name, args.preset, configs, {"seeds": args.seeds})

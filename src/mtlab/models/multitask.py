@@ -2,9 +2,11 @@
 task (``nn.Module``; the parameters split into :meth:`MultiTaskNet.shared_parameters` and
 :meth:`MultiTaskNet.task_parameters`).
 
-Trunks: ``mlp`` (flatten → Linear/ReLU layers) and ``cnn`` (Conv3×3/ReLU blocks with 2×2 max
-pooling after the first, then global average pooling). ``forward(x)`` returns the shared
-representation ``z: (batch, k)`` and the list of per-task logits.
+Trunks: ``mlp`` (flatten → Linear/ReLU layers), ``cnn`` (Conv3×3/ReLU blocks with 2×2 max
+pooling after the first, then global average pooling) and ``resnet18`` (the CIFAR-style ResNet-18
+of :mod:`mtlab.models.resnet`; ``widths[0]`` is its base width, 64 as standard).
+``forward(x)`` returns the shared representation ``z: (batch, k)`` and the list of per-task
+logits.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-TRUNKS = ("mlp", "cnn")
+TRUNKS = ("mlp", "cnn", "resnet18")
 
 
 def mlp_trunk(in_features: int, widths: Sequence[int]) -> nn.Sequential:
@@ -58,11 +60,21 @@ class MultiTaskNet(nn.Module):
             raise ValueError("widths must name at least one layer")
         if trunk == "mlp":
             self.trunk = mlp_trunk(math.prod(input_shape), widths)
+            self.feature_dim = widths[-1]
         else:
             if len(input_shape) != 3:
-                raise ValueError(f"the cnn trunk needs (C, H, W) inputs (got {tuple(input_shape)})")
-            self.trunk = cnn_trunk(input_shape[0], widths)
-        self.heads = nn.ModuleList(nn.Linear(widths[-1], k) for k in num_classes)
+                raise ValueError(
+                    f"the {trunk} trunk needs (C, H, W) inputs (got {tuple(input_shape)})"
+                )
+            if trunk == "cnn":
+                self.trunk = cnn_trunk(input_shape[0], widths)
+                self.feature_dim = widths[-1]
+            else:
+                from mtlab.models.resnet import resnet18_trunk
+
+                self.trunk = resnet18_trunk(input_shape[0], widths[0])
+                self.feature_dim = 8 * widths[0]
+        self.heads = nn.ModuleList(nn.Linear(self.feature_dim, k) for k in num_classes)
 
     def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         z = self.trunk(x)

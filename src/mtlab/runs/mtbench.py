@@ -91,7 +91,9 @@ class BenchmarkFamily(SequentialFamily):
                     )
         return base, [*res.history, *res.diagnostics], evals
 
-    def record(self, cfg: BenchmarkRunConfig, device: torch.device | str = "cpu") -> Record:
+    def record(
+        self, cfg: BenchmarkRunConfig, device: torch.device | str = "cpu", pretrained=None
+    ) -> Record:
         row, curve, evals = self.run_one(cfg, device)
         return row, curve, {}, evals
 

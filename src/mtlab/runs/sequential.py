@@ -22,7 +22,13 @@ class SequentialFamily:
     def bytes_per_run(cfg: RunConfig) -> int:
         return 1
 
-    def record(self, cfg: Any, device: torch.device | str = "cpu") -> Record:
+    def record(
+        self,
+        cfg: Any,
+        device: torch.device | str = "cpu",
+        pretrained: Callable[[str], dict] | None = None,
+    ) -> Record:
+        """Train and measure one run; ``pretrained(run_id)`` loads a dependency's parameters."""
         raise NotImplementedError
 
     def run_chunk(
@@ -38,7 +44,7 @@ class SequentialFamily:
         out = []
         for cfg in cfgs:
             t0 = time.perf_counter()
-            row, curve, params, evals = self.record(cfg, device)
+            row, curve, params, evals = self.record(cfg, device, pretrained)
             row["wall_s"] = time.perf_counter() - t0
             if sink is not None:
                 sink(row, curve, params, evals=evals)

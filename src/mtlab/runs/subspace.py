@@ -202,7 +202,9 @@ class SubspaceFamily(SequentialFamily):
         return rows
 
     # ---- executor entry point ------------------------------------------------------------
-    def record(self, cfg: SubspaceRunConfig, device: torch.device | str = "cpu") -> Record:
+    def record(
+        self, cfg: SubspaceRunConfig, device: torch.device | str = "cpu", pretrained=None
+    ) -> Record:
         row, params, evals = self.run_one(cfg, device)
         return row, [], params, evals
 

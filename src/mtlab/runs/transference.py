@@ -212,7 +212,9 @@ class TransferenceFamily(SequentialFamily):
         )
         return base, evals
 
-    def record(self, cfg: TransferenceRunConfig, device: torch.device | str = "cpu") -> Record:
+    def record(
+        self, cfg: TransferenceRunConfig, device: torch.device | str = "cpu", pretrained=None
+    ) -> Record:
         row, evals = self.run_one(cfg, device)
         return row, [], {}, evals
 

@@ -4,6 +4,8 @@ from mtlab.studies import (  # noqa: F401  (registration)
     benchmark,
     custom,
     diagonal,
+    images,
+    relu,
     subspace,
     transference,
 )

@@ -269,3 +269,125 @@ __all__ = [
     "load_table",
     "save_idx",
 ]
+
+
+CIFAR_FILES = {
+    "cifar100": ("cifar-100-python", ("train",), "test", "meta", b"fine_label_names"),
+    "cifar10": (
+        "cifar-10-batches-py",
+        tuple(f"data_batch_{i}" for i in range(1, 6)),
+        "test_batch",
+        "batches.meta",
+        b"label_names",
+    ),
+}
+
+
+def _unpickle(path: Path) -> dict:
+    import pickle
+
+    if not path.exists():
+        raise DataFormatError(f"{path}: no such file")
+    try:
+        with open(path, "rb") as f:
+            obj = pickle.load(f, encoding="bytes")
+    except Exception as err:  # any unpickling failure is a format problem
+        raise DataFormatError(f"{path}: not a CIFAR python-pickle file ({err})") from None
+    if not isinstance(obj, dict):
+        raise DataFormatError(f"{path}: expected a pickled dict, got {type(obj).__name__}")
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
+
+
+def _cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
+    d = _unpickle(path)
+    for key in ("data", label_key):
+        if key not in d:
+            raise DataFormatError(f"{path}: missing key {key!r} (has {sorted(d)})")
+    x = np.asarray(d["data"])
+    y = np.asarray(d[label_key], dtype=np.int64)
+    if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3 * 32 * 32:
+        raise DataFormatError(
+            f"{path}: 'data' must be uint8 of shape (n, 3072); got {x.dtype} {x.shape}"
+        )
+    if y.shape != (x.shape[0],):
+        raise DataFormatError(f"{path}: {len(y)} labels for {x.shape[0]} images")
+    return x.reshape(-1, 3, 32, 32), y
+
+
+def load_cifar(
+    data_dir: str | os.PathLike[str], variant: str = "cifar100", label: str = "fine"
+) -> dict[str, np.ndarray | list[str]]:
+    """CIFAR-100 or CIFAR-10 from the standard python-pickle files.
+
+    ``data_dir`` is the folder holding the files (``train``/``test``/``meta`` for CIFAR-100,
+    ``data_batch_1…5``/``test_batch``/``batches.meta`` for CIFAR-10) or its parent (which holds
+    ``cifar-100-python/`` or ``cifar-10-batches-py/``). ``label``: ``fine`` or ``coarse``
+    (CIFAR-100 only). Returns ``x_train, y_train, x_test, y_test`` (images ``uint8 (n, 3, 32,
+    32)``, labels ``int64``) and ``classes`` (names). Only load files you trust: they are pickles.
+    """
+    if variant not in CIFAR_FILES:
+        raise ValueError(f"variant must be one of {sorted(CIFAR_FILES)}; got {variant!r}")
+    if label not in ("fine", "coarse") or (variant == "cifar10" and label != "fine"):
+        raise ValueError(f"label must be 'fine' or 'coarse' (CIFAR-100 only); got {label!r}")
+    sub, train_files, test_file, meta_file, names_key = CIFAR_FILES[variant]
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise DataFormatError(f"{root}: no such directory")
+    if (root / sub).is_dir():
+        root = root / sub
+    label_key = "labels" if variant == "cifar10" else f"{label}_labels"
+    parts = [_cifar_batch(root / f, label_key) for f in train_files]
+    x_test, y_test = _cifar_batch(root / test_file, label_key)
+    meta = _unpickle(root / meta_file)
+    key = names_key.decode() if label == "fine" else "coarse_label_names"
+    if key not in meta:
+        raise DataFormatError(f"{root / meta_file}: missing key {key!r}")
+    classes = [n.decode() if isinstance(n, bytes) else str(n) for n in meta[key]]
+    x_train = np.concatenate([p[0] for p in parts])
+    y_train = np.concatenate([p[1] for p in parts])
+    for name, y in (("train", y_train), ("test", y_test)):
+        if len(y) and (y.min() < 0 or y.max() >= len(classes)):
+            raise DataFormatError(
+                f"{root}: {name} labels outside 0..{len(classes) - 1} ({y.min()}..{y.max()})"
+            )
+    return {
+        "x_train": x_train,
+        "y_train": y_train,
+        "x_test": x_test,
+        "y_test": y_test,
+        "classes": classes,
+    }
+
+
+def save_cifar(
+    data_dir: str | os.PathLike[str],
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    classes: Sequence[str],
+) -> Path:
+    """Write arrays in the CIFAR-100 python-pickle layout (``cifar-100-python/train|test|meta``,
+    fine labels; coarse labels all 0) — for tests and for converting other image sets."""
+    import pickle
+
+    root = Path(data_dir) / "cifar-100-python"
+    root.mkdir(parents=True, exist_ok=True)
+    for name, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+        blob = {
+            b"data": np.asarray(x, np.uint8).reshape(len(x), -1),
+            b"fine_labels": [int(v) for v in y],
+            b"coarse_labels": [0] * len(y),
+            b"batch_label": name.encode(),
+        }
+        with open(root / name, "wb") as f:
+            pickle.dump(blob, f)
+    with open(root / "meta", "wb") as f:
+        pickle.dump(
+            {
+                b"fine_label_names": [c.encode() for c in classes],
+                b"coarse_label_names": [b"all"],
+            },
+            f,
+        )
+    return root

@@ -48,15 +48,15 @@ PRESETS = {
         "quick",
         "digits (aux: 8 classes, main: 2 held-out digits per seed), MLP 256-256 and CNN 32-64, "
         "n_main 10/20/50/100/200, s 0.125…2, SGD lr 0.01 momentum 0.9, batch ≤ 128, stop at "
-        "train loss < 1e-2 (≤ 300 epochs; PT ≤ 100), 5 seeds",
+        "train loss < 1e-2 (≤ 1000 epochs as in the paper; PT ≤ 300), 5 seeds",
         5,
         {
             "source": "digits",
             "trunks": {"mlp": (256, 256), "cnn": (32, 64)},
             "n_main": (10, 20, 50, 100, 200),
             "rescale": RESCALES,
-            "max_epochs": 300,
-            "pt_max_epochs": 100,
+            "max_epochs": 1000,
+            "pt_max_epochs": 300,
             "lr": 1e-2,
         },
     ),

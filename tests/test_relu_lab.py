@@ -274,3 +274,17 @@ def test_ridge_select_uses_validation_only():
     assert fit2.alpha != fit.alpha
     with pytest.raises(ValueError, match="positive"):
         ridge_select(F, y, Fv, yv, alphas=[])
+
+
+def test_relu_regime_map_rescaling_shifts_beta_aux_by_one_over_s_squared():
+    from mtlab.theory import regime_map
+
+    a = np.logspace(-3, 3, 25)
+    base = regime_map("relu_ptft", a, s=1.0)
+    shrunk = regime_map("relu_ptft", a * 100, s=0.1)  # m0 = s·√β_aux: the same m0
+    assert np.allclose(base.l_order, shrunk.l_order, atol=1e-9)
+    assert np.allclose(base.l_plus_fd, 1.0, atol=1e-6)
+    misaligned = regime_map("relu_ptft", a, theta=0.9)
+    assert misaligned.l_order.iloc[-1] < 1 < base.l_order.iloc[-1]
+    with pytest.raises(ValueError, match="relu_ptft"):
+        regime_map("relu", a)

@@ -196,3 +196,20 @@ def test_relu_quick_presets_keep_every_setting_method_and_scale():
     for cfgs in (cor, nes, mag):
         assert {64, 256} <= {c.n_main for c in cfgs}
     assert isinstance(cor[0], ReluRunConfig)
+
+
+def test_relu_sweep_through_mtlab_run_and_custom_report(tmp_path):
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(
+        "study: relu_try\n"
+        "seeds: 1\n"
+        "base: {family: relu, setting: subset, n_units: 2, width: 16, n_aux: 64, n_main: 16,\n"
+        "       n_val: 40, n_test: 60, n_rep: 30, max_steps: 100, pt_max_steps: 100}\n"
+        "grids:\n"
+        "  - {method: [stl, ptft], init_scale: [0.001, 1.0]}\n"
+    )
+    out = tmp_path / "out"
+    assert main(["run", str(sweep), "--out", str(out), "--quiet"]) == 0
+    assert (out / "figures" / "test_loss.png").exists()
+    report = (out / "report.md").read_text()
+    assert "init_scale=1" in report and "subset n_units=2" in report

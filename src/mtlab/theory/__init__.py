@@ -29,6 +29,7 @@ from mtlab.theory.pseudo_contrastive import (
     pseudo_contrastive_objective,
 )
 from mtlab.theory.regimes import classify, nested_window_decades, penalty_fn, regime_map
+from mtlab.theory.relu_penalties import f1_norm, group_norm, ptft_unit_penalty, relu_ptft_fn
 
 __all__ = [
     "ExpPotential",
@@ -37,7 +38,9 @@ __all__ = [
     "contrastive_kernel",
     "diagonal_flow_potential",
     "exp_potential_penalty",
+    "f1_norm",
     "feature_dependence",
+    "group_norm",
     "identity_check",
     "l_order",
     "linear_probe_interpolant",
@@ -53,8 +56,10 @@ __all__ = [
     "ptft_figure_potential",
     "ptft_penalty",
     "ptft_scale",
+    "ptft_unit_penalty",
     "q",
     "regime_map",
+    "relu_ptft_fn",
     "stl_penalty",
     "stl_potential",
 ]

@@ -25,19 +25,31 @@ from mtlab.theory.penalties import (
     mtl_incremental_penalty,
     ptft_penalty,
 )
+from mtlab.theory.relu_penalties import ptft_unit_penalty
 
-PenaltyName = Literal["mtl", "ptft"]
+PenaltyName = Literal["mtl", "ptft", "relu_ptft"]
 
 
 def penalty_fn(
-    name: PenaltyName, *, gamma: float = 0.0, s: float = 1.0, form: PenaltyForm = "figure"
+    name: PenaltyName,
+    *,
+    gamma: float = 0.0,
+    s: float = 1.0,
+    form: PenaltyForm = "figure",
+    theta: float = 1.0,
 ):
-    """Per-coordinate penalty ``fn(β_main, β_aux)`` for the regime map."""
+    """Per-coordinate penalty ``fn(β_main, β_aux)`` for the regime map.
+
+    ``relu_ptft`` is the per-unit ReLU finetuning penalty with pretrained norm ``m0 = s·√|β_aux|``
+    (a balanced unit of coefficient β_aux, first layer × s), readout start ``v0 = gamma`` and
+    cosine ``theta`` between the new and the pretrained direction."""
     if name == "mtl":
         return lambda b, a: mtl_incremental_penalty(b, a)
     if name == "ptft":
         return lambda b, a: ptft_penalty(b, a, gamma=gamma, s=s, form=form)
-    raise ValueError(f"unknown penalty {name!r}; allowed: mtl, ptft")
+    if name == "relu_ptft":
+        return lambda b, a: ptft_unit_penalty(b, s * torch.sqrt(a.abs()), theta, gamma).sum(-1)
+    raise ValueError(f"unknown penalty {name!r}; allowed: mtl, ptft, relu_ptft")
 
 
 def classify(l_ord: np.ndarray, lo: float = 1.1, hi: float = 1.9) -> np.ndarray:
@@ -55,11 +67,12 @@ def regime_map(
     form: PenaltyForm = "figure",
     lo: float = 1.1,
     hi: float = 1.9,
+    theta: float = 1.0,
 ):
     """A table (pandas) of ``beta_aux``, ``l_order``, ``fd``, ``l_plus_fd`` and ``regime``."""
     import pandas as pd
 
-    fn = penalty_fn(name, gamma=gamma, s=s, form=form)
+    fn = penalty_fn(name, gamma=gamma, s=s, form=form, theta=theta)
     a = torch.as_tensor(np.asarray(beta_aux, float))
     b = torch.full_like(a, float(beta_main))
     lo_ = l_order(fn, b, a).numpy()

@@ -136,6 +136,26 @@ def aux_main_train_data(
     return TrainData(xs, ys, tuple(range(len(tasks))), weights, counts)
 
 
+def finished_runs_sink(
+    cfgs: Sequence[Any],
+    sink: Callable[..., None] | None,
+    make_row: Callable[[Any, RunOutcome, float], dict[str, Any]],
+) -> Callable[[list[RunOutcome]], None]:
+    """The ensemble loop's ``on_finish``: each finished run becomes ``make_row(cfg, outcome,
+    wall_s)`` (``wall_s`` = the ensemble's time so far / its size) and goes to ``sink(row, curve,
+    params)``."""
+    start = time.perf_counter()
+
+    def on_finish(done: list[RunOutcome]) -> None:
+        if sink is None:
+            return
+        wall = (time.perf_counter() - start) / len(cfgs)
+        for o in done:
+            sink(make_row(cfgs[o.index], o, wall), o.curve, o.params)
+
+    return on_finish
+
+
 class DiagonalFamily:
     """Trains chunks of diagonal-network runs; see the module docstring for the metrics."""
 
@@ -247,15 +267,9 @@ class DiagonalFamily:
         if max_steps is None:
             hooks.append(Hook(every=lc.log_every, fn=self.split_loss_hook(cfgs, model, device)))
         seeds = [derive_seed(c.run_id(), "batches") for c in cfgs]
-        start = time.perf_counter()
-
-        def on_finish(done: list[RunOutcome]) -> None:
-            if sink is None:
-                return
-            elapsed = time.perf_counter() - start
-            for o in done:
-                cfg = cfgs[o.index]
-                sink(self.row(cfg, o, model, elapsed / len(cfgs)), o.curve, o.params)
+        on_finish = finished_runs_sink(
+            cfgs, sink, lambda cfg, o, wall: self.row(cfg, o, model, wall)
+        )
 
         return train_ensemble(
             model,

@@ -32,7 +32,7 @@ from mtlab.measure.features import gradient_features, ridge_select
 from mtlab.measure.representation import effective_units, ensd, participation_ratio, unit_alignment
 from mtlab.models.relu_net import ReluNet
 from mtlab.runs.config import ReluRunConfig
-from mtlab.runs.diagonal import aux_main_train_data
+from mtlab.runs.diagonal import aux_main_train_data, finished_runs_sink
 from mtlab.tasks.relu_teacher import ReluTeacherPair, relu_task_data, sample_relu_teachers
 from mtlab.theory.relu_penalties import f1_norm, group_norm
 from mtlab.train.loop import LoopConfig, RunOutcome, train_ensemble
@@ -194,17 +194,9 @@ class ReluFamily:
         model, params, data, lr = self.build(cfgs, pretrained, device)
         lc = self.loop_config(cfgs[0], max_steps)
         seeds = [derive_seed(c.run_id(), "batches") for c in cfgs]
-        start = time.perf_counter()
-
-        def on_finish(done: list[RunOutcome]) -> None:
-            if sink is None:
-                return
-            elapsed = time.perf_counter() - start
-            for o in done:
-                cfg = cfgs[o.index]
-                row = self.row(cfg, o, pretrained)
-                row["wall_s"] = elapsed / len(cfgs)
-                sink(row, o.curve, o.params)
+        on_finish = finished_runs_sink(
+            cfgs, sink, lambda cfg, o, wall: {**self.row(cfg, o, pretrained), "wall_s": wall}
+        )
 
         return train_ensemble(
             model,

@@ -222,3 +222,19 @@ def test_images_paper_preset_runs_on_a_cifar_file(tmp_path):
     execute(small, store, progress=False)
     df = store.results()
     assert set(df.method) == {"pt", "ptft"} and df.test_acc.notna().all()
+
+
+def test_images_sweep_through_mtlab_run(tmp_path):
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(
+        "study: img_try\n"
+        "seeds: 1\n"
+        "base: {family: images, trunk: mlp, widths: [16], max_epochs: 5, pt_max_epochs: 3}\n"
+        "grids:\n"
+        "  - {method: [stl], n_main: [10, 20]}\n"
+        "  - {method: [ptft], n_main: [10, 20], rescale: [0.5, 1.0]}\n"
+    )
+    out = tmp_path / "out"
+    assert main(["run", str(sweep), "--out", str(out), "--quiet"]) == 0
+    assert (out / "figures" / "images_accuracy.png").exists()
+    assert "ptft s=0.5" in (out / "report.md").read_text()

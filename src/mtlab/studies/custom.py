@@ -32,6 +32,7 @@ class CustomStudy(Study):
         family = df["family"] if "family" in df else "diagonal"
         ft = df[family.isin(["diagonal", "relu"]) & (df.method != "pt")].copy()
         if not ft.empty and "n_main" in ft:
+            ft["n_main"] = ft.n_main.astype(int)
             ft["label"] = [
                 m if m != "ptft" else f"ptft s={r:g}"
                 for m, r in zip(ft.method, ft.rescale.fillna(1.0), strict=True)
@@ -66,10 +67,39 @@ class CustomStudy(Study):
         sub = df[family == "subspace"]
         if not sub.empty:
             sections.extend(_subspace_sections(sub, fig_dir))
+        img = df[(family == "images") & (df.method != "pt")]
+        if not img.empty:
+            sections.append(_images_section(img, fig_dir))
         runs = df.drop_duplicates("run_id")
         counts = runs.groupby(["method", "status"], dropna=False).size().unstack(fill_value=0)
         sections.append(Section("Runs", "", [], [("status counts", counts)]))
         return Analysis([], sections, f"{len(runs)} runs.")
+
+
+def _images_section(df, fig_dir: Path) -> Section:
+    """Images-family runs: main-task test accuracy against n_main per network and regime."""
+    df = df.astype({"n_main": int}).assign(
+        label=[
+            m if m != "ptft" else f"ptft s={r:g}"
+            for m, r in zip(df.method, df.rescale.fillna(1.0), strict=True)
+        ]
+    )
+    cells = summarise(df, ["trunk", "label", "n_main"], "test_acc")
+    trunks = sorted(set(cells.trunk))
+    fig, axes = panel_grid(len(trunks), ncols=2)
+    for ax, trunk in zip(axes, trunks, strict=True):
+        for label, g in cells[cells.trunk == trunk].groupby("label"):
+            errorline(ax, g.n_main, g["mean"], g["se"], str(label))
+        ax.set_xscale("log")
+        ax.set_xlabel("n_main")
+        ax.set_ylabel("test accuracy")
+        ax.set_title(trunk)
+    axes[0].legend(fontsize=7)
+    name = save(fig, fig_dir, "images_accuracy.png")
+    table = cells.pivot_table(index=["trunk", "label"], columns="n_main", values="mean")
+    return Section(
+        "Main-task accuracy", "Mean ± s.e. over seeds.", [name], [("mean test_acc", table)]
+    )
 
 
 def _subspace_sections(df, fig_dir: Path) -> list[Section]:

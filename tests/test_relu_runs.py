@@ -213,3 +213,15 @@ def test_relu_sweep_through_mtlab_run_and_custom_report(tmp_path):
     assert (out / "figures" / "test_loss.png").exists()
     report = (out / "report.md").read_text()
     assert "init_scale=1" in report and "subset n_units=2" in report
+
+
+def test_relu_minibatch_sgd_trains(tmp_path):
+    cfgs = [
+        make_config({**SMALL, "method": m, "setting": "identical", "batch_size": 8, "lr": 0.2})
+        for m in ("stl", "mtl")
+    ]
+    df = _store(tmp_path, cfgs).results().set_index("method")
+    zero = df.loc["stl", "zero_loss"]
+    for m in ("stl", "mtl"):
+        assert df.loc[m, "status"] in ("converged", "max_steps")
+        assert df.loc[m, "train_loss"] < 0.5 * zero  # it learned from minibatches

@@ -52,8 +52,7 @@ def teacher_pair(cfg: ReluRunConfig) -> ReluTeacherPair:
 
 
 @lru_cache(maxsize=128)
-def _data(key: tuple, task: str, seed: int, split: str, n: int, dtype: str):
-    spec, _ = key
+def _data(spec, task: str, seed: int, split: str, n: int, dtype: str):
     return relu_task_data(_teachers(spec, seed), task, seed, split, n, DTYPES[dtype])
 
 
@@ -69,7 +68,7 @@ def split_data(cfg: ReluRunConfig, task: str, split: str) -> tuple[Tensor, Tenso
         "rep": cfg.n_rep,
     }[split]
     spec = cfg.teacher_spec()
-    return _data((spec, 0), task, cfg.seed, split, n, cfg.dtype)
+    return _data(spec, task, cfg.seed, split, n, cfg.dtype)
 
 
 def ridge_grid(cfg: ReluRunConfig) -> np.ndarray:

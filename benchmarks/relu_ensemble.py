@@ -28,7 +28,8 @@ from collections import defaultdict
 import torch
 
 from mtlab.models.relu_net import ReluNet
-from mtlab.runs.executor import _chunk_cache, family_of, plan_chunk
+from mtlab.runs.executor import _chunk_cache, plan_chunk
+from mtlab.runs.family import family_of
 from mtlab.studies import get_study
 
 

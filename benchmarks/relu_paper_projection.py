@@ -19,7 +19,8 @@ from functools import partial
 
 import torch
 
-from mtlab.runs.executor import family_of, plan_chunk
+from mtlab.runs.executor import plan_chunk
+from mtlab.runs.family import family_of
 from mtlab.studies import get_study
 
 

@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 from mtlab.runs import RunStore, execute
-from mtlab.runs.executor import expand_dependencies, family_of, plan_chunk
+from mtlab.runs.executor import expand_dependencies, plan_chunk
+from mtlab.runs.family import family_of
 from mtlab.studies import get_study
 
 PRESET = "quick"

@@ -16,7 +16,6 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from mtlab.grad.methods import METHODS as _MT_METHODS
 from mtlab.tasks.sparse_teacher import SETTINGS, default_overlap, setting_defaults
 
 
@@ -628,6 +627,7 @@ class TransferenceRunConfig(RunConfig):
         return self
 
 
+#: config class per family name (built-in ones; ``mtlab.runs.family.register_family`` adds more)
 FAMILIES: dict[str, type[RunConfig]] = {
     "diagonal": DiagonalRunConfig,
     "subspace": SubspaceRunConfig,
@@ -635,14 +635,6 @@ FAMILIES: dict[str, type[RunConfig]] = {
     "transference": TransferenceRunConfig,
     "relu": ReluRunConfig,
     "images": ImagesRunConfig,
-}
-METHODS = {
-    "diagonal": ("stl", "mtl", "pt", "ptft", "ptft_lr"),
-    "subspace": ("one_step", "alternating"),
-    "mtbench": ("stl", *_MT_METHODS),
-    "transference": ("pipeline",),
-    "relu": ("stl", "mtl", "pt", "ptft", "ptft_lr", "ntk"),
-    "images": ("pt", "stl", "mtl", "ptft"),
 }
 
 

@@ -30,6 +30,7 @@ from mtlab._seeding import derive_seed
 from mtlab.measure.regression import support_recall
 from mtlab.models.diagonal import DiagonalNet
 from mtlab.runs.config import DiagonalRunConfig
+from mtlab.runs.family import Family, Pretrained, RowSink, register_family
 from mtlab.tasks.sparse_teacher import (
     SparseTeacherSpec,
     TeacherPair,
@@ -39,7 +40,6 @@ from mtlab.tasks.sparse_teacher import (
 )
 from mtlab.train.loop import Hook, LoopConfig, RunOutcome, TrainData, train_ensemble
 
-RowSink = Callable[[dict[str, Any], list[dict[str, float]], dict[str, Tensor]], None]
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -156,45 +156,61 @@ def finished_runs_sink(
     return on_finish
 
 
-class DiagonalFamily:
+#: fields read per run inside a chunk (the rest must be equal: they form the group key)
+DIAGONAL_PER_RUN = (
+    "setting",
+    "k1",
+    "k2",
+    "overlap",
+    "main_signs",
+    "normalisation",
+    "noise",
+    "n_val",
+    "n_test",
+    "init_scale",
+    "rescale",
+    "readout_init",
+    "readout_rule",
+    "lr",
+    "pt_lr",
+)
+
+
+class DiagonalFamily(Family):
     """Trains chunks of diagonal-network runs; see the module docstring for the metrics."""
 
     name = "diagonal"
     config_cls = DiagonalRunConfig
+    columns = (
+        "steps",
+        "restarts",
+        "train_loss",
+        "val_loss",
+        "test_loss",
+        "test_risk",
+        "test_loss_rel",
+        "support_recall",
+        "wall_s",
+    )
 
-    @staticmethod
-    def group_key(cfg: DiagonalRunConfig) -> tuple:
-        """Runs with equal keys can share one ensemble."""
-        pt = cfg.method == "pt"
-        # runs that train on the large auxiliary set are grouped by seed, so an ensemble shares
-        # one copy of those inputs (one matrix product instead of E matrix-vector products);
-        # MTL runs with different n_main share an ensemble with zero-padded main sets
-        share = cfg.seed if cfg.method in ("pt", "mtl") else -1
-        pad = pt or (cfg.method == "mtl" and cfg.batch_size is None)
-        return (
-            cfg.method,
-            share,
-            cfg.d,
-            cfg.dtype,
-            cfg.n_aux if cfg.method in ("pt", "mtl") else 0,
-            0 if pad else cfg.n_main,
-            cfg.optimizer,
-            cfg.batch_size,
-            cfg.momentum,
-            cfg.pt_max_steps if pt else cfg.max_steps,
-            cfg.threshold,
-            cfg.max_restarts,
-            cfg.divergence_loss,
-            cfg.log_every,
-        )
+    def per_run(self, cfg: DiagonalRunConfig) -> frozenset[str]:
+        """Teachers, data draws, α, γ, s and learning rates are per run; runs that train on the
+        large auxiliary set share a seed (one copy of those inputs per ensemble: one matrix
+        product instead of E matrix-vector products); full-batch MTL and PT runs with different
+        ``n_main`` share an ensemble with zero-padded main sets."""
+        fields = set(DIAGONAL_PER_RUN)
+        if cfg.method not in ("pt", "mtl"):
+            fields |= {"seed", "n_aux"}
+        if cfg.method == "pt" or (cfg.method == "mtl" and cfg.batch_size is None):
+            fields.add("n_main")
+        fields.add("max_steps" if cfg.method == "pt" else "pt_max_steps")
+        return frozenset(fields)
 
-    @staticmethod
-    def sort_key(cfg: DiagonalRunConfig) -> tuple:
+    def sort_key(self, cfg: DiagonalRunConfig) -> tuple[Any, ...]:
         """Order inside a group: equal sample counts together (padded MTL chunks stay tight)."""
         return (cfg.n_main, cfg.seed)
 
-    @staticmethod
-    def bytes_per_run(cfg: DiagonalRunConfig) -> int:
+    def bytes_per_run(self, cfg: DiagonalRunConfig) -> int:
         n = {"pt": cfg.n_aux, "mtl": cfg.n_aux + cfg.n_main}.get(cfg.method, cfg.n_main)
         return (n * cfg.d + 16 * cfg.d) * (4 if cfg.dtype == "float32" else 8)
 
@@ -245,11 +261,11 @@ class DiagonalFamily:
     def run_chunk(
         self,
         cfgs: Sequence[DiagonalRunConfig],
-        pretrained: Callable[[str], dict],
+        pretrained: Pretrained | None = None,
         sink: RowSink | None = None,
         device: torch.device | str = "cpu",
         max_steps: int | None = None,
-    ) -> list[RunOutcome]:
+    ) -> None:
         """Train ``cfgs`` as one ensemble; each finished run goes to ``sink(row, curve, params)``.
 
         ``max_steps`` (timing probes) overrides the budget and disables the threshold.
@@ -271,7 +287,7 @@ class DiagonalFamily:
             cfgs, sink, lambda cfg, o, wall: self.row(cfg, o, model, wall)
         )
 
-        return train_ensemble(
+        train_ensemble(
             model,
             params,
             data,
@@ -386,4 +402,4 @@ class DiagonalFamily:
         return row
 
 
-FAMILY = DiagonalFamily()
+FAMILY = register_family(DiagonalFamily())

@@ -18,42 +18,21 @@ from typing import Any
 import torch
 
 from mtlab.runs.config import RunConfig
+from mtlab.runs.family import Family, Pretrained, family_of
 from mtlab.runs.store import RunStore
 
 CANDIDATE_CHUNKS = (1, 4, 16, 64, 256)
 MEMORY_BUDGET = 2 * 1024**3  # bytes of training data per ensemble
-_chunk_cache: dict[tuple, int] = {}
+_chunk_cache: dict[tuple[Any, ...], int] = {}
 
 
-def family_of(cfg: RunConfig):
-    if cfg.family == "diagonal":
-        from mtlab.runs.diagonal import FAMILY
-
-        return FAMILY
-    if cfg.family == "subspace":
-        from mtlab.runs.subspace import FAMILY
-
-        return FAMILY
-    if cfg.family == "mtbench":
-        from mtlab.runs.mtbench import FAMILY
-
-        return FAMILY
-    if cfg.family == "transference":
-        from mtlab.runs.transference import FAMILY
-
-        return FAMILY
-    if cfg.family == "relu":
-        from mtlab.runs.relu import FAMILY
-
-        return FAMILY
-    if cfg.family == "images":
-        from mtlab.runs.images import FAMILY
-
-        return FAMILY
-    raise ValueError(f"no executor for family {cfg.family!r}")
-
-
-def plan_chunk(fam, group: Sequence[RunConfig], pretrained, device, probe_steps: int = 30) -> int:
+def plan_chunk(
+    fam: Family,
+    group: Sequence[RunConfig],
+    pretrained: Pretrained,
+    device: str | torch.device,
+    probe_steps: int = 30,
+) -> int:
     """Ensemble size with the best measured throughput for this group (cached per group key)."""
     key = (fam.group_key(group[0]), len(group) >= CANDIDATE_CHUNKS[-1], str(device))
     if key in _chunk_cache:
@@ -151,18 +130,14 @@ def execute(
 
     try:
         for phase in todo:
-            groups: dict[tuple, list[RunConfig]] = defaultdict(list)
+            groups: dict[tuple[Any, ...], list[RunConfig]] = defaultdict(list)
             for cfg in phase:
-                fam = family_of(cfg)
-                groups[(cfg.family, fam.group_key(cfg))].append(cfg)
-            for (_, _), group in groups.items():
+                groups[(cfg.family, family_of(cfg).group_key(cfg))].append(cfg)
+            for group in groups.values():
                 fam = family_of(group[0])
                 # similar runs next to each other: less zero-padding inside a chunk
-                group.sort(key=getattr(fam, "sort_key", lambda c: 0))
-                batched = getattr(fam, "batched", True)
-                if callable(batched):
-                    batched = batched(group[0])
-                if not batched:
+                group.sort(key=fam.sort_key)
+                if not fam.batched(group[0]):
                     size = 1  # a family whose runs are not ensembled
                 elif chunk == "auto":
                     size = plan_chunk(fam, group, pretrained, device)

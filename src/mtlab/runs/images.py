@@ -19,7 +19,7 @@ from mtlab._seeding import derive_seed
 from mtlab.measure.representation import ensd, participation_ratio
 from mtlab.models.multitask import MultiTaskNet, init_seeded
 from mtlab.runs.config import ImagesRunConfig
-from mtlab.runs.sequential import Record, SequentialFamily
+from mtlab.runs.family import Record, SequentialFamily, register_family
 from mtlab.tasks.images import AuxMainImages, load_aux_main
 from mtlab.train.transfer import (
     Phase,
@@ -47,13 +47,11 @@ def rescale_all(model: torch.nn.Module, s: float) -> None:
 
 
 class ImagesFamily(SequentialFamily):
-    @staticmethod
-    def group_key(cfg: ImagesRunConfig) -> tuple:
-        return (cfg.method, cfg.source, cfg.trunk)
+    name = "images"
+    config_cls = ImagesRunConfig
 
-    @staticmethod
-    def sort_key(cfg: ImagesRunConfig) -> tuple:
-        return (cfg.seed, cfg.n_main, cfg.rescale)
+    def sort_key(self, cfg: ImagesRunConfig) -> tuple[Any, ...]:
+        return (cfg.method, cfg.source, cfg.trunk, cfg.seed, cfg.n_main, cfg.rescale)
 
     def record(
         self, cfg: ImagesRunConfig, device: torch.device | str = "cpu", pretrained=None
@@ -122,5 +120,5 @@ class ImagesFamily(SequentialFamily):
         return row, res.history, params if cfg.method == "pt" else {}, []
 
 
-FAMILY = ImagesFamily()
+FAMILY = register_family(ImagesFamily())
 __all__ = ["FAMILY", "ImagesFamily", "build_net", "rescale_all"]

@@ -19,7 +19,7 @@ from mtlab._seeding import derive_seed
 from mtlab.grad.methods import make_method
 from mtlab.models.multitask import MultiTaskNet, init_seeded
 from mtlab.runs.config import BenchmarkRunConfig
-from mtlab.runs.sequential import Record, SequentialFamily
+from mtlab.runs.family import Record, SequentialFamily, register_family
 from mtlab.tasks.datasets import MultiTaskDataset, load_dataset
 from mtlab.train.multitask import MTTrainConfig, train_multitask
 
@@ -32,13 +32,13 @@ def _dataset(name: str, seed: int) -> MultiTaskDataset:
 
 
 class BenchmarkFamily(SequentialFamily):
-    @staticmethod
-    def group_key(cfg: BenchmarkRunConfig) -> tuple:
-        return (cfg.dataset, cfg.method)
+    name = "mtbench"
+    config_cls = BenchmarkRunConfig
+    columns = ("steps", "best_epoch", "sec_per_step", "jacobian_backend")
+    timing_columns = ("wall_s", "sec_per_step")
 
-    @staticmethod
-    def sort_key(cfg: BenchmarkRunConfig) -> tuple:
-        return (cfg.seed, cfg.task or "")
+    def sort_key(self, cfg: BenchmarkRunConfig) -> tuple[Any, ...]:
+        return (cfg.dataset, cfg.method, cfg.seed, cfg.task or "")
 
     def run_one(
         self, cfg: BenchmarkRunConfig, device: torch.device | str = "cpu"
@@ -98,4 +98,4 @@ class BenchmarkFamily(SequentialFamily):
         return row, curve, {}, evals
 
 
-FAMILY = BenchmarkFamily()
+FAMILY = register_family(BenchmarkFamily())

@@ -33,6 +33,7 @@ from mtlab.measure.representation import effective_units, ensd, participation_ra
 from mtlab.models.relu_net import ReluNet
 from mtlab.runs.config import ReluRunConfig
 from mtlab.runs.diagonal import aux_main_train_data, finished_runs_sink
+from mtlab.runs.family import Family, Pretrained, RowSink, register_family
 from mtlab.tasks.relu_teacher import ReluTeacherPair, relu_task_data, sample_relu_teachers
 from mtlab.theory.relu_penalties import f1_norm, group_norm
 from mtlab.train.loop import LoopConfig, RunOutcome, train_ensemble
@@ -75,45 +76,57 @@ def ridge_grid(cfg: ReluRunConfig) -> np.ndarray:
     return np.logspace(-5, 10, cfg.ridge_alphas)
 
 
-class ReluFamily:
+#: fields read per run inside a chunk of trained runs (the rest form the group key)
+RELU_PER_RUN = (
+    "setting",
+    "correlation",
+    "correlations",
+    "n_units",
+    "magnitude",
+    "main_signs",
+    "n_aux_units",
+    "init_scale",
+    "n_val",
+    "n_test",
+    "n_rep",
+    "rescale",
+    "readout_init",
+    "lr",
+    "lr_rule",
+    "pt_lr",
+    "ridge_alphas",
+)
+
+
+class ReluFamily(Family):
     """Trains chunks of ReLU-student runs; see the module docstring for the metrics."""
 
     name = "relu"
     config_cls = ReluRunConfig
+    columns = ("train_loss", "val_loss", "test_loss", "test_loss_rel", "wall_s")
 
-    @staticmethod
-    def batched(cfg: ReluRunConfig) -> bool:
+    def batched(self, cfg: ReluRunConfig) -> bool:
         """Trained regimes share ensembles; kernel baselines run one at a time."""
         return cfg.method in TRAINED
 
-    @staticmethod
-    def group_key(cfg: ReluRunConfig) -> tuple:
+    def per_run(self, cfg: ReluRunConfig) -> frozenset[str]:
+        """Teachers, data draws, init and readout scales, s and learning rates are per run; runs
+        on the auxiliary set share a seed (one copy of its inputs per ensemble); full-batch MTL
+        runs with different ``n_main`` share an ensemble with zero-padded main sets."""
         if cfg.method in KERNEL:
-            return (cfg.method,)
-        pt = cfg.method == "pt"
-        pad = cfg.method == "mtl" and cfg.batch_size is None
-        return (
-            cfg.method,
-            cfg.seed if cfg.method in ("pt", "mtl") else -1,
-            cfg.d,
-            cfg.width,
-            cfg.dtype,
-            cfg.n_aux if cfg.method in ("pt", "mtl") else 0,
-            0 if pad or pt else cfg.n_main,
-            cfg.batch_size,
-            cfg.pt_max_steps if pt else cfg.max_steps,
-            cfg.threshold,
-            cfg.max_restarts,
-            cfg.divergence_loss,
-            cfg.log_every,
-        )
+            return frozenset(cfg.row_fields())  # fitted one at a time
+        fields = set(RELU_PER_RUN)
+        if cfg.method not in ("pt", "mtl"):
+            fields |= {"seed", "n_aux"}
+        if cfg.method == "pt" or (cfg.method == "mtl" and cfg.batch_size is None):
+            fields.add("n_main")
+        fields.add("max_steps" if cfg.method == "pt" else "pt_max_steps")
+        return frozenset(fields)
 
-    @staticmethod
-    def sort_key(cfg: ReluRunConfig) -> tuple:
+    def sort_key(self, cfg: ReluRunConfig) -> tuple[Any, ...]:
         return (cfg.n_main, cfg.seed, cfg.rescale)
 
-    @staticmethod
-    def bytes_per_run(cfg: ReluRunConfig) -> int:
+    def bytes_per_run(self, cfg: ReluRunConfig) -> int:
         n = {"pt": cfg.n_aux, "mtl": cfg.n_aux + cfg.n_main}.get(cfg.method, cfg.n_main)
         if cfg.batch_size is not None:
             n = min(n, cfg.batch_size)
@@ -175,11 +188,11 @@ class ReluFamily:
     def run_chunk(
         self,
         cfgs: Sequence[ReluRunConfig],
-        pretrained: Callable[[str], dict],
-        sink=None,
+        pretrained: Pretrained | None = None,
+        sink: RowSink | None = None,
         device: torch.device | str = "cpu",
         max_steps: int | None = None,
-    ) -> list[RunOutcome] | None:
+    ) -> None:
         """Train ``cfgs`` as one ensemble (or fit a kernel baseline); each finished run goes to
         ``sink(row, curve, params)``. ``max_steps`` (timing probes) overrides the budget."""
         if cfgs[0].method in KERNEL:
@@ -189,7 +202,7 @@ class ReluFamily:
                 row["wall_s"] = time.perf_counter() - t0
                 if sink is not None:
                     sink(row, [], params)
-            return None
+            return
         model, params, data, lr = self.build(cfgs, pretrained, device)
         lc = self.loop_config(cfgs[0], max_steps)
         seeds = [derive_seed(c.run_id(), "batches") for c in cfgs]
@@ -197,7 +210,7 @@ class ReluFamily:
             cfgs, sink, lambda cfg, o, wall: {**self.row(cfg, o, pretrained), "wall_s": wall}
         )
 
-        return train_ensemble(
+        train_ensemble(
             model,
             params,
             data,
@@ -326,5 +339,5 @@ class ReluFamily:
         return row, {k: v.detach().clone() for k, v in params.items()}
 
 
-FAMILY = ReluFamily()
+FAMILY = register_family(ReluFamily())
 __all__ = ["FAMILY", "ReluFamily", "split_data", "teacher_pair"]

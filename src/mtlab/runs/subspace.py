@@ -30,7 +30,7 @@ from mtlab.measure.probe import fit_probe
 from mtlab.measure.subspace import subspace_metrics
 from mtlab.models.relu import hidden, init_first_layer, normalise_rows
 from mtlab.runs.config import SubspaceRunConfig
-from mtlab.runs.sequential import Record, SequentialFamily
+from mtlab.runs.family import Record, SequentialFamily, register_family
 from mtlab.tasks.subspace import (
     SubspaceSpec,
     downstream_task,
@@ -55,16 +55,14 @@ HEADS = {
 class SubspaceFamily(SequentialFamily):
     """Executor hooks for :class:`SubspaceRunConfig` (runs are not ensembled)."""
 
-    @staticmethod
-    def group_key(cfg: SubspaceRunConfig) -> tuple:
-        return (cfg.method, cfg.features)
+    name = "subspace"
+    config_cls = SubspaceRunConfig
+    columns = ("n_tasks_trained",)
 
-    @staticmethod
-    def sort_key(cfg: SubspaceRunConfig) -> tuple:
-        return (cfg.d, cfg.T, cfg.seed)
+    def sort_key(self, cfg: SubspaceRunConfig) -> tuple[Any, ...]:
+        return (cfg.method, cfg.features, cfg.d, cfg.T, cfg.seed)
 
-    @staticmethod
-    def bytes_per_run(cfg: SubspaceRunConfig) -> int:
+    def bytes_per_run(self, cfg: SubspaceRunConfig) -> int:
         return 4 * cfg.T * max(cfg.n1, cfg.n2) * cfg.d
 
     # ---- pretraining ---------------------------------------------------------------------
@@ -241,4 +239,4 @@ class SubspaceFamily(SequentialFamily):
         return base, params, evals
 
 
-FAMILY = SubspaceFamily()
+FAMILY = register_family(SubspaceFamily())

@@ -34,7 +34,7 @@ from mtlab.grad.methods import make_method
 from mtlab.grouping import best_grouping
 from mtlab.models.multitask import MultiTaskNet, init_seeded
 from mtlab.runs.config import TransferenceRunConfig
-from mtlab.runs.sequential import Record, SequentialFamily
+from mtlab.runs.family import Record, SequentialFamily, register_family
 from mtlab.tasks.datasets import MultiTaskDataset, load_dataset
 from mtlab.train.multitask import MTTrainConfig, MTTrainResult, train_multitask
 
@@ -103,13 +103,12 @@ def _accuracy_rows(model_name: str, res: MTTrainResult) -> list[dict[str, Any]]:
 
 
 class TransferenceFamily(SequentialFamily):
-    @staticmethod
-    def group_key(cfg: TransferenceRunConfig) -> tuple:
-        return (cfg.dataset,)
+    name = "transference"
+    config_cls = TransferenceRunConfig
+    timing_columns = ("wall_s", "train_seconds", "probe_seconds")
 
-    @staticmethod
-    def sort_key(cfg: TransferenceRunConfig) -> tuple:
-        return (cfg.seed,)
+    def sort_key(self, cfg: TransferenceRunConfig) -> tuple[Any, ...]:
+        return (cfg.dataset, cfg.seed)
 
     def run_one(
         self, cfg: TransferenceRunConfig, device: torch.device | str = "cpu"
@@ -219,4 +218,4 @@ class TransferenceFamily(SequentialFamily):
         return row, [], {}, evals
 
 
-FAMILY = TransferenceFamily()
+FAMILY = register_family(TransferenceFamily())

@@ -16,6 +16,7 @@ from mtlab.grad.jacobian import (
     jacobian_representation,
 )
 from mtlab.grad.methods import (
+    JACOBIAN_METHODS,
     METHODS,
     NON_CONFLICTING,
     DynamicWeightAverage,
@@ -269,3 +270,61 @@ def test_famo_shifts_weight_to_the_task_that_improves_least():
 def test_gradnorm_uses_parameter_gradients_even_with_the_representation_backend():
     rec, d, _, _ = _step("gradnorm", backend="representation")
     assert bool(torch.isfinite(d).all()) and rec.weights.shape == (4,)
+
+
+def _generated_jacobians():
+    """Random Jacobians over task counts, widths and scales (near-zero to huge)."""
+    for trial, scale in enumerate((1e-6, 1e-3, 1.0, 1e3, 1e6)):
+        for T, P in ((2, 4), (3, 20), (5, 4), (5, 20)):
+            g = torch.Generator().manual_seed(100 * trial + T * P)
+            yield T, torch.randn(T, P, generator=g, dtype=torch.float64) * scale
+
+
+def _combine(name, J):
+    torch.manual_seed(0)  # GradDrop's masks
+    return make_method(name, J.shape[0]).combine(J)[0]
+
+
+@pytest.mark.parametrize("name", JACOBIAN_METHODS)
+def test_declared_properties_hold_on_generated_jacobians(name):
+    from mtlab.grad.methods import method_spec
+
+    spec = method_spec(name)
+    for T, J in _generated_jacobians():
+        d = _combine(name, J)
+        assert torch.isfinite(d).all()
+        if spec.non_conflicting and T <= J.shape[1]:
+            # up to torchjd's regularisation of the (scale-normalised) Gramian; with T <= P
+            # (full row rank) a strictly conflict-free direction exists
+            cos = (J @ d) / (J.norm(dim=1) * d.norm())
+            assert cos.min() > -5e-3, (name, T, float(J.norm()), cos)
+        if spec.homogeneous:
+            torch.testing.assert_close(_combine(name, 7.0 * J), 7.0 * d, rtol=1e-6, atol=0.0)
+        if spec.order_free:
+            perm = torch.randperm(T, generator=torch.Generator().manual_seed(T))
+            torch.testing.assert_close(_combine(name, J[perm]), d, rtol=1e-5, atol=1e-12 * J.norm())
+
+
+def test_upgrad_stays_non_conflicting_for_tiny_gradients():
+    # torchjd regularises the Gramian by 1e-4 (absolute): without scale normalisation UPGrad's
+    # update conflicts with a task when ‖g‖ ~ 1e-3 (found by the property test above)
+    J = torch.tensor([[1.0, 0.0], [-0.9, 0.3]], dtype=torch.float64) * 1e-3
+    d = _combine("upgrad", J)
+    assert (J @ d).min() >= 0
+
+
+def test_make_method_rejects_unknown_options():
+    with pytest.raises(ValueError, match=r"unknown option.*allowed: temperature"):
+        make_method("dwa", 2, temperatur=2.0)
+    with pytest.raises(ValueError, match="allowed: none"):
+        make_method("upgrad", 2, c=0.1)
+    assert make_method("cagrad", 2, c=0.2).aggregator.c == 0.2
+    assert make_method("dwa", 2, temperature=3.0).temperature == 3.0
+
+
+def test_abilities_are_declared_not_probed():
+    assert make_method("itmtl", 2).needs_lookahead and not make_method("upgrad", 2).needs_lookahead
+    assert make_method("uw", 2).stateful and not make_method("mean", 2).stateful
+    with pytest.raises(TypeError, match="does not use a lookahead"):
+        make_method("mean", 2).set_lookahead(lambda v: v)
+    assert make_method("mean", 2).to("cpu").name == "mean"

@@ -275,12 +275,12 @@ def _execute(
 
 
 def _benchmark(args: argparse.Namespace) -> int:
-    from mtlab.grad.methods import JACOBIAN_METHODS, METHODS, WEIGHTING_METHODS
+    from mtlab.grad.methods import method_names
     from mtlab.studies import get_study
 
     if args.list:
-        print("loss weightings: " + ", ".join(WEIGHTING_METHODS))
-        print("Jacobian aggregators (torchjd): " + ", ".join(JACOBIAN_METHODS))
+        print("loss weightings: " + ", ".join(method_names("weighting")))
+        print("Jacobian aggregators (torchjd): " + ", ".join(method_names("jacobian")))
         return 0
     if args.out is None:
         return _fail("benchmark: --out is required")
@@ -288,11 +288,10 @@ def _benchmark(args: argparse.Namespace) -> int:
     methods = None
     if args.methods is not None:
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-        unknown = [m for m in methods if m not in METHODS and m != "stl"]
+        unknown = [m for m in methods if m not in method_names() and m != "stl"]
         if unknown:
-            return _fail(
-                f"--methods: unknown method(s) {', '.join(unknown)}; allowed: {', '.join(METHODS)}"
-            )
+            allowed = ", ".join(method_names())
+            return _fail(f"--methods: unknown method(s) {', '.join(unknown)}; allowed: {allowed}")
     try:
         study.preset(args.preset)
         configs = study.configs(args.preset, args.seeds, dataset=args.dataset, methods=methods)

@@ -24,33 +24,15 @@ affects its own task). ``cagrad`` and ``nash_mtl`` need the optional solver extr
 from __future__ import annotations
 
 import importlib.util
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 from mtlab.grad.jacobian import JacobianEngine, jacobian_loop
-
-JACOBIAN_METHODS = (
-    "upgrad",
-    "mgda",
-    "pcgrad",
-    "cagrad",
-    "imtl_g",
-    "nash_mtl",
-    "aligned_mtl",
-    "gradvac",
-    "graddrop",
-    "dualproj",
-    "config",
-    "fairgrad",
-)
-WEIGHTING_METHODS = ("mean", "sum", "uw", "dwa", "gradnorm", "famo")
-METHODS = (*WEIGHTING_METHODS, *JACOBIAN_METHODS, "itmtl")
-_EXTRAS = {"cagrad": ("cvxpy", "clarabel"), "nash_mtl": ("cvxpy", "ecos")}
-#: methods whose torchjd aggregator promises a non-conflicting update (⟨g_t, d⟩ ≥ 0 for all t)
-NON_CONFLICTING = ("upgrad", "mgda", "dualproj", "config")
 
 
 @dataclass
@@ -67,9 +49,8 @@ class StepRecord:
 def check_methods(names: Sequence[str]) -> None:
     """Raise ``ValueError`` naming the problem for unknown methods or missing optional solvers."""
     for name in names:
-        if name not in METHODS:
-            raise ValueError(f"unknown method {name!r}; allowed: {', '.join(METHODS)}")
-        missing = [m for m in _EXTRAS.get(name, ()) if importlib.util.find_spec(m) is None]
+        spec = method_spec(name)
+        missing = [m for m in spec.extras if importlib.util.find_spec(m) is None]
         if missing:
             raise ValueError(
                 f"method {name!r} needs {', '.join(missing)} (not installed): "
@@ -94,10 +75,19 @@ def _assign_flat(params: Sequence[Tensor], vector: Tensor) -> None:
 
 
 class Method:
-    """Base class. ``backward(losses, shared, specific, rep, engine, want_gramian)``."""
+    """Base class. ``backward(losses, shared, specific, rep, engine, want_gramian)``.
 
-    name = ""
-    uses_jacobian = False
+    Abilities are declared here, not probed: ``uses_jacobian`` (needs the T × P Jacobian),
+    ``needs_lookahead`` (the trainer must call :meth:`set_lookahead` before each step),
+    ``stateful`` (keeps state between steps: one instance per run, reset with the run),
+    ``non_conflicting`` (promises ⟨g_t, d⟩ ≥ 0 for every task; tested on generated Jacobians).
+    """
+
+    name: str = ""
+    uses_jacobian: bool = False
+    needs_lookahead: bool = False
+    stateful: bool = False
+    non_conflicting: bool = False
 
     def __init__(self, n_tasks: int) -> None:
         if n_tasks < 1:
@@ -107,6 +97,14 @@ class Method:
     def parameters(self) -> list[Tensor]:
         """Extra trainable tensors (trained by the model's optimiser), e.g. uncertainty weights."""
         return []
+
+    def to(self, device: torch.device | str) -> Method:
+        """Move the method's own tensors (if any) to ``device``."""
+        return self
+
+    def set_lookahead(self, fn: Callable[[list[Tensor]], Tensor]) -> None:
+        """Give the method the losses-after-a-step function for this step (``needs_lookahead``)."""
+        raise TypeError(f"method {self.name!r} does not use a lookahead")
 
     def end_epoch(self) -> None:
         """Called by the trainer after every epoch."""
@@ -167,6 +165,7 @@ class UncertaintyWeighting(LossWeighting):
     (initialised at 0); the recorded weights are ``exp(−s_t)``."""
 
     name = "uw"
+    stateful = True
 
     def __init__(self, n_tasks: int) -> None:
         super().__init__(n_tasks)
@@ -175,7 +174,7 @@ class UncertaintyWeighting(LossWeighting):
     def parameters(self) -> list[Tensor]:
         return [self.log_vars]
 
-    def to(self, device) -> UncertaintyWeighting:
+    def to(self, device: torch.device | str) -> UncertaintyWeighting:
         self.log_vars = self.log_vars.detach().to(device).requires_grad_(True)
         return self
 
@@ -191,6 +190,7 @@ class DynamicWeightAverage(LossWeighting):
     ``t``'s mean training loss in the last two epochs; ``w = 1`` for the first two epochs."""
 
     name = "dwa"
+    stateful = True
 
     def __init__(self, n_tasks: int, temperature: float = 2.0) -> None:
         super().__init__(n_tasks)
@@ -249,6 +249,7 @@ class GradNorm(LossWeighting):
     :func:`gradnorm_update` step (learning rate ``lr``)."""
 
     name = "gradnorm"
+    stateful = True
 
     def __init__(self, n_tasks: int, alpha: float = 1.5, lr: float = 0.025) -> None:
         super().__init__(n_tasks)
@@ -292,6 +293,7 @@ class FAMO(LossWeighting):
     implementation does). Losses are shifted by ``min_loss`` (0 for cross-entropy)."""
 
     name = "famo"
+    stateful = True
 
     def __init__(
         self, n_tasks: int, lr: float = 0.025, gamma: float = 1e-3, min_loss: float = 0.0
@@ -324,10 +326,25 @@ class JacobianAggregation(Method):
 
     uses_jacobian = True
 
-    def __init__(self, n_tasks: int, name: str, aggregator) -> None:
+    def __init__(
+        self,
+        n_tasks: int,
+        name: str,
+        aggregator: Any,
+        *,
+        non_conflicting: bool = False,
+        scale_invariant: bool = False,
+        stateful: bool = False,
+    ) -> None:
         super().__init__(n_tasks)
         self.name = name
         self.aggregator = aggregator
+        self.non_conflicting = non_conflicting
+        #: the weighting of c·G equals that of G: weights are computed on the Gramian scaled to
+        #: unit mean diagonal, so torchjd's absolute regularisation (1e-4) cannot swamp small
+        #: gradients (without it UPGrad is not non-conflicting when ‖g‖ ≲ 1e-2)
+        self.scale_invariant = scale_invariant
+        self.stateful = stateful
 
     def combine(self, J: Tensor) -> tuple[Tensor, Tensor, bool]:
         """(update vector, task weights, weights exact?) for a Jacobian ``J: (T, P)``."""
@@ -335,7 +352,12 @@ class JacobianAggregation(Method):
 
         agg = self.aggregator
         if isinstance(agg, GramianWeightedAggregator):
-            w = agg.gramian_weighting(J @ J.T)
+            G = J @ J.T
+            if self.scale_invariant:
+                scale = G.diagonal().mean()
+                if scale > 0:
+                    G = G / scale
+            w = agg.gramian_weighting(G)
             return w @ J, w, True
         if isinstance(agg, WeightedAggregator):
             w = agg.weighting(J)
@@ -375,6 +397,7 @@ class ITMTL(Method):
 
     uses_jacobian = True
     needs_lookahead = True
+    stateful = True
     OBJECTIVES = ("total_ratio", "absolute")
 
     def __init__(
@@ -387,14 +410,19 @@ class ITMTL(Method):
         super().__init__(n_tasks)
         if objective not in self.OBJECTIVES:
             raise ValueError(f"unknown objective {objective!r}; allowed: {self.OBJECTIVES}")
-        allowed = {"sum", "mean", "tasks", *JACOBIAN_METHODS}
+        allowed = {"sum", "mean", "tasks", *jacobian_methods()}
         bad = [c for c in candidates if c not in allowed]
         if bad or not candidates:
             raise ValueError(f"IT-MTL candidates must be among {sorted(allowed)} (got {bad})")
         self.name = "itmtl"
         self.candidates = list(candidates)
         self.objective = objective
-        self.aggs = {c: make_method(c, n_tasks) for c in candidates if c in JACOBIAN_METHODS}
+        self.aggs: dict[str, JacobianAggregation] = {}
+        for c in candidates:
+            if c in jacobian_methods():
+                agg = make_method(c, n_tasks)
+                assert isinstance(agg, JacobianAggregation)
+                self.aggs[c] = agg
         if every < 1:
             raise ValueError(f"every must be >= 1 (got {every})")
         self.every = every
@@ -420,11 +448,14 @@ class ITMTL(Method):
                     vecs.append(J[t])
                     weights.append(w)
             else:
-                v, w, _ = self.aggs[c].combine(J)  # type: ignore[attr-defined]
+                v, w, _ = self.aggs[c].combine(J)
                 labels.append(c)
                 vecs.append(v)
                 weights.append(w)
         return labels, vecs, weights
+
+    def set_lookahead(self, fn: Callable[[list[Tensor]], Tensor]) -> None:
+        self.lookahead = fn
 
     def backward(self, losses, shared, specific, rep, engine, want_gramian=False) -> StepRecord:
         if self.lookahead is None:
@@ -451,45 +482,211 @@ class ITMTL(Method):
         return StepRecord(losses.detach(), weights[k].detach(), J @ J.T, True)
 
 
-def _torchjd(name: str, n_tasks: int):
+# ---------------------------------------------------------------------------- registry
+
+MethodKind = Literal["weighting", "jacobian", "lookahead"]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A registered method: its factory ``(n_tasks, **typed options) -> Method``, its kind, the
+    optional packages it needs and a one-line summary."""
+
+    name: str
+    factory: Callable[..., Method]
+    kind: MethodKind
+    extras: tuple[str, ...] = ()
+    summary: str = ""
+    #: properties of a Jacobian aggregator's update d(J), each tested on generated Jacobians:
+    #: ⟨g_t, d⟩ ≥ 0 for every task; d(cJ) = c·d(J) for c > 0; permuting tasks leaves d unchanged
+    non_conflicting: bool = False
+    homogeneous: bool = False
+    order_free: bool = False
+
+    def options(self) -> list[str]:
+        """The keyword options the factory takes (after ``n_tasks``)."""
+        params = list(inspect.signature(self.factory).parameters.values())[1:]
+        return [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+_REGISTRY: dict[str, MethodSpec] = {}
+
+
+def register_method(spec: MethodSpec) -> MethodSpec:
+    """Make ``spec.name`` available to :func:`make_method`, the CLI and the configs."""
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def method_spec(name: str) -> MethodSpec:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown method {name!r}; allowed: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def method_names(kind: MethodKind | None = None) -> tuple[str, ...]:
+    return tuple(n for n, s in _REGISTRY.items() if kind is None or s.kind == kind)
+
+
+def jacobian_methods() -> tuple[str, ...]:
+    return method_names("jacobian")
+
+
+def make_method(name: str, n_tasks: int, **options: Any) -> Method:
+    """The method called ``name`` for ``n_tasks`` tasks; ``options`` are that method's typed
+    keyword options (e.g. ``temperature`` for dwa, ``alpha``/``lr`` for gradnorm, ``c`` for
+    cagrad); an option the method does not take is a ``ValueError`` naming the allowed ones."""
+    check_methods([name])
+    spec = _REGISTRY[name]
+    unknown = sorted(set(options) - set(spec.options()))
+    if unknown:
+        allowed = ", ".join(spec.options()) or "none"
+        raise ValueError(
+            f"method {name!r}: unknown option(s) {', '.join(unknown)}; allowed: {allowed}"
+        )
+    return spec.factory(n_tasks, **options)
+
+
+def _mean(n_tasks: int) -> Method:
+    return ConstantWeights(n_tasks, 1.0 / n_tasks, "mean")
+
+
+def _sum(n_tasks: int) -> Method:
+    return ConstantWeights(n_tasks, 1.0, "sum")
+
+
+for _spec in (
+    MethodSpec("mean", _mean, "weighting", summary="w_t = 1/T"),
+    MethodSpec("sum", _sum, "weighting", summary="w_t = 1"),
+    MethodSpec("uw", UncertaintyWeighting, "weighting", summary="uncertainty weighting"),
+    MethodSpec("dwa", DynamicWeightAverage, "weighting", summary="dynamic weight average"),
+    MethodSpec("gradnorm", GradNorm, "weighting", summary="GradNorm"),
+    MethodSpec("famo", FAMO, "weighting", summary="FAMO"),
+):
+    register_method(_spec)
+
+
+def _aggregator(
+    name: str,
+    build: Callable[..., Any],
+    *,
+    extras: tuple[str, ...] = (),
+    non_conflicting: bool = False,
+    scale_invariant: bool = False,
+    stateful: bool = False,
+    homogeneous: bool = True,
+    order_free: bool = True,
+    summary: str = "",
+) -> None:
+    """Register the torchjd aggregator ``build(n_tasks, **options)`` as method ``name``."""
+
+    def factory(n_tasks: int, **options: Any) -> Method:
+        return JacobianAggregation(
+            n_tasks,
+            name,
+            build(n_tasks, **options),
+            non_conflicting=non_conflicting,
+            scale_invariant=scale_invariant,
+            stateful=stateful,
+        )
+
+    factory.__signature__ = inspect.signature(build)  # type: ignore[attr-defined]
+    register_method(
+        MethodSpec(
+            name, factory, "jacobian", extras, summary, non_conflicting, homogeneous, order_free
+        )
+    )
+
+
+def _tjd() -> Any:
     import torchjd.aggregation as A
 
-    factories: dict[str, Callable[[], object]] = {
-        "upgrad": A.UPGrad,
-        "mgda": A.MGDA,
-        "pcgrad": A.PCGrad,
-        "cagrad": lambda: A.CAGrad(c=0.4),
-        "imtl_g": A.IMTLG,
-        "nash_mtl": lambda: A.NashMTL(n_tasks=n_tasks),
-        "aligned_mtl": A.AlignedMTL,
-        "gradvac": A.GradVac,
-        "graddrop": A.GradDrop,
-        "dualproj": A.DualProj,
-        "config": A.ConFIG,
-        "fairgrad": lambda: A.FairGrad(alpha=1.0),
-    }
-    return factories[name]()
+    return A
 
 
-def make_method(name: str, n_tasks: int, **options: float) -> Method:
-    """The method called ``name`` for ``n_tasks`` tasks (options: ``alpha``/``lr`` for
-    gradnorm, ``temperature`` for dwa)."""
-    check_methods([name])
-    if name == "mean":
-        return ConstantWeights(n_tasks, 1.0 / n_tasks, "mean")
-    if name == "sum":
-        return ConstantWeights(n_tasks, 1.0, "sum")
-    if name == "uw":
-        return UncertaintyWeighting(n_tasks)
-    if name == "dwa":
-        return DynamicWeightAverage(n_tasks, **options)
-    if name == "gradnorm":
-        return GradNorm(n_tasks, **options)
-    if name == "famo":
-        return FAMO(n_tasks, **options)
-    if name == "itmtl":
-        return ITMTL(n_tasks, **options)  # type: ignore[arg-type]
-    return JacobianAggregation(n_tasks, name, _torchjd(name, n_tasks))
+def _upgrad(n_tasks: int) -> Any:
+    return _tjd().UPGrad()
+
+
+def _mgda(n_tasks: int) -> Any:
+    return _tjd().MGDA()
+
+
+def _pcgrad(n_tasks: int) -> Any:
+    return _tjd().PCGrad()
+
+
+def _cagrad(n_tasks: int, c: float = 0.4) -> Any:
+    return _tjd().CAGrad(c=c)
+
+
+def _imtl_g(n_tasks: int) -> Any:
+    return _tjd().IMTLG()
+
+
+def _nash_mtl(n_tasks: int) -> Any:
+    return _tjd().NashMTL(n_tasks=n_tasks)
+
+
+def _aligned_mtl(n_tasks: int) -> Any:
+    return _tjd().AlignedMTL()
+
+
+def _gradvac(n_tasks: int) -> Any:
+    return _tjd().GradVac()
+
+
+def _graddrop(n_tasks: int) -> Any:
+    return _tjd().GradDrop()
+
+
+def _dualproj(n_tasks: int) -> Any:
+    return _tjd().DualProj()
+
+
+def _config(n_tasks: int) -> Any:
+    return _tjd().ConFIG()
+
+
+def _fairgrad(n_tasks: int, alpha: float = 1.0) -> Any:
+    return _tjd().FairGrad(alpha=alpha)
+
+
+_aggregator("upgrad", _upgrad, non_conflicting=True, scale_invariant=True, summary="UPGrad")
+_aggregator("mgda", _mgda, non_conflicting=True, scale_invariant=True, summary="MGDA")
+_aggregator("pcgrad", _pcgrad, order_free=False, summary="PCGrad (projects in task order)")
+_aggregator(
+    "cagrad",
+    _cagrad,
+    extras=("cvxpy", "clarabel"),
+    homogeneous=False,
+    summary="CAGrad (solver tolerance)",
+)
+_aggregator("imtl_g", _imtl_g, summary="IMTL-G")
+_aggregator(
+    "nash_mtl",
+    _nash_mtl,
+    extras=("cvxpy", "ecos"),
+    stateful=True,
+    homogeneous=False,
+    order_free=False,
+    summary="Nash-MTL (solver tolerance)",
+)
+_aggregator("aligned_mtl", _aligned_mtl, summary="Aligned-MTL")
+_aggregator(
+    "gradvac", _gradvac, stateful=True, homogeneous=False, order_free=False, summary="GradVac"
+)
+_aggregator("graddrop", _graddrop, order_free=False, summary="GradDrop (random masks)")
+_aggregator("dualproj", _dualproj, non_conflicting=True, scale_invariant=True, summary="DualProj")
+_aggregator("config", _config, non_conflicting=True, summary="ConFIG")
+_aggregator("fairgrad", _fairgrad, homogeneous=False, summary="FairGrad")
+register_method(MethodSpec("itmtl", ITMTL, "lookahead", summary="IT-MTL (lookahead choice)"))
+
+#: the registered names at import time (register_method adds more; use method_names())
+WEIGHTING_METHODS = method_names("weighting")
+JACOBIAN_METHODS = method_names("jacobian")
+METHODS = method_names()
+NON_CONFLICTING = tuple(n for n, spec in _REGISTRY.items() if spec.non_conflicting)
 
 
 __all__ = [
@@ -505,9 +702,14 @@ __all__ = [
     "JacobianAggregation",
     "LossWeighting",
     "Method",
+    "MethodSpec",
     "StepRecord",
     "UncertaintyWeighting",
     "check_methods",
     "gradnorm_update",
+    "jacobian_methods",
     "make_method",
+    "method_names",
+    "method_spec",
+    "register_method",
 ]

@@ -76,12 +76,12 @@ class AggregatedStep:
     """
 
     def __init__(self, method: str, shared: Sequence[str]) -> None:
-        from mtlab.grad.methods import JACOBIAN_METHODS, check_methods
+        from mtlab.grad.methods import check_methods, jacobian_methods
 
         check_methods([method])
-        if method not in JACOBIAN_METHODS:
+        if method not in jacobian_methods():
             raise ValueError(
-                f"AggregatedStep takes a Jacobian aggregator ({', '.join(JACOBIAN_METHODS)}); "
+                f"AggregatedStep takes a Jacobian aggregator ({', '.join(jacobian_methods())}); "
                 f"for fixed loss weights use WeightedSum (got {method!r})"
             )
         self.method = method

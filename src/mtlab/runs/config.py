@@ -561,7 +561,7 @@ class BenchmarkRunConfig(RunConfig):
 
     @model_validator(mode="after")
     def _check(self) -> BenchmarkRunConfig:
-        from mtlab.grad.methods import METHODS, check_methods
+        from mtlab.grad.methods import check_methods, method_names
         from mtlab.tasks.datasets import DATASETS, dataset_tasks
 
         errors = []
@@ -578,9 +578,9 @@ class BenchmarkRunConfig(RunConfig):
                     f"{', '.join(dataset_tasks(self.dataset))}"
                 )
         else:
-            if self.method not in METHODS:
+            if self.method not in method_names():
                 errors.append(
-                    f"method: unknown method {self.method!r}; allowed: stl, {', '.join(METHODS)}"
+                    f"method: unknown method {self.method!r}; allowed: stl, {', '.join(method_names())}"
                 )
             else:
                 try:

@@ -113,8 +113,7 @@ def train_multitask(
         )
     device = torch.device(device)
     model.to(device)
-    if hasattr(method, "to"):
-        method.to(device)
+    method.to(device)
     x_tr, y_tr = data.x["train"].to(device), data.y["train"].to(device)
     x_va, y_va = data.x["val"].to(device), data.y["val"].to(device)
     shared, specific = model.shared_parameters(), model.task_parameters()
@@ -127,7 +126,7 @@ def train_multitask(
     torch.manual_seed(cfg.seed)
     shared_names = [n for n, p in model.named_parameters() if any(p is q for q in shared)]
     probe = None
-    if cfg.probe_every or getattr(method, "needs_lookahead", False):
+    if cfg.probe_every or method.needs_lookahead:
         from mtlab.grad.lookahead import LookaheadProbe
 
         probe = LookaheadProbe(model, shared_names, opt, rule=cfg.probe_rule, eta=cfg.probe_eta)
@@ -168,8 +167,8 @@ def train_multitask(
                 look.step = step  # type: ignore[attr-defined]
                 probes.append(look)
                 probe_time += time.perf_counter() - tp
-            if probe is not None and getattr(method, "needs_lookahead", False):
-                method.lookahead = lambda vecs, xb=xb, f=losses_fn: probe.evaluate(xb, f, vecs)
+            if probe is not None and method.needs_lookahead:
+                method.set_lookahead(lambda vecs, xb=xb, f=losses_fn: probe.evaluate(xb, f, vecs))
             z, logits = model(xb)
             losses = torch.stack(
                 [nn.functional.cross_entropy(logits[t], yb[:, t]) for t in range(T)]

@@ -315,3 +315,92 @@ def test_aggregated_step_rule_runs_each_run_on_its_own_jacobian():
     assert all(math.isfinite(o.train_loss) for o in res)
     with pytest.raises(ValueError, match="Jacobian aggregator"):
         AggregatedStep("uw", net.shared_names)
+
+
+class _CountingRule:
+    """A stateful step rule: each run's gradient is scaled by 1 / (1 + k/3000), k = the number of
+    steps that run has taken since it started (state keyed by run id, reset on restart)."""
+
+    def __init__(self):
+        from mtlab.grad import WeightedSum
+
+        self.inner = WeightedSum(use_closed_form=False)
+        self.count: dict[int, int] = {}
+
+    def reset(self, run_ids):
+        for r in run_ids:
+            self.count.pop(r, None)
+
+    def __call__(self, loss_fn, params, trainable, weights, run_ids=None):
+        out = self.inner(loss_fn, params, trainable, weights)
+        ids = run_ids.tolist()
+        scale = torch.tensor([1.0 / (1 + self.count.get(r, 0) / 3000) for r in ids])
+        for r in ids:
+            self.count[r] = self.count.get(r, 0) + 1
+        grads = {k: g * scale.view(-1, *[1] * (g.ndim - 1)).to(g) for k, g in out.grads.items()}
+        return type(out)(out.task_losses, grads, out.task_weights)
+
+
+def test_stateful_step_rule_keeps_each_runs_state_through_compaction():
+    e = 5
+    net = DiagonalNet(40, 1)
+    data = _problem(e)
+    alphas = torch.tensor([1e-2, 1e-1, 3e-2, 0.5, 1e-2], dtype=torch.float64)
+    cfg = LoopConfig(max_steps=3000, threshold=1e-9, log_every=500, sync_every=50)
+    lr = _lrs(e)
+    together = train_ensemble(net, net.init(alphas), data, ALL, lr, cfg, step_rule=_CountingRule())
+    assert len({o.steps for o in together}) > 1  # compaction happened
+    for i in range(e):
+        alone = train_ensemble(
+            net, net.init(alphas[i : i + 1]), data.index(torch.tensor([i])), ALL,
+            lr[i : i + 1], cfg, step_rule=_CountingRule(),
+        )[0]  # fmt: skip
+        assert alone.steps == together[i].steps
+        for k in ALL:
+            torch.testing.assert_close(alone.params[k], together[i].params[k])
+
+
+def test_stateful_step_rule_is_reset_when_a_run_restarts():
+    net = DiagonalNet(40, 1)
+    data = _problem(2)
+    alphas = torch.tensor([0.1, 0.1], dtype=torch.float64)
+    cfg = LoopConfig(max_steps=400, log_every=100, sync_every=20, divergence_loss=10.0)
+    lr = torch.tensor([0.1, 300.0], dtype=torch.float64)  # run 1 diverges, restarts at lr 30
+    runs = train_ensemble(net, net.init(alphas), data, ALL, lr, cfg, step_rule=_CountingRule())
+    assert runs[1].restarts >= 1 and runs[1].status != "failed"
+    fresh = train_ensemble(
+        net, net.init(alphas[1:]), data.index(torch.tensor([1])), ALL,
+        torch.tensor([runs[1].lr], dtype=torch.float64), cfg, step_rule=_CountingRule(),
+    )[0]  # fmt: skip
+    for k in ALL:
+        torch.testing.assert_close(fresh.params[k], runs[1].params[k])
+
+
+def test_aggregated_step_state_follows_the_run_not_the_slot():
+    from mtlab.grad.step import AggregatedStep
+
+    e, d = 4, 20
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(1, 16, d, generator=g, dtype=torch.float64) / d**0.5
+    beta = torch.zeros(e, d, dtype=torch.float64)
+    beta[:, :3] = torch.randn(e, 3, generator=g, dtype=torch.float64)
+    ys = [torch.einsum("nd,ed->en", x[0], beta) * (1 + t) for t in range(2)]
+    data = TrainData([x, x], ys, (0, 1), torch.ones(2, dtype=torch.float64))
+    net = DiagonalNet(d, 2)
+    alphas = torch.tensor([0.3, 0.1, 0.2, 0.05], dtype=torch.float64)
+    cfg = LoopConfig(max_steps=3000, threshold=1e-4, log_every=500, sync_every=25)
+    lr = torch.tensor([2.0, 1.0, 0.5, 0.3], dtype=torch.float64)
+
+    def rule():
+        return AggregatedStep("gradvac", ("w_pos", "w_neg"))
+
+    together = train_ensemble(net, net.init(alphas), data, ALL, lr, cfg, step_rule=rule())
+    assert len({o.steps for o in together}) > 1
+    for i in range(e):
+        alone = train_ensemble(
+            net, net.init(alphas[i : i + 1]), data.index(torch.tensor([i])), ALL,
+            lr[i : i + 1], cfg, step_rule=rule(),
+        )[0]  # fmt: skip
+        assert alone.steps == together[i].steps
+        for k in ALL:
+            torch.testing.assert_close(alone.params[k], together[i].params[k])

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from mtlab.grad.methods import JacobianAggregation
 
 LossFn = Callable[[dict[str, Tensor]], Tensor]
 
@@ -32,9 +35,23 @@ class StepOutput:
 
 
 class StepRule(Protocol):
+    """``rule(loss_fn, params, trainable, weights, run_ids)`` → :class:`StepOutput`.
+
+    ``run_ids: (E,)`` names the run in each slot (slots move when the loop compacts the
+    ensemble); a rule that keeps state between steps keys it by run id, and the loop calls
+    :meth:`reset` with the ids of runs that restart from their initial parameters.
+    """
+
     def __call__(
-        self, loss_fn: LossFn, params: dict[str, Tensor], trainable: Sequence[str], weights: Tensor
+        self,
+        loss_fn: LossFn,
+        params: dict[str, Tensor],
+        trainable: Sequence[str],
+        weights: Tensor,
+        run_ids: Tensor | None = None,
     ) -> StepOutput: ...
+
+    def reset(self, run_ids: Sequence[int]) -> None: ...
 
 
 class WeightedSum:
@@ -47,8 +64,16 @@ class WeightedSum:
     def __init__(self, use_closed_form: bool = True) -> None:
         self.use_closed_form = use_closed_form
 
+    def reset(self, run_ids: Sequence[int]) -> None:
+        """Stateless: nothing to reset."""
+
     def __call__(
-        self, loss_fn: LossFn, params: dict[str, Tensor], trainable: Sequence[str], weights: Tensor
+        self,
+        loss_fn: LossFn,
+        params: dict[str, Tensor],
+        trainable: Sequence[str],
+        weights: Tensor,
+        run_ids: Tensor | None = None,
     ) -> StepOutput:
         closed = getattr(loss_fn, "closed_form", None)
         if self.use_closed_form and closed is not None:
@@ -86,20 +111,33 @@ class AggregatedStep:
             )
         self.method = method
         self.shared = tuple(shared)
-        self._per_run: dict[int, object] = {}
+        self._per_run: dict[int, JacobianAggregation] = {}
 
-    def _method(self, run: int, n_tasks: int):
-        from mtlab.grad.methods import make_method
+    def _method(self, run: int, n_tasks: int) -> JacobianAggregation:
+        from mtlab.grad.methods import JacobianAggregation, make_method
 
         if run not in self._per_run:
-            self._per_run[run] = make_method(self.method, n_tasks)
+            agg = make_method(self.method, n_tasks)
+            assert isinstance(agg, JacobianAggregation)
+            self._per_run[run] = agg
         return self._per_run[run]
 
+    def reset(self, run_ids: Sequence[int]) -> None:
+        """Runs that restart get a fresh aggregator (no state from before the restart)."""
+        for r in run_ids:
+            self._per_run.pop(int(r), None)
+
     def __call__(
-        self, loss_fn: LossFn, params: dict[str, Tensor], trainable: Sequence[str], weights: Tensor
+        self,
+        loss_fn: LossFn,
+        params: dict[str, Tensor],
+        trainable: Sequence[str],
+        weights: Tensor,
+        run_ids: Tensor | None = None,
     ) -> StepOutput:
         losses = loss_fn(params)  # (T, E)
         T, E = losses.shape
+        ids = list(range(E)) if run_ids is None else [int(r) for r in run_ids.tolist()]
         shared = [n for n in trainable if n in self.shared]
         other = [n for n in trainable if n not in self.shared]
         rows = []
@@ -119,7 +157,7 @@ class AggregatedStep:
         J = torch.stack(rows, dim=1).detach()  # (E, T, P)
         updates, w = [], []
         for e in range(E):
-            v, we, _ = self._method(e, T).combine(J[e])
+            v, we, _ = self._method(ids[e], T).combine(J[e])
             updates.append(v)
             w.append(we)
         V = torch.stack(updates)  # (E, P)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 from torch import Tensor
@@ -193,6 +193,60 @@ class _Batches:
         self.perm = [None if p is None else p[idx] for p in self.perm]
 
 
+@dataclass
+class RunSlots:
+    """Per-run state of the ensemble loop, one entry per *slot* (column of the ensemble).
+
+    Slots move when the ensemble is compacted: :meth:`index` re-indexes every field at once
+    (``run_ids`` maps slots back to the caller's run indices), so no field can be forgotten.
+    ``last_tasks`` is ``(T, E)``; every other tensor is ``(E,)``; ``init`` holds each run's
+    starting parameters (restarts go back to them).
+    """
+
+    run_ids: Tensor
+    lr: Tensor
+    steps: Tensor
+    restarts: Tensor
+    status: Tensor
+    bad: Tensor
+    running: Tensor
+    reported: Tensor
+    last_loss: Tensor
+    last_tasks: Tensor
+    init: dict[str, Tensor]
+
+    @classmethod
+    def start(cls, lr: Tensor, params0: Params, n_tasks: int) -> RunSlots:
+        e, dev, dtype = lr.shape[0], lr.device, lr.dtype
+        flags = lambda: torch.zeros(e, dtype=torch.bool, device=dev)  # noqa: E731
+        counts = lambda: torch.zeros(e, dtype=torch.long, device=dev)  # noqa: E731
+        return cls(
+            run_ids=torch.arange(e, device=dev),
+            lr=lr,
+            steps=counts(),
+            restarts=counts(),
+            status=torch.full((e,), RUNNING, dtype=torch.long, device=dev),
+            bad=flags(),
+            running=torch.ones(e, dtype=torch.bool, device=dev),
+            reported=flags(),
+            last_loss=torch.full((e,), math.nan, dtype=dtype, device=dev),
+            last_tasks=torch.full((n_tasks, e), math.nan, dtype=dtype, device=dev),
+            init={k: v.detach().clone() for k, v in params0.items()},
+        )
+
+    def index(self, keep: Tensor) -> RunSlots:
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, dict):
+                out[f.name] = {k: t[keep] for k, t in v.items()}
+            elif f.name == "last_tasks":
+                out[f.name] = v[:, keep]
+            else:
+                out[f.name] = v[keep]
+        return RunSlots(**out)
+
+
 def train_ensemble(
     model: EnsembleModel,
     params0: Params,
@@ -209,178 +263,210 @@ def train_ensemble(
     """Train the ``E`` runs of ``params0`` (every tensor ``(E, ...)``) with per-run ``lr: (E,)``.
 
     ``trainable`` names the parameters that are updated (e.g. only the readouts for a linear
-    probe). Returns one :class:`RunOutcome` per run, in input order.
+    probe). Returns one :class:`RunOutcome` per run, in input order. The step rule receives the
+    run id of every slot and is told which runs restart (``reset``), so a stateful rule keeps
+    each run's own state through compaction and restarts.
     """
     unknown = [n for n in trainable if n not in params0]
     if unknown:
         raise ValueError(f"trainable parameters {unknown} are not in the model's {sorted(params0)}")
     e = lr.shape[0]
-    dev = lr.device
     if any(p.shape[0] != e for p in params0.values()):
         raise ValueError("every parameter must have the ensemble size lr.shape[0] as first dim")
-    step_rule = step_rule or WeightedSum()
-    dtype = next(iter(params0.values())).dtype
-    init = {k: v.detach().clone() for k, v in params0.items()}
-    params = {k: v.detach().clone().requires_grad_(k in trainable) for k, v in params0.items()}
-    opt = EnsembleOptimizer(
-        cfg.optimizer, params, trainable, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-    )
-    lr = lr.detach().clone().to(dtype)
-    run_ids = torch.arange(e, device=dev)
-    steps = torch.zeros(e, dtype=torch.long, device=dev)
-    restarts = torch.zeros(e, dtype=torch.long, device=dev)
-    status = torch.full((e,), RUNNING, dtype=torch.long, device=dev)
-    bad = torch.zeros(e, dtype=torch.bool, device=dev)
-    last_loss = torch.full((e,), math.nan, dtype=dtype, device=dev)
-    last_tasks = torch.full((len(data.x), e), math.nan, dtype=dtype, device=dev)
-    curves: dict[int, list[dict[str, float]]] = {i: [] for i in range(e)}
-    outcomes: dict[int, RunOutcome] = {}
     full_batch = cfg.batch_size is None
     if not full_batch and data.padded:
         raise ValueError("padded TrainData (counts) supports full-batch training only")
-    batches = None
+    run = _EnsembleRun(model, params0, data, trainable, lr, cfg, step_rule or WeightedSum())
+    run.hooks, run.on_finish = tuple(hooks), on_finish
     if not full_batch:
         seeds = batch_seeds if batch_seeds is not None else range(e)
-        batches = _Batches(data, cfg.batch_size, seeds, e, dev)  # type: ignore[arg-type]
-    full_loss_fn = _mse_losses(model, data, data.x, data.y)
+        run.batches = _Batches(data, cfg.batch_size or 0, seeds, e, lr.device)
+    it = 0
+    while True:
+        run.step(it)
+        it += 1
+        if it % cfg.sync_every == 0 and not run.sync():
+            break
+    return [run.outcomes[i] for i in range(e)]
 
-    def log(it_losses: Tensor, it_total: Tensor, active: Tensor, extra: dict[str, Tensor]) -> None:
+
+class _EnsembleRun:
+    """The state and the three phases (step, sync, compact) of :func:`train_ensemble`."""
+
+    def __init__(
+        self,
+        model: EnsembleModel,
+        params0: Params,
+        data: TrainData,
+        trainable: Sequence[str],
+        lr: Tensor,
+        cfg: LoopConfig,
+        rule: StepRule,
+    ) -> None:
+        self.model, self.data, self.cfg, self.rule = model, data, cfg, rule
+        self.trainable = tuple(trainable)
+        dtype = next(iter(params0.values())).dtype
+        self.params = {
+            k: v.detach().clone().requires_grad_(k in trainable) for k, v in params0.items()
+        }
+        self.opt = EnsembleOptimizer(
+            cfg.optimizer, self.params, trainable, momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
+        )  # fmt: skip
+        self.slots = RunSlots.start(lr.detach().clone().to(dtype), params0, len(data.x))
+        self.curves: dict[int, list[dict[str, float]]] = {i: [] for i in range(lr.shape[0])}
+        self.outcomes: dict[int, RunOutcome] = {}
+        self.full_loss_fn = _mse_losses(model, data, data.x, data.y)
+        self.batches: _Batches | None = None
+        self.hooks: tuple[Hook, ...] = ()
+        self.on_finish: Callable[[list[RunOutcome]], None] | None = None
+        self.check_threshold = cfg.batch_size is None and cfg.threshold > 0
+
+    # ---- one step of every slot -------------------------------------------------------------
+    def step(self, it: int) -> None:
+        cfg, sl = self.cfg, self.slots
+        if self.batches is None:  # full batch: the loss closure is built once (and on compaction)
+            loss_fn = self.full_loss_fn
+        else:
+            loss_fn = _mse_losses(self.model, self.data, *self.batches.next(self.data))
+        out = self.rule(loss_fn, self.params, self.trainable, self.data.weights, sl.run_ids)
+        with torch.no_grad():
+            tl = out.task_losses
+            total = (out.task_weights * tl).sum(0)
+            sl.bad |= ~(total <= cfg.divergence_loss)  # also catches NaN; finished runs ignored
+            alive = sl.running & ~sl.bad
+            sl.last_loss = torch.where(alive, total, sl.last_loss)
+            sl.last_tasks = torch.where(alive, tl, sl.last_tasks)
+            move = alive
+            if self.check_threshold:
+                conv = alive & (total < cfg.threshold)
+                sl.status.masked_fill_(conv, CONVERGED)
+                sl.running &= ~conv
+                move = alive & ~conv
+            if it >= cfg.max_steps:  # a run's steps can reach the budget only after that many
+                hit = move & (sl.steps >= cfg.max_steps)
+                sl.status.masked_fill_(hit, MAX_STEPS)
+                sl.running &= ~hit
+                move = move & ~hit
+            due = [h for h in self.hooks if it % h.every == 0]
+            if it % cfg.log_every == 0 or due:
+                extra: dict[str, Tensor] = {}
+                for h in due:
+                    extra.update(h.fn(self.params, sl.run_ids))
+                self._log(tl, total, alive, extra)
+            self.opt.step(self.params, out.grads, sl.lr, move)
+            sl.steps += move
+
+    def _log(self, losses: Tensor, total: Tensor, active: Tensor, extra: dict[str, Tensor]) -> None:
         rows = active.nonzero().flatten().tolist()
         if not rows:
             return
-        s, tot, tl = steps.tolist(), it_total.tolist(), it_losses.T.tolist()
+        s, tot, tl = self.slots.steps.tolist(), total.tolist(), losses.T.tolist()
         ext = {k: v.tolist() for k, v in extra.items()}
+        ids = self.slots.run_ids.tolist()
         for slot in rows:
             rec = {"step": float(s[slot]), "train_loss": tot[slot]}
             rec.update({f"train_loss_{t}": v for t, v in enumerate(tl[slot])})
             rec.update({k: v[slot] for k, v in ext.items()})
-            curves[int(run_ids[slot])].append(rec)
+            self.curves[ids[slot]].append(rec)
 
-    def finish(slots: list[int], reasons: dict[int, str]) -> None:
-        done = []
+    # ---- sync point: threshold for minibatch runs, restarts, finishing, compaction ----------
+    def sync(self) -> bool:
+        """Returns False when no run is left."""
+        cfg, sl = self.cfg, self.slots
+        with torch.no_grad():
+            if self.batches is not None and cfg.threshold > 0:
+                self._minibatch_threshold()
+            sl.bad &= sl.running
+            reasons = self._restart(sl.bad.nonzero().flatten().tolist())
+            sl.bad.zero_()
+            newly = ((sl.status != RUNNING) & ~sl.reported).nonzero().flatten().tolist()
+            self._finish(newly, reasons)
+            sl.reported[newly] = True
+            n_active = int(sl.running.sum())
+            if n_active == 0:
+                return False
+            if n_active < cfg.compact_below * sl.running.numel():
+                self._compact(sl.running.nonzero().flatten())
+        return True
+
+    def _minibatch_threshold(self) -> None:
+        sl, w = self.slots, self.data.weights
+        ftl = self.full_loss_fn(self.params)
+        ftot = ((w if w.ndim == 2 else w[:, None]) * ftl).sum(0)
+        conv = sl.running & ~sl.bad & (ftot < self.cfg.threshold)
+        sl.last_loss = torch.where(conv, ftot, sl.last_loss)
+        sl.last_tasks = torch.where(conv, ftl, sl.last_tasks)
+        sl.status.masked_fill_(conv, CONVERGED)
+        sl.running &= ~conv
+
+    def _restart(self, bad: list[int]) -> dict[int, str]:
+        """Diverged slots start again from their initial parameters with lr / 10 (or fail after
+        ``max_restarts``); the optimiser's and the step rule's state of those runs are reset."""
+        cfg, sl = self.cfg, self.slots
+        reasons: dict[int, str] = {}
+        again = []
+        for slot in bad:
+            sl.restarts[slot] += 1
+            if int(sl.restarts[slot]) > cfg.max_restarts:
+                sl.status[slot] = FAILED
+                sl.running[slot] = False
+                reasons[slot] = (
+                    f"diverged (loss > {cfg.divergence_loss:g} or NaN) "
+                    f"{int(sl.restarts[slot])} times; last lr {float(sl.lr[slot]):.3g}"
+                )
+                continue
+            for k in self.params:
+                self.params[k][slot] = sl.init[k][slot]
+            sl.lr[slot] = sl.lr[slot] / 10
+            sl.steps[slot] = 0
+            rid = int(sl.run_ids[slot])
+            self.curves[rid].append({"step": 0.0, "restart": float(sl.restarts[slot])})
+            again.append(rid)
+        if bad:
+            self.opt.reset(sl.bad & sl.running)
+        if again:
+            self.rule.reset(again)
+        return reasons
+
+    def _finish(self, slots: list[int], reasons: dict[int, str]) -> None:
+        sl, done = self.slots, []
         for slot in slots:
-            rid = int(run_ids[slot])
-            code = int(status[slot])
+            rid = int(sl.run_ids[slot])
+            tasks = sl.last_tasks[:, slot].tolist()
+            if sl.status[slot] != FAILED:
+                self.curves[rid].append(
+                    {
+                        "step": float(sl.steps[slot]),
+                        "train_loss": float(sl.last_loss[slot]),
+                        **{f"train_loss_{t}": v for t, v in enumerate(tasks)},
+                    }
+                )
             out = RunOutcome(
                 index=rid,
-                params={k: v[slot : slot + 1].detach().clone() for k, v in params.items()},
-                status=STATUS_NAMES[code],
+                params={k: v[slot : slot + 1].detach().clone() for k, v in self.params.items()},
+                status=STATUS_NAMES[int(sl.status[slot])],
                 reason=reasons.get(slot, ""),
-                steps=int(steps[slot]),
-                restarts=int(restarts[slot]),
-                lr=float(lr[slot]),
-                train_loss=float(last_loss[slot]),
-                task_losses=last_tasks[:, slot].tolist(),
-                curve=curves.pop(rid),
+                steps=int(sl.steps[slot]),
+                restarts=int(sl.restarts[slot]),
+                lr=float(sl.lr[slot]),
+                train_loss=float(sl.last_loss[slot]),
+                task_losses=tasks,
+                curve=self.curves.pop(rid),
             )
-            outcomes[rid] = out
+            self.outcomes[rid] = out
             done.append(out)
-        if done and on_finish is not None:
-            on_finish(done)
+        if done and self.on_finish is not None:
+            self.on_finish(done)
 
-    reported = torch.zeros(e, dtype=torch.bool, device=dev)
-    running = torch.ones(e, dtype=torch.bool, device=dev)
-    check_threshold = full_batch and cfg.threshold > 0
-    it = 0
-    while True:
-        if batches is None:  # full batch: the loss closure is built once (and on compaction)
-            loss_fn = full_loss_fn
-        else:
-            loss_fn = _mse_losses(model, data, *batches.next(data))
-        out = step_rule(loss_fn, params, trainable, data.weights)
-        with torch.no_grad():
-            tl = out.task_losses
-            total = (out.task_weights * tl).sum(0)
-            bad |= ~(total <= cfg.divergence_loss)  # also catches NaN; finished runs ignored
-            alive = running & ~bad
-            last_loss = torch.where(alive, total, last_loss)
-            last_tasks = torch.where(alive, tl, last_tasks)
-            move = alive
-            if check_threshold:
-                conv = alive & (total < cfg.threshold)
-                status.masked_fill_(conv, CONVERGED)
-                running &= ~conv
-                move = alive & ~conv
-            if it >= cfg.max_steps:  # a run's steps can reach the budget only after that many
-                hit = move & (steps >= cfg.max_steps)
-                status.masked_fill_(hit, MAX_STEPS)
-                running &= ~hit
-                move = move & ~hit
-            due = [h for h in hooks if it % h.every == 0]
-            if it % cfg.log_every == 0 or due:
-                extra: dict[str, Tensor] = {}
-                for h in due:
-                    extra.update(h.fn(params, run_ids))
-                log(tl, total, alive, extra)
-            opt.step(params, out.grads, lr, move)
-            steps += move
-
-        it += 1
-        if it % cfg.sync_every:
-            continue
-        # ---- sync point: restarts, threshold for minibatch runs, finishing, compaction ----
-        with torch.no_grad():
-            reasons: dict[int, str] = {}
-            if not full_batch and cfg.threshold > 0:
-                ftl = full_loss_fn(params)
-                ftot = (data.weights if data.weights.ndim == 2 else data.weights[:, None]) * ftl
-                ftot = ftot.sum(0)
-                conv = running & ~bad & (ftot < cfg.threshold)
-                last_loss = torch.where(conv, ftot, last_loss)
-                last_tasks = torch.where(conv, ftl, last_tasks)
-                status.masked_fill_(conv, CONVERGED)
-                running &= ~conv
-            bad &= running
-            for slot in bad.nonzero().flatten().tolist():
-                restarts[slot] += 1
-                if int(restarts[slot]) > cfg.max_restarts:
-                    status[slot] = FAILED
-                    running[slot] = False
-                    reasons[slot] = (
-                        f"diverged (loss > {cfg.divergence_loss:g} or NaN) "
-                        f"{int(restarts[slot])} times; last lr {float(lr[slot]):.3g}"
-                    )
-                    continue
-                for k in params:
-                    params[k][slot] = init[k][slot]
-                lr[slot] = lr[slot] / 10
-                steps[slot] = 0
-                curves[int(run_ids[slot])].append({"step": 0.0, "restart": float(restarts[slot])})
-            if bad.any():
-                opt.reset(bad & running)
-            bad.zero_()
-            newly = ((status != RUNNING) & ~reported).nonzero().flatten().tolist()
-            for slot in newly:
-                if status[slot] != FAILED:
-                    curves[int(run_ids[slot])].append(
-                        {
-                            "step": float(steps[slot]),
-                            "train_loss": float(last_loss[slot]),
-                            **{
-                                f"train_loss_{t}": v
-                                for t, v in enumerate(last_tasks[:, slot].tolist())
-                            },
-                        }
-                    )
-            finish(newly, reasons)
-            reported[newly] = True
-            still = running
-            n_active = int(still.sum())
-            if n_active == 0:
-                break
-            if n_active < cfg.compact_below * still.numel():
-                keep = still.nonzero().flatten()
-                params = {
-                    k: v.detach()[keep].clone().requires_grad_(k in trainable)
-                    for k, v in params.items()
-                }
-                init = {k: v[keep] for k, v in init.items()}
-                opt.index(keep)
-                lr, steps, restarts, status = lr[keep], steps[keep], restarts[keep], status[keep]
-                bad, last_loss, last_tasks = bad[keep], last_loss[keep], last_tasks[:, keep]
-                reported, run_ids, running = reported[keep], run_ids[keep], running[keep]
-                data = data.index(keep)
-                full_loss_fn = _mse_losses(model, data, data.x, data.y)
-                if batches is not None:
-                    batches.index(keep)
-    return [outcomes[i] for i in range(e)]
+    def _compact(self, keep: Tensor) -> None:
+        self.params = {
+            k: v.detach()[keep].clone().requires_grad_(k in self.trainable)
+            for k, v in self.params.items()
+        }
+        self.slots = self.slots.index(keep)
+        self.opt.index(keep)
+        self.data = self.data.index(keep)
+        self.full_loss_fn = _mse_losses(self.model, self.data, self.data.x, self.data.y)
+        if self.batches is not None:
+            self.batches.index(keep)

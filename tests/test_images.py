@@ -199,7 +199,7 @@ def test_images_paper_preset_needs_data_dir(tmp_path, capsys):
         )
         == 2
     )
-    assert "reads no external data" in capsys.readouterr().err
+    assert "takes no --data-dir" in capsys.readouterr().err
     assert not out.exists()
 
 
@@ -207,7 +207,10 @@ def test_images_paper_preset_runs_on_a_cifar_file(tmp_path):
     _fake_cifar(tmp_path / "data", n_classes=4, per_class=6, test_per_class=2)
     from mtlab.studies import get_study
 
-    cfgs = get_study("images-rescaling").configs("paper", seeds=1, data_dir=str(tmp_path / "data"))
+    from mtlab.studies.base import StudyInputs
+
+    given = StudyInputs(data_dir=str(tmp_path / "data"))
+    cfgs = get_study("images-rescaling").configs("paper", seeds=1, inputs=given)
     assert {c.trunk for c in cfgs} == {"resnet18"} and {c.source for c in cfgs} == {"cifar100"}
     # one PT and one PT+FT run of the paper's network on the tiny file (2 epochs)
     from mtlab.runs.executor import execute

@@ -277,6 +277,7 @@ def _execute(
 def _benchmark(args: argparse.Namespace) -> int:
     from mtlab.grad.methods import method_names
     from mtlab.studies import get_study
+    from mtlab.studies.base import StudyInputs
 
     if args.list:
         print("loss weightings: " + ", ".join(method_names("weighting")))
@@ -294,7 +295,10 @@ def _benchmark(args: argparse.Namespace) -> int:
             return _fail(f"--methods: unknown method(s) {', '.join(unknown)}; allowed: {allowed}")
     try:
         study.preset(args.preset)
-        configs = study.configs(args.preset, args.seeds, dataset=args.dataset, methods=methods)
+        given = StudyInputs(
+            dataset=args.dataset, methods=None if methods is None else tuple(methods)
+        )
+        configs = study.configs(args.preset, args.seeds, given)
     except ValueError as err:
         return _fail(str(err))
     extra = {"seeds": args.seeds, "dataset": args.dataset, "methods": methods}
@@ -331,14 +335,14 @@ def _affinity(args: argparse.Namespace) -> int:
 
 
 def _group(args: argparse.Namespace) -> int:
-    from mtlab.grouping import AffinityFileError, best_grouping, read_affinity
+    from mtlab.grouping import AffinityFileError, Grouping, best_grouping, read_affinity
 
     try:
         tasks, A, _ = read_affinity(args.affinity)
     except AffinityFileError as err:
         return _fail(str(err))
     single = [float(A[i, i]) for i in range(len(tasks))] if args.singletons else None
-    results = []
+    results: list[tuple[int, Grouping | None]] = []
     for b in range(1, args.budget + 1):
         try:
             g = best_grouping(A, b, single, names=tasks)
@@ -347,17 +351,20 @@ def _group(args: argparse.Namespace) -> int:
             continue
         results.append((b, g))
     if args.json:
-        g = results[-1][1]
-        if g is None:
+        last = results[-1][1]
+        if last is None:
             return _fail(f"no grouping with at most {args.budget} groups covers every task")
-        print(json.dumps({"budget": args.budget, "groups": g.names, "value": g.value}))
+        print(json.dumps({"budget": args.budget, "groups": last.names, "value": last.value}))
         return 0
     print(f"{'budget':>6}  {'value':>9}  groups")
-    for b, g in results:
-        if g is None:
+    for b, found in results:
+        if found is None:
             print(f"{b:>6}  {'—':>9}  (no grouping of ≤ {b} groups covers every task)")
         else:
-            print(f"{b:>6}  {g.value:9.4f}  " + " | ".join(", ".join(n) for n in g.names or []))
+            print(
+                f"{b:>6}  {found.value:9.4f}  "
+                + " | ".join(", ".join(n) for n in found.names or [])
+            )
     return 0
 
 
@@ -376,18 +383,15 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "reproduce":
             from mtlab.studies import get_study
+            from mtlab.studies.base import StudyInputs
 
             try:
                 study = get_study(args.study)
                 study.preset(args.preset)
-                if args.data_dir is not None:
-                    if not getattr(study, "uses_data_dir", False):
-                        return _fail(f"study {study.name!r} reads no external data (--data-dir)")
-                    if not args.data_dir.is_dir():
-                        return _fail(f"--data-dir {args.data_dir}: no such directory")
-                    configs = study.configs(args.preset, args.seeds, data_dir=str(args.data_dir))
-                else:
-                    configs = study.configs(args.preset, args.seeds)
+                if args.data_dir is not None and not args.data_dir.is_dir():
+                    return _fail(f"--data-dir {args.data_dir}: no such directory")
+                data_dir = None if args.data_dir is None else str(args.data_dir)
+                configs = study.configs(args.preset, args.seeds, StudyInputs(data_dir=data_dir))
             except ValueError as err:
                 return _fail(str(err))
             return _execute(args, study.name, args.preset, configs, {"seeds": args.seeds})
@@ -398,9 +402,9 @@ def main(argv: list[str] | None = None) -> int:
             name = spec.get("study", "custom")
             from mtlab.studies import REGISTRY
 
-            study = name if name in REGISTRY else "custom"
-            label = f"sweep {name!r} from {args.sweep} (report: study {study!r})"
-            return _execute(args, study, "yaml", configs, {"sweep": spec}, label)
+            report_as = name if name in REGISTRY else "custom"
+            label = f"sweep {name!r} from {args.sweep} (report: study {report_as!r})"
+            return _execute(args, report_as, "yaml", configs, {"sweep": spec}, label)
         if args.command == "benchmark":
             return _benchmark(args)
         if args.command == "affinity":

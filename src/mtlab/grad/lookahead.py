@@ -31,12 +31,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-LossesFn = Callable[[object], Tensor]  # model output → per-task losses (T,)
+LossesFn = Callable[[Any], Tensor]  # model output → per-task losses (T,)
 RULES = ("optimizer", "sgd")
 
 
@@ -151,13 +152,18 @@ class LookaheadProbe:
         if missing:
             raise ValueError(f"unknown shared parameter name(s) {missing}")
         self.model, self.shared = model, list(shared)
-        self.losses_fn: LossesFn = lambda out: out  # set per call
+        self.losses_fn: LossesFn | None = None  # set per call
         self.optimizer, self.rule, self.eta = optimizer, rule, eta
         self.sources = None if sources is None else [tuple(s) for s in sources]
         self.batched = batched
 
+    def _losses(self, out: Any) -> Tensor:
+        if self.losses_fn is None:
+            raise RuntimeError("the probe's losses_fn is set by each call")
+        return self.losses_fn(out)
+
     def _forward(self, params: dict[str, Tensor], buffers: dict[str, Tensor], x) -> Tensor:
-        return self.losses_fn(functional_call(self.model, {**params, **buffers}, (x,)))
+        return self._losses(functional_call(self.model, {**params, **buffers}, (x,)))
 
     def __call__(self, x, losses_fn: LossesFn) -> Lookahead:
         self.losses_fn = losses_fn
@@ -184,7 +190,7 @@ class LookaheadProbe:
             real = [p for n, p in model.named_parameters() if n in self.shared]
             updates = []
             for src in sources:
-                g = [sum(rows[t][k] for t in src) for k in range(len(shared_t))]
+                g = [torch.stack([rows[t][k] for t in src]).sum(0) for k in range(len(shared_t))]
                 updates.append(optimizer_update(self.optimizer, real, g, self.rule, self.eta))
             after = self._lookahead(params, buffers, updates, x)
         J = torch.stack([torch.cat([g.reshape(-1) for g in r]) for r in rows])
@@ -236,7 +242,7 @@ class LookaheadProbe:
                     def batched_fn(*us: Tensor) -> Tensor:
                         p = dict(params)
                         p.update({n: params[n] - u for n, u in zip(names, us, strict=True)})
-                        return self.losses_fn(
+                        return self._losses(
                             functional_call(self.model, {**p, **buffers}, (x,), strict=False)
                         )
 

@@ -133,7 +133,15 @@ class LossWeighting(Method):
     def after_step(self, losses: Tensor) -> None:
         pass
 
-    def backward(self, losses, shared, specific, rep, engine, want_gramian=False) -> StepRecord:
+    def backward(
+        self,
+        losses: Tensor,
+        shared: Sequence[Tensor],
+        specific: Sequence[Tensor],
+        rep: Tensor | None,
+        engine: JacobianEngine,
+        want_gramian: bool = False,
+    ) -> StepRecord:
         gramian = engine(losses, shared, rep).gramian.detach() if want_gramian else None
         w = self.weights(losses, shared, engine)
         total = (w * losses).sum()
@@ -156,7 +164,7 @@ class ConstantWeights(LossWeighting):
         self.value = value
         self.name = name
 
-    def weights(self, losses, shared, engine):
+    def weights(self, losses: Tensor, shared: Sequence[Tensor], engine: JacobianEngine) -> Tensor:
         return torch.full_like(losses, self.value).detach()
 
 
@@ -178,10 +186,10 @@ class UncertaintyWeighting(LossWeighting):
         self.log_vars = self.log_vars.detach().to(device).requires_grad_(True)
         return self
 
-    def weights(self, losses, shared, engine):
+    def weights(self, losses: Tensor, shared: Sequence[Tensor], engine: JacobianEngine) -> Tensor:
         return torch.exp(-self.log_vars.to(losses))
 
-    def extra_loss(self, losses):
+    def extra_loss(self, losses: Tensor) -> Tensor | None:
         return self.log_vars.to(losses).sum()
 
 
@@ -201,18 +209,18 @@ class DynamicWeightAverage(LossWeighting):
         self._sum: Tensor | None = None
         self._count = 0
 
-    def weights(self, losses, shared, engine):
+    def weights(self, losses: Tensor, shared: Sequence[Tensor], engine: JacobianEngine) -> Tensor:
         if len(self.history) < 2:
             return torch.ones_like(losses)
         r = (self.history[-1] / self.history[-2].clamp_min(1e-12)).to(losses)
         return self.n_tasks * torch.softmax(r / self.temperature, dim=0)
 
-    def after_step(self, losses):
+    def after_step(self, losses: Tensor) -> None:
         self._sum = losses.cpu() if self._sum is None else self._sum + losses.cpu()
         self._count += 1
 
     def end_epoch(self) -> None:
-        if self._count:
+        if self._count and self._sum is not None:
             self.history.append(self._sum / self._count)
         self._sum, self._count = None, 0
 
@@ -259,7 +267,7 @@ class GradNorm(LossWeighting):
         self.initial: Tensor | None = None
         self._norms: Tensor | None = None
 
-    def weights(self, losses, shared, engine):
+    def weights(self, losses: Tensor, shared: Sequence[Tensor], engine: JacobianEngine) -> Tensor:
         last = [p for p in shared if p.ndim >= 2][-1:] or list(shared)[-1:]
         # (T, |W|): per-task gradients on the last shared layer (always parameter-level)
         J = (
@@ -272,7 +280,7 @@ class GradNorm(LossWeighting):
             self.initial = losses.detach().clone()
         return self.w.to(losses)
 
-    def after_step(self, losses):
+    def after_step(self, losses: Tensor) -> None:
         assert self._norms is not None and self.initial is not None
         self.w = gradnorm_update(
             self.w.to(losses),
@@ -313,7 +321,7 @@ class FAMO(LossWeighting):
             self.logits = (self.logits.double() - self.lr * (d + self.gamma * self.logits)).float()
         self._prev = cur
 
-    def weights(self, losses, shared, engine):
+    def weights(self, losses: Tensor, shared: Sequence[Tensor], engine: JacobianEngine) -> Tensor:
         self._update(losses)
         z = torch.softmax(self.logits, 0).to(losses)
         D = (losses.detach() - self.min_loss).clamp_min(1e-8)
@@ -366,7 +374,15 @@ class JacobianAggregation(Method):
         w = torch.linalg.lstsq(J.T, v.unsqueeze(1)).solution.squeeze(1)
         return v, w, False
 
-    def backward(self, losses, shared, specific, rep, engine, want_gramian=False) -> StepRecord:
+    def backward(
+        self,
+        losses: Tensor,
+        shared: Sequence[Tensor],
+        specific: Sequence[Tensor],
+        rep: Tensor | None,
+        engine: JacobianEngine,
+        want_gramian: bool = False,
+    ) -> StepRecord:
         jac = engine(losses, shared, rep)
         J = jac.matrix.detach()
         if jac.backend == "representation":
@@ -457,7 +473,15 @@ class ITMTL(Method):
     def set_lookahead(self, fn: Callable[[list[Tensor]], Tensor]) -> None:
         self.lookahead = fn
 
-    def backward(self, losses, shared, specific, rep, engine, want_gramian=False) -> StepRecord:
+    def backward(
+        self,
+        losses: Tensor,
+        shared: Sequence[Tensor],
+        specific: Sequence[Tensor],
+        rep: Tensor | None,
+        engine: JacobianEngine,
+        want_gramian: bool = False,
+    ) -> StepRecord:
         if self.lookahead is None:
             raise RuntimeError("IT-MTL needs a lookahead function (set by the trainer)")
         jac = engine(losses, shared)

@@ -171,7 +171,8 @@ def brute_force_grouping(
     """Every combination of at most ``budget`` candidate groups (the reference for tests)."""
     A = _check_matrix(A)
     groups, S = group_scores(A, candidate_groups(A.shape[0]), singleton_scores)
-    best_val, best = -math.inf, ()
+    best_val = -math.inf
+    best: tuple[int, ...] = ()
     for b in range(1, budget + 1):
         for combo in itertools.combinations(range(len(groups)), b):
             v = _value(S[list(combo)].max(0))

@@ -127,9 +127,9 @@ class DiagonalNet:
         gb = [g_beta.get(t, zero) for t in range(v_pos.shape[1])]
         grads: dict[str, Tensor] = {}
         if "w_pos" in trainable:
-            grads["w_pos"] = sum(g * v_pos[:, t] for t, g in enumerate(gb))  # type: ignore[assignment]
+            grads["w_pos"] = torch.stack([g * v_pos[:, t] for t, g in enumerate(gb)]).sum(0)
         if "w_neg" in trainable:
-            grads["w_neg"] = -sum(g * v_neg[:, t] for t, g in enumerate(gb))  # type: ignore[operator]
+            grads["w_neg"] = -torch.stack([g * v_neg[:, t] for t, g in enumerate(gb)]).sum(0)
         if "v_pos" in trainable:
             grads["v_pos"] = torch.stack([g * w_pos for g in gb], 1)
         if "v_neg" in trainable:

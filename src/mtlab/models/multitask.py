@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
+
+M = TypeVar("M", bound=nn.Module)
 
 TRUNKS = ("mlp", "cnn", "resnet18")
 
@@ -87,7 +90,7 @@ class MultiTaskNet(nn.Module):
         return list(self.heads.parameters())
 
 
-def init_seeded(model: nn.Module, seed: int) -> nn.Module:
+def init_seeded(model: M, seed: int) -> M:
     """Re-initialise every layer from a seeded stream (no global RNG)."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():

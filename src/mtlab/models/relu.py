@@ -102,7 +102,11 @@ def shared_grad(
 
 
 def init_first_layer(
-    m: int, d: int, generator: torch.Generator, dtype=torch.float32, device="cpu"
+    m: int,
+    d: int,
+    generator: torch.Generator,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
 ) -> Tensor:
     """``W0`` with i.i.d. rows ``N(0, I_d / d)``."""
     return torch.randn(m, d, generator=generator, dtype=dtype, device=device) / d**0.5

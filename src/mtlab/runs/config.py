@@ -24,7 +24,7 @@ class ConfigError(ValueError):
 
 
 def format_validation_error(err: ValidationError, where: str = "") -> str:
-    lines = []
+    lines: list[str] = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"])
         msg = e["msg"]
@@ -131,7 +131,7 @@ class DiagonalRunConfig(RunConfig):
         k2 = self.k2 if self.k2 is not None else defaults["k2"]
         overlap = self.overlap if self.overlap is not None else defaults["overlap"]
         if overlap is None:
-            overlap = default_overlap(self.setting, k2)  # type: ignore[arg-type]
+            overlap = default_overlap(self.setting, k2)
         signs = self.main_signs or defaults["main_signs"]
         errors = []
         if self.k1 > self.d:
@@ -516,7 +516,8 @@ class SubspaceRunConfig(RunConfig):
             if getattr(self, k) is None:
                 object.__setattr__(self, k, v)
         if self.weight_decay is None:
-            object.__setattr__(self, "weight_decay", 1.0 / self.eta_w if one else 1e-2)
+            eta_w = self.eta_w if self.eta_w is not None else defaults["eta_w"]
+            object.__setattr__(self, "weight_decay", 1.0 / float(eta_w) if one else 1e-2)
         return self
 
     def row_fields(self) -> dict[str, Any]:

@@ -114,7 +114,7 @@ def aux_main_train_data(
     samples, per run) or the main set. Shared inputs stay one copy; ragged sets are zero-padded
     (:func:`stack_runs`). ``split_data(cfg, task, "train")`` gives ``(x, y)``."""
     method = cfgs[0].method
-    kw = {"dtype": dtype, "device": device}
+    kw: dict[str, Any] = {"dtype": dtype, "device": device}
     tasks = {"pt": ["aux"], "mtl": ["aux", "main"]}.get(method, ["main"])
     xs, ys, counts = [], [], []
     for t in tasks:
@@ -231,7 +231,7 @@ class DiagonalFamily(Family):
     def build(
         self,
         cfgs: Sequence[DiagonalRunConfig],
-        pretrained: Callable[[str], dict[str, Tensor]],
+        pretrained: Pretrained | None,
         device: torch.device | str = "cpu",
     ):
         """Model, initial parameters, training data, trainable names, per-run lr and the teachers
@@ -239,10 +239,12 @@ class DiagonalFamily(Family):
         c0 = cfgs[0]
         dtype = DTYPES[c0.dtype]
         method = c0.method
-        kw = {"dtype": dtype, "device": device}
+        kw: dict[str, Any] = {"dtype": dtype, "device": device}
         alpha = torch.tensor([c.init_scale for c in cfgs], **kw)
         model = DiagonalNet(c0.d, n_tasks=2 if method == "mtl" else 1)
         if method in ("ptft", "ptft_lr"):
+            if pretrained is None:
+                raise ValueError("finetuning runs need the pretrained runs' parameters")
             pt = [pretrained(c.pretraining().run_id()) for c in cfgs]
             params = {k: torch.cat([p[k] for p in pt]).to(**kw) for k in pt[0]}
             params = model.reset_readout(params, torch.tensor([c.readout_init for c in cfgs], **kw))

@@ -94,7 +94,7 @@ def execute(
             if c.run_id() in done and not store.has_params(c.run_id()):
                 todo[p].append(c)
     total = sum(len(t) for t in todo)
-    stats = {
+    stats: dict[str, Any] = {
         "requested": len({c.run_id() for c in configs}),
         "trained": 0,
         "skipped": 0,

@@ -175,7 +175,7 @@ class ReluFamily(Family):
         c0 = cfgs[0]
         method = c0.method
         dtype = DTYPES[c0.dtype]
-        kw = {"dtype": dtype, "device": device}
+        kw: dict[str, Any] = {"dtype": dtype, "device": device}
         starts = [self.start(c, pretrained, device) for c in cfgs]
         params = {k: torch.cat([s[k] for s in starts]) for k in starts[0]}
         model = ReluNet(c0.d, c0.width, 2 if method == "mtl" else 1)
@@ -304,7 +304,9 @@ class ReluFamily(Family):
 
         xtr, ytr = split_data(cfg, "main", "train")
         xva, yva = split_data(cfg, "main", "val")
-        fit = ridge_select(feats(xtr), ytr.double(), feats(xva), yva.double(), ridge_grid(cfg))
+        fit = ridge_select(
+            feats(xtr), ytr.double(), feats(xva), yva.double(), ridge_grid(cfg).tolist()
+        )
         xte, yte = split_data(cfg, "main", "test")
         yte = yte.double()
         sq = 0.0  # test features chunk by chunk (10 000 × 16 000 NTK features would be 1.3 GB)

@@ -91,10 +91,13 @@ class SubspaceFamily(SequentialFamily):
         if cfg.pretrain_bias > 0:
             g = generator(cfg.seed, "pretrain-bias", cfg.m)
             bias = (torch.randn(cfg.m, generator=g, dtype=dtype) * cfg.pretrain_bias).to(device)
+        # resolved by the config's validator
+        assert cfg.eta_a is not None and cfg.eta_w is not None and cfg.weight_decay is not None
+        assert cfg.loss is not None
         if cfg.method == "alternating":
             n_round = cfg.samples_per_round * scale
 
-            def sampler(stream: str, tasks: Sequence[int]) -> tuple[Tensor, Tensor]:
+            def round_sampler(stream: str, tasks: Sequence[int]) -> tuple[Tensor, Tensor]:
                 return sample_tasks(spec, M, theta, offsets, n_round, cfg.seed, stream, tasks)
 
             def measure(W: Tensor, A: Tensor) -> dict[str, float]:
@@ -103,7 +106,7 @@ class SubspaceFamily(SequentialFamily):
             log = alternating_sgd(
                 W0,
                 T,
-                sampler,
+                round_sampler,
                 rounds=cfg.rounds,
                 batch_tasks=cfg.batch_tasks,
                 head_steps=cfg.head_steps,

@@ -48,7 +48,7 @@ def expand(spec: dict[str, Any]) -> list[RunConfig]:
     seeds = spec.get("seeds")
     if seeds is not None and (not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1):
         raise ConfigError(f"seeds: must be a positive integer (got {seeds!r})")
-    head = {k: spec[k] for k in ("study", "family") if k in spec}
+    head: dict[str, Any] = {k: spec[k] for k in ("study", "family") if k in spec}
     configs: dict[str, RunConfig] = {}
     errors: list[str] = []
     point = 0

@@ -62,14 +62,29 @@ class Analysis:
     summary: str = ""
 
 
+@dataclass(frozen=True)
+class StudyInputs:
+    """What a user may give a study beside its preset and seed count (one signature for every
+    study: :meth:`Study.configs`). A study lists the fields it reads in ``Study.inputs``; the CLI
+    refuses the others before any work."""
+
+    data_dir: str | None = None
+    dataset: str | None = None
+    methods: tuple[str, ...] | None = None
+
+    def given(self) -> set[str]:
+        return {k for k, v in self.__dict__.items() if v is not None}
+
+
 class Study:
-    """Base class: subclasses set ``name``, ``description``, ``presets``, and implement
-    :meth:`configs` and :meth:`analyze`."""
+    """Base class: subclasses set ``name``, ``description``, ``presets`` (and ``inputs``, the
+    :class:`StudyInputs` fields they read), and implement :meth:`configs` and :meth:`analyze`."""
 
     name: str = ""
     description: str = ""
     presets: ClassVar[dict[str, Preset]] = {}
     paper: str = ""
+    inputs: ClassVar[frozenset[str]] = frozenset()
 
     def preset(self, name: str) -> Preset:
         if name not in self.presets:
@@ -85,7 +100,18 @@ class Study:
             raise ValueError(f"seeds must be >= 1; got {n}")
         return n
 
-    def configs(self, preset: str, seeds: int | None = None) -> list[RunConfig]:
+    def check_inputs(self, inputs: StudyInputs | None) -> StudyInputs:
+        """``inputs`` (or the empty default); ``ValueError`` for a field this study does not read."""
+        inputs = inputs or StudyInputs()
+        extra = sorted(inputs.given() - self.inputs)
+        if extra:
+            flags = ", ".join("--" + e.replace("_", "-") for e in extra)
+            raise ValueError(f"study {self.name!r} takes no {flags}")
+        return inputs
+
+    def configs(
+        self, preset: str, seeds: int | None = None, inputs: StudyInputs | None = None
+    ) -> list[RunConfig]:
         raise NotImplementedError
 
     def analyze(self, store: RunStore, fig_dir: Path, preset: str) -> Analysis:

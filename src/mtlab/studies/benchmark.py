@@ -9,7 +9,6 @@ test accuracy, of Δm with error bars and of the conflict diagnostics over train
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -17,9 +16,9 @@ import numpy as np
 
 from mtlab.grad.methods import METHODS
 from mtlab.measure.benchmark import delta_m
-from mtlab.runs.config import BenchmarkRunConfig, make_config
+from mtlab.runs.config import RunConfig, make_config
 from mtlab.runs.store import RunStore
-from mtlab.studies.base import Analysis, Preset, Section, Study, register
+from mtlab.studies.base import Analysis, Preset, Section, Study, StudyInputs, register
 from mtlab.studies.plotting import panel_grid, plt, save
 from mtlab.tasks.datasets import dataset_tasks
 
@@ -66,13 +65,14 @@ class BenchmarkStudy(Study):
     paper = "multi-task optimisers as collected by torchjd; Δm as in Maninis et al. 2019"
     presets: ClassVar[dict[str, Preset]] = PRESETS
 
+    inputs = frozenset({"dataset", "methods"})
+
     def configs(
-        self,
-        preset: str,
-        seeds: int | None = None,
-        dataset: str = "multi-digits",
-        methods: Sequence[str] | None = None,
-    ) -> list[BenchmarkRunConfig]:
+        self, preset: str, seeds: int | None = None, inputs: StudyInputs | None = None
+    ) -> list[RunConfig]:
+        given = self.check_inputs(inputs)
+        dataset = given.dataset or "multi-digits"
+        methods = given.methods
         p = self.preset(preset)
         n_seeds = self.n_seeds(preset, seeds)
         k = p.params
@@ -93,7 +93,7 @@ class BenchmarkStudy(Study):
             from mtlab.runs.config import ConfigError
 
             raise ConfigError(f"dataset: {err}") from None
-        out = []
+        out: list[RunConfig] = []
         for seed in range(n_seeds):
             for task in tasks:
                 out.append(make_config({**common, "seed": seed, "method": "stl", "task": task}))
@@ -101,7 +101,7 @@ class BenchmarkStudy(Study):
                 if m == "stl":
                     continue
                 out.append(make_config({**common, "seed": seed, "method": m}, f"method {m!r}: "))
-        return out  # type: ignore[return-value]
+        return out
 
     # ------------------------------------------------------------------ analysis
     def analyze(self, store: RunStore, fig_dir: Path, preset: str) -> Analysis:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from mtlab.runs.store import RunStore
-from mtlab.studies.base import Analysis, Preset, Section, Study, register
+from mtlab.studies.base import Analysis, Preset, Section, Study, StudyInputs, register
 from mtlab.studies.plotting import errorline, panel_grid, save, style_loss_vs_n, summarise
 
 
@@ -21,7 +21,8 @@ class CustomStudy(Study):
         "yaml": Preset("yaml", "the grid given in the sweep file", 1)
     }
 
-    def configs(self, preset: str, seeds: int | None = None):
+    def configs(self, preset: str, seeds: int | None = None, inputs: StudyInputs | None = None):
+        self.check_inputs(inputs)
         raise ValueError("the custom study takes its grid from a sweep file: mtlab run FILE.yaml")
 
     def analyze(self, store: RunStore, fig_dir: Path, preset: str) -> Analysis:

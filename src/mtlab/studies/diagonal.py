@@ -24,7 +24,7 @@ import numpy as np
 
 from mtlab.runs.config import DiagonalRunConfig, make_config
 from mtlab.runs.store import RunStore
-from mtlab.studies.base import Analysis, Claim, Preset, Section, Study, register
+from mtlab.studies.base import Analysis, Claim, Preset, Section, Study, StudyInputs, register
 from mtlab.studies.plotting import errorline, panel_grid, plt, save, style_loss_vs_n, summarise
 from mtlab.tasks.sparse_teacher import SETTINGS
 
@@ -108,7 +108,10 @@ class DiagonalStudy(Study):
     presets: ClassVar[dict[str, Preset]] = PRESETS
 
     # ------------------------------------------------------------------ grid
-    def configs(self, preset: str, seeds: int | None = None) -> list[DiagonalRunConfig]:
+    def configs(
+        self, preset: str, seeds: int | None = None, inputs: StudyInputs | None = None
+    ) -> list[DiagonalRunConfig]:
+        self.check_inputs(inputs)
         p = self.preset(preset)
         n_seeds = self.n_seeds(preset, seeds)
         k = p.params

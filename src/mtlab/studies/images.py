@@ -21,9 +21,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from mtlab.runs.config import make_config
+from mtlab.runs.config import RunConfig, make_config
 from mtlab.runs.store import RunStore
-from mtlab.studies.base import Analysis, Claim, Preset, Section, Study, register
+from mtlab.studies.base import Analysis, Claim, Preset, Section, Study, StudyInputs, register
 from mtlab.studies.plotting import errorline, log_ticks, panel_grid, save, summarise
 
 SOURCE = "Lippl & Lindsey 2024; paper notes §3.2 (CIFAR-100), §4"
@@ -93,9 +93,12 @@ class ImagesRescalingStudy(Study):
     )
     paper = "Lippl & Lindsey, Inductive biases of multi-task learning and finetuning, NeurIPS 2024"
     presets: ClassVar[dict[str, Preset]] = PRESETS
-    uses_data_dir = True
+    inputs = frozenset({"data_dir"})
 
-    def configs(self, preset: str, seeds: int | None = None, data_dir: str | None = None):
+    def configs(
+        self, preset: str, seeds: int | None = None, inputs: StudyInputs | None = None
+    ) -> list[RunConfig]:
+        data_dir = self.check_inputs(inputs).data_dir
         p = self.preset(preset)
         k = p.params
         if k["source"] == "cifar100" and not data_dir:

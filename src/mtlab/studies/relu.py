@@ -22,9 +22,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from mtlab.runs.config import make_config
+from mtlab.runs.config import RunConfig, make_config
 from mtlab.runs.store import RunStore
-from mtlab.studies.base import Analysis, Claim, Preset, Section, Study, register
+from mtlab.studies.base import Analysis, Claim, Preset, Section, Study, StudyInputs, register
 from mtlab.studies.plotting import (
     errorline,
     log_ticks,
@@ -174,7 +174,10 @@ class ReluCorrelatedStudy(Study):
     paper = "Lippl & Lindsey, Inductive biases of multi-task learning and finetuning, NeurIPS 2024"
     presets: ClassVar[dict[str, Preset]] = _presets("correlated")
 
-    def configs(self, preset: str, seeds: int | None = None):
+    def configs(
+        self, preset: str, seeds: int | None = None, inputs: StudyInputs | None = None
+    ) -> list[RunConfig]:
+        self.check_inputs(inputs)
         p = self.preset(preset)
         base = _base(self.name, p.params)
         out = []
@@ -344,7 +347,10 @@ class ReluNestedStudy(Study):
     paper = ReluCorrelatedStudy.paper
     presets: ClassVar[dict[str, Preset]] = _presets("nested")
 
-    def configs(self, preset: str, seeds: int | None = None):
+    def configs(
+        self, preset: str, seeds: int | None = None, inputs: StudyInputs | None = None
+    ) -> list[RunConfig]:
+        self.check_inputs(inputs)
         p = self.preset(preset)
         base = _base(self.name, p.params)
         out = []
@@ -625,7 +631,10 @@ class ReluMagnitudeStudy(Study):
         "; init and readout re-init scale 1e-6 (the paper's Fig. 4b)",
     )
 
-    def configs(self, preset: str, seeds: int | None = None):
+    def configs(
+        self, preset: str, seeds: int | None = None, inputs: StudyInputs | None = None
+    ) -> list[RunConfig]:
+        self.check_inputs(inputs)
         p = self.preset(preset)
         base = _base(self.name, p.params)
         out = []

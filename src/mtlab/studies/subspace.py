@@ -29,7 +29,7 @@ import numpy as np
 
 from mtlab.runs.config import SubspaceRunConfig, make_config
 from mtlab.runs.store import RunStore
-from mtlab.studies.base import Analysis, Claim, Preset, Section, Study, register
+from mtlab.studies.base import Analysis, Claim, Preset, Section, Study, StudyInputs, register
 from mtlab.studies.plotting import errorline, log_ticks, panel_grid, plt, save, summarise
 from mtlab.theory.pseudo_contrastive import identity_check
 
@@ -156,7 +156,10 @@ class SubspaceStudy(Study):
     presets: ClassVar[dict[str, Preset]] = PRESETS
 
     # ------------------------------------------------------------------ grid
-    def configs(self, preset: str, seeds: int | None = None) -> list[SubspaceRunConfig]:
+    def configs(
+        self, preset: str, seeds: int | None = None, inputs: StudyInputs | None = None
+    ) -> list[SubspaceRunConfig]:
+        self.check_inputs(inputs)
         p = self.preset(preset)
         n_seeds = self.n_seeds(preset, seeds)
         k = p.params

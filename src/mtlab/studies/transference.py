@@ -18,7 +18,7 @@ import numpy as np
 
 from mtlab.runs.config import make_config
 from mtlab.runs.store import RunStore
-from mtlab.studies.base import Analysis, Claim, Preset, Section, Study, register
+from mtlab.studies.base import Analysis, Claim, Preset, Section, Study, StudyInputs, register
 from mtlab.studies.plotting import panel_grid, plt, save
 
 SOURCE = "Fifty et al. 2020/2021; paper notes"
@@ -155,7 +155,8 @@ class TransferenceStudy(Study):
     )
     presets: ClassVar[dict[str, Preset]] = PRESETS
 
-    def configs(self, preset: str, seeds: int | None = None):
+    def configs(self, preset: str, seeds: int | None = None, inputs: StudyInputs | None = None):
+        self.check_inputs(inputs)
         p = self.preset(preset)
         n_seeds = self.n_seeds(preset, seeds)
         k = p.params

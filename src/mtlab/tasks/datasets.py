@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,7 +57,7 @@ class MultiTaskDataset:
     num_classes: list[int]
     x: dict[str, Tensor]
     y: dict[str, Tensor]
-    meta: dict[str, object] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if len(self.tasks) != len(self.num_classes):
@@ -218,7 +219,7 @@ def dataset_tasks(name: str) -> list[str]:
     raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
 
 
-def load_dataset(name: str, seed: int = 0, **options) -> MultiTaskDataset:
+def load_dataset(name: str, seed: int = 0, **options: Any) -> MultiTaskDataset:
     """A built-in dataset by name (``digit-attributes`` or ``multi-digits``)."""
     if name == "digit-attributes":
         return digit_attributes(seed, **options)

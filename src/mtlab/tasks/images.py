@@ -93,7 +93,7 @@ def split_aux_main(
     aux_map = np.full(n_classes, -1)
     aux_map[aux] = np.arange(len(aux))
 
-    def pick(x, y, classes):
+    def pick(x: np.ndarray, y: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         m = np.isin(y, classes)
         return x[m], y[m]
 
@@ -118,7 +118,7 @@ def split_aux_main(
 
 
 @lru_cache(maxsize=4)
-def _digit_arrays(seed: int):
+def _digit_arrays(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits
 
     d = load_digits()
@@ -133,12 +133,16 @@ def _digit_arrays(seed: int):
 
 
 @lru_cache(maxsize=2)
-def _cifar_arrays(data_dir: str):
+def _cifar_arrays(data_dir: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     from mtlab.tasks.loaders import load_cifar
 
     d = load_cifar(data_dir, "cifar100")
-    scale = lambda a: a.astype(np.float32) / 255.0  # noqa: E731
-    return scale(d["x_train"]), d["y_train"], scale(d["x_test"]), d["y_test"], len(d["classes"])
+
+    def scale(a: np.ndarray) -> np.ndarray:
+        return a.astype(np.float32) / 255.0
+
+    x_tr, y_tr, x_te, y_te = (np.asarray(d[k]) for k in ("x_train", "y_train", "x_test", "y_test"))
+    return scale(x_tr), y_tr, scale(x_te), y_te, len(d["classes"])
 
 
 def load_aux_main(source: str, seed: int, data_dir: str | None = None) -> AuxMainImages:

@@ -18,13 +18,14 @@ import gzip
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 import torch
 
 from mtlab.tasks.datasets import SPLITS, MultiTaskDataset, split_indices
 
-IDX_TYPES = {
+IDX_TYPES: dict[int, np.dtype[Any] | type[np.generic]] = {
     0x08: np.uint8,
     0x09: np.int8,
     0x0B: np.dtype(">i2"),
@@ -38,8 +39,10 @@ class DataFormatError(ValueError):
     """A data file could not be read; the message names the file and the problem."""
 
 
-def _open(path: Path):
-    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+def _open(path: Path) -> IO[bytes]:
+    if path.suffix == ".gz":
+        return gzip.open(path, "rb")  # type: ignore[return-value]  # GzipFile is a binary IO
+    return open(path, "rb")
 
 
 def load_idx(path: str | os.PathLike[str]) -> np.ndarray:
@@ -94,7 +97,7 @@ def _dataset(
     tasks: Sequence[str],
     seed: int,
     fractions: Sequence[float],
-    meta: dict,
+    meta: dict[str, Any],
 ) -> MultiTaskDataset:
     num_classes = [int(y[:, t].max()) + 1 for t in range(y.shape[1])]
     strat = y[:, 0] if num_classes[0] <= 1000 else np.zeros(len(y), dtype=np.int64)
@@ -188,8 +191,8 @@ def load_celeba_attributes(
             p = Path(image_dir) / f
             if not p.exists():
                 raise DataFormatError(f"{path}: image {p} listed but not found")
-            with Image.open(p) as im:
-                im = im.convert("RGB").resize(image_size[::-1])
+            with Image.open(p) as src:
+                im = src.convert("RGB").resize(image_size[::-1])
                 imgs.append(np.asarray(im, dtype=np.float32).transpose(2, 0, 1) / 255.0)
         x = np.stack(imgs)
     return _dataset("celeba", x, y, chosen, seed, fractions, {"attr_file": str(path)})
@@ -283,7 +286,7 @@ CIFAR_FILES = {
 }
 
 
-def _unpickle(path: Path) -> dict:
+def _unpickle(path: Path) -> dict[str, Any]:
     import pickle
 
     if not path.exists():

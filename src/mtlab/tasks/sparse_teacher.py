@@ -31,7 +31,7 @@ pretraining run serves every setting of a seed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -44,7 +44,7 @@ SETTINGS: tuple[str, ...] = ("identical", "nested_subset", "all_aux", "new_dims"
 Normalisation = Literal["l2", "l1"]
 
 
-def setting_defaults(setting: str, k1: int) -> dict[str, object]:
+def setting_defaults(setting: str, k1: int) -> dict[str, Any]:
     """Default ``k2``, ``overlap`` and ``main_signs`` for a named setting (see module docstring)."""
     if setting == "identical":
         return {"k2": k1, "overlap": k1, "main_signs": "same"}

@@ -18,7 +18,7 @@ in-subspace directions ``sign((θ₁ᵀMx)(θ₂ᵀMx))``, or any user function 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -55,14 +55,22 @@ class SubspaceSpec:
             raise ValueError(f"margin and offset must be >= 0 (got {self.margin}, {self.offset})")
 
 
-def projection(d: int, r: int, seed: int, dtype=torch.float32, device="cpu") -> Tensor:
+def projection(
+    d: int,
+    r: int,
+    seed: int,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+) -> Tensor:
     """Ground truth ``M: (r, d)`` with orthonormal rows: ``Qᵀ`` of the QR of a ``d×r`` Gaussian."""
     g = _gen("cpu", seed, "projection", d, r)
     q, _ = torch.linalg.qr(torch.randn(d, r, generator=g, dtype=torch.float64))
     return q.T.contiguous().to(dtype=dtype, device=device)
 
 
-def unit_directions(n: int, r: int, seed: int, stream: str, dtype=torch.float32) -> Tensor:
+def unit_directions(
+    n: int, r: int, seed: int, stream: str, dtype: torch.dtype = torch.float32
+) -> Tensor:
     """``n`` directions uniform on the unit sphere of ``ℝ^r``: ``(n, r)``, row ``t`` from its own
     stream (so the first ``k`` of ``n`` are the same for every ``n ≥ k``)."""
     rows = [torch.randn(r, generator=_gen("cpu", seed, stream, r, t)) for t in range(n)]
@@ -70,7 +78,7 @@ def unit_directions(n: int, r: int, seed: int, stream: str, dtype=torch.float32)
     return (theta / theta.norm(dim=1, keepdim=True)).to(dtype)
 
 
-def task_offsets(n: int, offset: float, seed: int, dtype=torch.float32) -> Tensor:
+def task_offsets(n: int, offset: float, seed: int, dtype: torch.dtype = torch.float32) -> Tensor:
     """``c_t ~ U[−offset, offset]`` for ``n`` tasks (zeros when ``offset == 0``)."""
     if offset == 0:
         return torch.zeros(n, dtype=dtype)
@@ -117,7 +125,7 @@ def sample_tasks(
     n: int,
     seed: int,
     stream: str,
-    tasks: range | None = None,
+    tasks: Sequence[int] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Fresh samples for a block of pretraining tasks: ``X (T, n, d)``, ``Y (T, n)``.
 

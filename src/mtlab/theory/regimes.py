@@ -13,10 +13,12 @@ decades of ``a``.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from mtlab.theory.penalties import (
     PenaltyForm,
@@ -26,6 +28,9 @@ from mtlab.theory.penalties import (
     ptft_penalty,
 )
 from mtlab.theory.relu_penalties import ptft_unit_penalty
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PenaltyName = Literal["mtl", "ptft", "relu_ptft"]
 
@@ -37,7 +42,7 @@ def penalty_fn(
     s: float = 1.0,
     form: PenaltyForm = "figure",
     theta: float = 1.0,
-):
+) -> Callable[[Tensor, Tensor], Tensor]:
     """Per-coordinate penalty ``fn(β_main, β_aux)`` for the regime map.
 
     ``relu_ptft`` is the per-unit ReLU finetuning penalty with pretrained norm ``m0 = s·√|β_aux|``
@@ -68,7 +73,7 @@ def regime_map(
     lo: float = 1.1,
     hi: float = 1.9,
     theta: float = 1.0,
-):
+) -> pd.DataFrame:
     """A table (pandas) of ``beta_aux``, ``l_order``, ``fd``, ``l_plus_fd`` and ``regime``."""
     import pandas as pd
 
@@ -91,7 +96,7 @@ def regime_map(
     )
 
 
-def nested_window_decades(table, lo: float = 1.1, hi: float = 1.9) -> float:
+def nested_window_decades(table: pd.DataFrame, lo: float = 1.1, hi: float = 1.9) -> float:
     """Width in decades of β_aux over which the ℓ-order lies strictly between ``lo`` and ``hi``
     (interpolating the crossings on the log-spaced grid of ``table``)."""
     a = np.log10(table["beta_aux"].to_numpy())

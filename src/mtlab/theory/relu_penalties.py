@@ -20,6 +20,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -70,7 +72,9 @@ def optimal_norm(beta: Tensor, m0: Tensor, theta: Tensor, v0: Tensor | float = 0
     return torch.from_numpy(best.reshape(shape))
 
 
-def ptft_unit_penalty(beta: Tensor, m0: Tensor, theta: Tensor, v0: Tensor | float = 0.0) -> Tensor:
+def ptft_unit_penalty(
+    beta: Tensor, m0: Tensor, theta: Tensor | float, v0: Tensor | float = 0.0
+) -> Tensor:
     """``R_FT(β; m0, θ, v0)`` elementwise over broadcast inputs (float64).
 
     Differentiable in every argument: the minimiser is found without gradients and the objective
@@ -83,7 +87,7 @@ def ptft_unit_penalty(beta: Tensor, m0: Tensor, theta: Tensor, v0: Tensor | floa
     return torch.where(b != 0, _objective(safe, b, m0_, th, v), val_at_zero)
 
 
-def relu_ptft_fn(theta: float, v0: float = 0.0):
+def relu_ptft_fn(theta: float, v0: float = 0.0) -> Callable[[Tensor, Tensor], Tensor]:
     """``fn(β_main, β_aux)`` for :func:`mtlab.theory.penalties.l_order` /
     :func:`~mtlab.theory.penalties.feature_dependence`: the per-unit penalty with ``m0 = √β_aux``
     (the pretrained coefficient ``β_aux ≈ m0²`` of a balanced unit), summed over the last axis."""

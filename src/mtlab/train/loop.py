@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -94,14 +95,13 @@ class TrainData:
         return any(c is not None for c in self.counts or [])
 
     def index(self, idx: Tensor) -> TrainData:
-        pick = lambda t: t if t is None or t.shape[0] == 1 else t[idx]  # noqa: E731
         w = self.weights if self.weights.ndim == 1 else self.weights[:, idx]
         return TrainData(
-            [pick(x) for x in self.x],
-            [pick(y) for y in self.y],
+            [x if x.shape[0] == 1 else x[idx] for x in self.x],
+            [y if y.shape[0] == 1 else y[idx] for y in self.y],
             self.outputs,
             w,
-            [pick(c) for c in self.counts or []],
+            [c if c is None or c.shape[0] == 1 else c[idx] for c in self.counts or []],
         )
 
 
@@ -218,8 +218,13 @@ class RunSlots:
     @classmethod
     def start(cls, lr: Tensor, params0: Params, n_tasks: int) -> RunSlots:
         e, dev, dtype = lr.shape[0], lr.device, lr.dtype
-        flags = lambda: torch.zeros(e, dtype=torch.bool, device=dev)  # noqa: E731
-        counts = lambda: torch.zeros(e, dtype=torch.long, device=dev)  # noqa: E731
+
+        def flags() -> Tensor:
+            return torch.zeros(e, dtype=torch.bool, device=dev)
+
+        def counts() -> Tensor:
+            return torch.zeros(e, dtype=torch.long, device=dev)
+
         return cls(
             run_ids=torch.arange(e, device=dev),
             lr=lr,
@@ -235,7 +240,7 @@ class RunSlots:
         )
 
     def index(self, keep: Tensor) -> RunSlots:
-        out = {}
+        out: dict[str, Any] = {}
         for f in fields(self):
             v = getattr(self, f.name)
             if isinstance(v, dict):

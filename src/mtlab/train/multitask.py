@@ -22,6 +22,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -156,7 +157,7 @@ def train_multitask(
             for p in method.parameters():
                 p.grad = None
 
-            def losses_fn(out, yb=yb):
+            def losses_fn(out: tuple[Tensor, list[Tensor]], yb: Tensor = yb) -> Tensor:
                 return torch.stack(
                     [nn.functional.cross_entropy(out[1][t], yb[:, t]) for t in range(T)]
                 )
@@ -168,7 +169,7 @@ def train_multitask(
                 probes.append(look)
                 probe_time += time.perf_counter() - tp
             if probe is not None and method.needs_lookahead:
-                method.set_lookahead(lambda vecs, xb=xb, f=losses_fn: probe.evaluate(xb, f, vecs))
+                method.set_lookahead(partial(probe.evaluate, xb, losses_fn))
             z, logits = model(xb)
             losses = torch.stack(
                 [nn.functional.cross_entropy(logits[t], yb[:, t]) for t in range(T)]
@@ -178,7 +179,7 @@ def train_multitask(
             opt.step()
             if want and rec.gramian is not None and T > 1:
                 diag = conflict_summary(rec.gramian)  # inf (singular G) is stored as NaN
-                d = {"step": step, "epoch": epoch}
+                d: dict[str, float] = {"step": step, "epoch": epoch}
                 d.update({k: v if math.isfinite(v) else math.nan for k, v in diag.items()})
                 d.update(
                     {f"w_{name}": float(w) for name, w in zip(data.tasks, rec.weights, strict=True)}

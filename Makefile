@@ -1,7 +1,7 @@
 # mtlab — two commands on a fresh machine:
 #   make demo   venv + install + the diagonal study at its quick preset (figures + report);
 #               make demo STUDY=subspace runs another registered study
-#   make test   venv + install + lint + the test suite
+#   make test   venv + install + lint (ruff, mypy) + the test suite
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -29,6 +29,7 @@ demo: install
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 
 test: install lint
 	$(BIN)/python -m pytest

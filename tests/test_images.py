@@ -206,7 +206,6 @@ def test_images_paper_preset_needs_data_dir(tmp_path, capsys):
 def test_images_paper_preset_runs_on_a_cifar_file(tmp_path):
     _fake_cifar(tmp_path / "data", n_classes=4, per_class=6, test_per_class=2)
     from mtlab.studies import get_study
-
     from mtlab.studies.base import StudyInputs
 
     given = StudyInputs(data_dir=str(tmp_path / "data"))

@@ -628,57 +628,32 @@ def _tjd() -> Any:
     return A
 
 
-def _upgrad(n_tasks: int) -> Any:
-    return _tjd().UPGrad()
+def _plain(cls: str) -> Callable[[int], Any]:
+    """A factory for torchjd's aggregator ``cls`` that takes no option."""
 
+    def build(n_tasks: int) -> Any:
+        return getattr(_tjd(), cls)()
 
-def _mgda(n_tasks: int) -> Any:
-    return _tjd().MGDA()
-
-
-def _pcgrad(n_tasks: int) -> Any:
-    return _tjd().PCGrad()
+    return build
 
 
 def _cagrad(n_tasks: int, c: float = 0.4) -> Any:
     return _tjd().CAGrad(c=c)
 
 
-def _imtl_g(n_tasks: int) -> Any:
-    return _tjd().IMTLG()
-
-
 def _nash_mtl(n_tasks: int) -> Any:
     return _tjd().NashMTL(n_tasks=n_tasks)
-
-
-def _aligned_mtl(n_tasks: int) -> Any:
-    return _tjd().AlignedMTL()
-
-
-def _gradvac(n_tasks: int) -> Any:
-    return _tjd().GradVac()
-
-
-def _graddrop(n_tasks: int) -> Any:
-    return _tjd().GradDrop()
-
-
-def _dualproj(n_tasks: int) -> Any:
-    return _tjd().DualProj()
-
-
-def _config(n_tasks: int) -> Any:
-    return _tjd().ConFIG()
 
 
 def _fairgrad(n_tasks: int, alpha: float = 1.0) -> Any:
     return _tjd().FairGrad(alpha=alpha)
 
 
-_aggregator("upgrad", _upgrad, non_conflicting=True, scale_invariant=True, summary="UPGrad")
-_aggregator("mgda", _mgda, non_conflicting=True, scale_invariant=True, summary="MGDA")
-_aggregator("pcgrad", _pcgrad, order_free=False, summary="PCGrad (projects in task order)")
+_aggregator(
+    "upgrad", _plain("UPGrad"), non_conflicting=True, scale_invariant=True, summary="UPGrad"
+)
+_aggregator("mgda", _plain("MGDA"), non_conflicting=True, scale_invariant=True, summary="MGDA")
+_aggregator("pcgrad", _plain("PCGrad"), order_free=False, summary="PCGrad (projects in task order)")
 _aggregator(
     "cagrad",
     _cagrad,
@@ -686,7 +661,7 @@ _aggregator(
     homogeneous=False,
     summary="CAGrad (solver tolerance)",
 )
-_aggregator("imtl_g", _imtl_g, summary="IMTL-G")
+_aggregator("imtl_g", _plain("IMTLG"), summary="IMTL-G")
 _aggregator(
     "nash_mtl",
     _nash_mtl,
@@ -696,13 +671,20 @@ _aggregator(
     order_free=False,
     summary="Nash-MTL (solver tolerance)",
 )
-_aggregator("aligned_mtl", _aligned_mtl, summary="Aligned-MTL")
+_aggregator("aligned_mtl", _plain("AlignedMTL"), summary="Aligned-MTL")
 _aggregator(
-    "gradvac", _gradvac, stateful=True, homogeneous=False, order_free=False, summary="GradVac"
+    "gradvac",
+    _plain("GradVac"),
+    stateful=True,
+    homogeneous=False,
+    order_free=False,
+    summary="GradVac",
 )
-_aggregator("graddrop", _graddrop, order_free=False, summary="GradDrop (random masks)")
-_aggregator("dualproj", _dualproj, non_conflicting=True, scale_invariant=True, summary="DualProj")
-_aggregator("config", _config, non_conflicting=True, summary="ConFIG")
+_aggregator("graddrop", _plain("GradDrop"), order_free=False, summary="GradDrop (random masks)")
+_aggregator(
+    "dualproj", _plain("DualProj"), non_conflicting=True, scale_invariant=True, summary="DualProj"
+)
+_aggregator("config", _plain("ConFIG"), non_conflicting=True, summary="ConFIG")
 _aggregator("fairgrad", _fairgrad, homogeneous=False, summary="FairGrad")
 register_method(MethodSpec("itmtl", ITMTL, "lookahead", summary="IT-MTL (lookahead choice)"))
 

@@ -136,6 +136,20 @@ def aux_main_train_data(
     return TrainData(xs, ys, tuple(range(len(tasks))), weights, counts)
 
 
+def aux_main_per_run(cfg: Any, fields: Sequence[str]) -> frozenset[str]:
+    """Per-run fields of an aux/main teacher–student run: ``fields`` (read per run), plus the seed
+    and ``n_aux`` unless the run trains on the auxiliary set (PT and MTL ensembles share one copy
+    of its inputs), ``n_main`` for zero-padded ensembles (PT, full-batch MTL), and the step
+    budget of the other phase (PT: ``max_steps``; others: ``pt_max_steps``)."""
+    out = set(fields)
+    if cfg.method not in ("pt", "mtl"):
+        out |= {"seed", "n_aux"}
+    if cfg.method == "pt" or (cfg.method == "mtl" and cfg.batch_size is None):
+        out.add("n_main")
+    out.add("max_steps" if cfg.method == "pt" else "pt_max_steps")
+    return frozenset(out)
+
+
 def finished_runs_sink(
     cfgs: Sequence[Any],
     sink: Callable[..., None] | None,
@@ -198,13 +212,7 @@ class DiagonalFamily(Family):
         large auxiliary set share a seed (one copy of those inputs per ensemble: one matrix
         product instead of E matrix-vector products); full-batch MTL and PT runs with different
         ``n_main`` share an ensemble with zero-padded main sets."""
-        fields = set(DIAGONAL_PER_RUN)
-        if cfg.method not in ("pt", "mtl"):
-            fields |= {"seed", "n_aux"}
-        if cfg.method == "pt" or (cfg.method == "mtl" and cfg.batch_size is None):
-            fields.add("n_main")
-        fields.add("max_steps" if cfg.method == "pt" else "pt_max_steps")
-        return frozenset(fields)
+        return aux_main_per_run(cfg, DIAGONAL_PER_RUN)
 
     def sort_key(self, cfg: DiagonalRunConfig) -> tuple[Any, ...]:
         """Order inside a group: equal sample counts together (padded MTL chunks stay tight)."""

@@ -64,7 +64,7 @@ class Family(ABC):
     config_cls: ClassVar[type[RunConfig]]
     #: metric columns every row of this family carries
     columns: ClassVar[tuple[str, ...]] = ()
-    #: columns that are wall-clock timings (they differ between identical runs)
+    #: columns that are wall-clock timings or chosen by timing (they differ between identical runs)
     timing_columns: ClassVar[tuple[str, ...]] = ("wall_s",)
 
     def batched(self, cfg: Any) -> bool:

@@ -35,7 +35,8 @@ class BenchmarkFamily(SequentialFamily):
     name = "mtbench"
     config_cls = BenchmarkRunConfig
     columns = ("steps", "best_epoch", "sec_per_step", "jacobian_backend")
-    timing_columns = ("wall_s", "sec_per_step")
+    # backend "auto" picks the Jacobian backend by timing it, so the recorded choice is timing too
+    timing_columns = ("wall_s", "sec_per_step", "jacobian_backend")
 
     def sort_key(self, cfg: BenchmarkRunConfig) -> tuple[Any, ...]:
         return (cfg.dataset, cfg.method, cfg.seed, cfg.task or "")

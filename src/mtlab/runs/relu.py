@@ -32,7 +32,7 @@ from mtlab.measure.features import gradient_features, ridge_select
 from mtlab.measure.representation import effective_units, ensd, participation_ratio, unit_alignment
 from mtlab.models.relu_net import ReluNet
 from mtlab.runs.config import ReluRunConfig
-from mtlab.runs.diagonal import aux_main_train_data, finished_runs_sink
+from mtlab.runs.diagonal import aux_main_per_run, aux_main_train_data, finished_runs_sink
 from mtlab.runs.family import Family, Pretrained, RowSink, register_family
 from mtlab.tasks.relu_teacher import ReluTeacherPair, relu_task_data, sample_relu_teachers
 from mtlab.theory.relu_penalties import f1_norm, group_norm
@@ -115,13 +115,7 @@ class ReluFamily(Family):
         runs with different ``n_main`` share an ensemble with zero-padded main sets."""
         if cfg.method in KERNEL:
             return frozenset(cfg.row_fields())  # fitted one at a time
-        fields = set(RELU_PER_RUN)
-        if cfg.method not in ("pt", "mtl"):
-            fields |= {"seed", "n_aux"}
-        if cfg.method == "pt" or (cfg.method == "mtl" and cfg.batch_size is None):
-            fields.add("n_main")
-        fields.add("max_steps" if cfg.method == "pt" else "pt_max_steps")
-        return frozenset(fields)
+        return aux_main_per_run(cfg, RELU_PER_RUN)
 
     def sort_key(self, cfg: ReluRunConfig) -> tuple[Any, ...]:
         return (cfg.n_main, cfg.seed, cfg.rescale)

@@ -318,11 +318,11 @@ def _affinity(args: argparse.Namespace) -> int:
         check_methods([args.method])
     except ValueError as err:
         return _fail(f"--method: {err}")
-    from mtlab.studies.transference import measure_affinity
+    from mtlab.runs.affinity import measure_affinity
+    from mtlab.studies.transference import affinity_report
 
-    summary = measure_affinity(
+    result = measure_affinity(
         args.dataset,
-        args.out,
         epochs=args.epochs,
         probe_every=args.probe_every,
         rule=args.rule,
@@ -330,7 +330,7 @@ def _affinity(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
     )
-    print(summary)
+    print(affinity_report(result, args.out))
     return 0
 
 

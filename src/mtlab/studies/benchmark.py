@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import pandas as pd
 
 from mtlab.grad.methods import METHODS
 from mtlab.measure.benchmark import delta_m
-from mtlab.runs.config import RunConfig, make_config
+from mtlab.runs.config import RunConfig
 from mtlab.runs.store import RunStore
+from mtlab.runs.sweep import expand
 from mtlab.studies.base import Analysis, Preset, Section, Study, StudyInputs, register
 from mtlab.studies.plotting import panel_grid, plt, save
 from mtlab.tasks.datasets import dataset_tasks
@@ -72,36 +74,31 @@ class BenchmarkStudy(Study):
     ) -> list[RunConfig]:
         given = self.check_inputs(inputs)
         dataset = given.dataset or "multi-digits"
-        methods = given.methods
         p = self.preset(preset)
         n_seeds = self.n_seeds(preset, seeds)
         k = p.params
-        methods = list(methods) if methods is not None else list(k["methods"])
+        methods = list(given.methods) if given.methods is not None else list(k["methods"])
         if not methods:
             raise ValueError("name at least one method")
-        common = {
-            "family": "mtbench",
-            "study": self.name,
-            "dataset": dataset,
-            "epochs": k["epochs"],
-            "widths": k["widths"],
-            "diagnostics_every": k["diagnostics_every"],
-        }
         try:
             tasks = dataset_tasks(dataset)
         except ValueError as err:
             from mtlab.runs.config import ConfigError
 
             raise ConfigError(f"dataset: {err}") from None
-        out: list[RunConfig] = []
-        for seed in range(n_seeds):
-            for task in tasks:
-                out.append(make_config({**common, "seed": seed, "method": "stl", "task": task}))
-            for m in methods:
-                if m == "stl":
-                    continue
-                out.append(make_config({**common, "seed": seed, "method": m}, f"method {m!r}: "))
-        return out
+        fields = ("epochs", "widths", "diagnostics_every")
+        seeds_ = list(range(n_seeds))
+        grids = [{"seed": seeds_, "method": ["stl"], "task": list(tasks)}]
+        others = [m for m in methods if m != "stl"]
+        if others:
+            grids.append({"seed": seeds_, "method": others})
+        spec = {
+            "study": self.name,
+            "family": "mtbench",
+            "base": {"dataset": dataset, **{f: k[f] for f in fields}},
+            "grids": grids,
+        }
+        return expand(spec)
 
     # ------------------------------------------------------------------ analysis
     def analyze(self, store: RunStore, fig_dir: Path, preset: str) -> Analysis:
@@ -143,7 +140,7 @@ class BenchmarkStudy(Study):
         return Analysis([], sections, text)
 
     @staticmethod
-    def summary(df):
+    def summary(df: pd.DataFrame) -> pd.DataFrame:
         """One row per method: Δm, its s.e., seconds per training step, mean test accuracy per
         task (columns named by task)."""
         dm = delta_m(df)
@@ -157,7 +154,7 @@ class BenchmarkStudy(Study):
         return out.set_index("method").loc[order].reset_index()
 
     @staticmethod
-    def _fig_delta(summary, fig_dir: Path) -> str:
+    def _fig_delta(summary: pd.DataFrame, fig_dir: Path) -> str:
         p = plt()
         s = summary[summary.method != "stl"]
         fig, ax = p.subplots(figsize=(max(4, 0.7 * len(s) + 2), 3.4), layout="constrained")
@@ -170,7 +167,7 @@ class BenchmarkStudy(Study):
         return save(fig, fig_dir, "delta_m.png")
 
     @staticmethod
-    def _fig_tasks(df, fig_dir: Path) -> str:
+    def _fig_tasks(df: pd.DataFrame, fig_dir: Path) -> str:
         p = plt()
         t = df[(df.split == "test") & (df.metric == "accuracy")]
         per_seed = t.groupby(["method", "task", "seed"]).value.mean().reset_index()
@@ -202,7 +199,7 @@ class BenchmarkStudy(Study):
         return save(fig, fig_dir, "task_accuracy.png")
 
     @staticmethod
-    def _fig_diagnostics(store: RunStore, df, fig_dir: Path) -> str | None:
+    def _fig_diagnostics(store: RunStore, df: pd.DataFrame, fig_dir: Path) -> str | None:
         curves = store.curves()
         if curves.empty or not curves.metric.isin(DIAGNOSTICS).any():
             return None

@@ -7,8 +7,11 @@ the run status and the step counts.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
+import pandas as pd
+
+from mtlab.runs.config import RunConfig
 from mtlab.runs.store import RunStore
 from mtlab.studies.base import Analysis, Preset, Section, Study, StudyInputs, register
 from mtlab.studies.plotting import errorline, panel_grid, save, style_loss_vs_n, summarise
@@ -21,7 +24,9 @@ class CustomStudy(Study):
         "yaml": Preset("yaml", "the grid given in the sweep file", 1)
     }
 
-    def configs(self, preset: str, seeds: int | None = None, inputs: StudyInputs | None = None):
+    def configs(
+        self, preset: str, seeds: int | None = None, inputs: StudyInputs | None = None
+    ) -> list[RunConfig]:
         self.check_inputs(inputs)
         raise ValueError("the custom study takes its grid from a sweep file: mtlab run FILE.yaml")
 
@@ -30,7 +35,7 @@ class CustomStudy(Study):
         if df.empty:
             return Analysis([], [], "No runs finished yet.")
         sections = []
-        family = df["family"] if "family" in df else "diagonal"
+        family = df["family"] if "family" in df else pd.Series("diagonal", index=df.index)
         ft = df[family.isin(["diagonal", "relu"]) & (df.method != "pt")].copy()
         if not ft.empty and "n_main" in ft:
             ft["n_main"] = ft.n_main.astype(int)
@@ -77,7 +82,7 @@ class CustomStudy(Study):
         return Analysis([], sections, f"{len(runs)} runs.")
 
 
-def _images_section(df, fig_dir: Path) -> Section:
+def _images_section(df: pd.DataFrame, fig_dir: Path) -> Section:
     """Images-family runs: main-task test accuracy against n_main per network and regime."""
     df = df.astype({"n_main": int}).assign(
         label=[
@@ -103,7 +108,7 @@ def _images_section(df, fig_dir: Path) -> Section:
     )
 
 
-def _subspace_sections(df, fig_dir: Path) -> list[Section]:
+def _subspace_sections(df: pd.DataFrame, fig_dir: Path) -> list[Section]:
     """Subspace-family runs: recovery metrics per configuration and probe accuracy vs n_down."""
     keys = [
         k
@@ -162,7 +167,7 @@ def _subspace_sections(df, fig_dir: Path) -> list[Section]:
 register(CustomStudy())
 
 
-def _short(v) -> str:
+def _short(v: Any) -> str:
     if v is None or (isinstance(v, float) and v != v):
         return "-"
     if isinstance(v, float):

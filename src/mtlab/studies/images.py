@@ -19,14 +19,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
+import pandas as pd
 
-from mtlab.runs.config import RunConfig, make_config
+from mtlab.runs.config import RunConfig
 from mtlab.runs.store import RunStore
-from mtlab.studies.base import Analysis, Claim, Preset, Section, Study, StudyInputs, register
+from mtlab.runs.sweep import expand
+from mtlab.studies import images_rules as rules
+from mtlab.studies.base import Analysis, Preset, Section, Study, StudyInputs, register
+from mtlab.studies.claims import claims_line, completed, evaluate_all
 from mtlab.studies.plotting import errorline, log_ticks, panel_grid, save, summarise
 
-SOURCE = "Lippl & Lindsey 2024; paper notes §3.2 (CIFAR-100), §4"
+SOURCE = rules.SOURCE
 RESCALES = (0.125, 0.25, 0.5, 1.0, 2.0)
 
 PRESETS = {
@@ -85,6 +88,49 @@ def _label(method: str, s: float | None) -> str:
     return {"stl": "STL", "mtl": "MTL"}[method]
 
 
+def performance_figure(acc: pd.DataFrame, loss: pd.DataFrame, fig_dir: Path) -> str:
+    """Accuracy and cross-entropy against n_main per network, a line per regime."""
+    trunks = list(dict.fromkeys(acc.trunk))
+    ns = sorted(set(acc.n_main))
+    labels = ["STL", "MTL"] + [f"PT+FT s={s:g}" for s in sorted(set(acc.s)) if s > 0]
+    fig, axes = panel_grid(2 * len(trunks), ncols=2, size=(4.8, 3.4))
+    for i, trunk in enumerate(trunks):
+        for j, (table, ylabel) in enumerate(((acc, "test accuracy"), (loss, "test loss (CE)"))):
+            ax = axes[2 * i + j]
+            sub = table[table.trunk == trunk]
+            for lab in labels:
+                g = sub[sub.label == lab]
+                if len(g):
+                    style = {"color": "k", "linestyle": "--"} if lab == "STL" else {}
+                    errorline(ax, g.n_main, g["mean"], g["se"], lab, **style)
+            ax.set_xscale("log")
+            log_ticks(ax, ns)
+            if j == 1:
+                ax.set_yscale("log")
+            ax.set_xlabel("n_main (main-task training images)")
+            ax.set_ylabel(ylabel)
+            ax.set_title(f"{trunk}: {ylabel}")
+    axes[0].legend(fontsize=6)
+    return save(fig, fig_dir, "images_rescaling.png")
+
+
+def representation_figure(rep: pd.DataFrame, fig_dir: Path) -> str:
+    """PR before / after finetuning and their ENSD against s, per network."""
+    trunks = list(dict.fromkeys(rep.trunk))
+    fig, axes = panel_grid(len(trunks), ncols=len(trunks), size=(4.6, 3.4))
+    for ax, trunk in zip(axes, trunks, strict=True):
+        g = rep[rep.trunk == trunk]
+        ax.plot(g.s, g.pr_pre, marker="o", label="PR before FT (rescaled)")
+        ax.plot(g.s, g.pr_post, marker="o", label="PR after FT")
+        ax.plot(g.s, g.ensd, marker="o", label="ENSD(before, after)")
+        ax.set_xscale("log", base=2)
+        log_ticks(ax, g.s)
+        ax.set_xlabel("rescaling s")
+        ax.set_title(f"{trunk}: penultimate layer")
+    axes[0].legend(fontsize=7)
+    return save(fig, fig_dir, "images_pr_ensd.png")
+
+
 class ImagesRescalingStudy(Study):
     name = "images-rescaling"
     description = (
@@ -95,12 +141,10 @@ class ImagesRescalingStudy(Study):
     presets: ClassVar[dict[str, Preset]] = PRESETS
     inputs = frozenset({"data_dir"})
 
-    def configs(
-        self, preset: str, seeds: int | None = None, inputs: StudyInputs | None = None
-    ) -> list[RunConfig]:
-        data_dir = self.check_inputs(inputs).data_dir
-        p = self.preset(preset)
-        k = p.params
+    def sweep(self, preset: str, n_seeds: int, data_dir: str | None) -> dict[str, Any]:
+        """The preset's grid as sweep data: per network, STL, MTL and PT+FT × s at every
+        n_main and seed."""
+        k = self.preset(preset).params
         if k["source"] == "cifar100" and not data_dir:
             raise ValueError(
                 f"preset {preset!r} trains on CIFAR-100: pass --data-dir with the CIFAR-100 "
@@ -108,190 +152,63 @@ class ImagesRescalingStudy(Study):
             )
         if k["source"] == "digits" and data_dir:
             raise ValueError(f"preset {preset!r} uses scikit-learn's digits; drop --data-dir")
-        out = []
-        for seed in range(self.n_seeds(preset, seeds)):
-            for trunk, widths in k["trunks"].items():
-                base = {
-                    "family": "images",
-                    "study": self.name,
-                    "seed": seed,
-                    "source": k["source"],
-                    "data_dir": str(data_dir) if data_dir else None,
-                    "trunk": trunk,
-                    "widths": widths,
-                    "lr": k["lr"],
-                    "max_epochs": k["max_epochs"],
-                    "pt_max_epochs": k["pt_max_epochs"],
-                }
-                for n in k["n_main"]:
-                    out.append(make_config({**base, "method": "stl", "n_main": n}))
-                    out.append(make_config({**base, "method": "mtl", "n_main": n}))
-                    for s in k["rescale"]:
-                        out.append(
-                            make_config({**base, "method": "ptft", "n_main": n, "rescale": s})
-                        )
-        return out
+        base = {f: k[f] for f in ("source", "lr", "max_epochs", "pt_max_epochs")}
+        grids = []
+        for trunk, widths in k["trunks"].items():
+            common = {"seed": list(range(n_seeds)), "trunk": [trunk], "widths": [widths],
+                      "n_main": list(k["n_main"])}  # fmt: skip
+            grids += [
+                {**common, "method": ["stl", "mtl"]},
+                {**common, "method": ["ptft"], "rescale": list(k["rescale"])},
+            ]
+        base["data_dir"] = str(data_dir) if data_dir else None
+        return {"study": self.name, "family": "images", "base": base, "grids": grids}
+
+    def configs(
+        self, preset: str, seeds: int | None = None, inputs: StudyInputs | None = None
+    ) -> list[RunConfig]:
+        data_dir = self.check_inputs(inputs).data_dir
+        return expand(self.sweep(preset, self.n_seeds(preset, seeds), data_dir))
 
     def analyze(self, store: RunStore, fig_dir: Path, preset: str) -> Analysis:
         df = store.results()
         if df.empty:
             return Analysis([], [], "No runs finished yet.")
-        ft = df[df.method != "pt"].astype({"n_main": int})
+        ft = completed(df[df.method != "pt"]).astype({"n_main": int})
         ft["label"] = [_label(m, s) for m, s in zip(ft.method, ft.rescale, strict=True)]
         ft["s"] = ft.rescale.fillna(0.0)
-        acc = summarise(ft, ["trunk", "method", "s", "label", "n_main"], "test_acc")
-        loss = summarise(ft, ["trunk", "method", "s", "label", "n_main"], "test_loss")
-        trunks = list(dict.fromkeys(ft.trunk))
-        ns = sorted(set(ft.n_main))
-        labels = ["STL", "MTL"] + [f"PT+FT s={s:g}" for s in sorted(set(ft.s)) if s > 0]
-        fig, axes = panel_grid(2 * len(trunks), ncols=2, size=(4.8, 3.4))
-        for i, trunk in enumerate(trunks):
-            for j, (table, ylabel) in enumerate(((acc, "test accuracy"), (loss, "test loss (CE)"))):
-                ax = axes[2 * i + j]
-                sub = table[table.trunk == trunk]
-                for lab in labels:
-                    g = sub[sub.label == lab]
-                    if len(g):
-                        style = {"color": "k", "linestyle": "--"} if lab == "STL" else {}
-                        errorline(ax, g.n_main, g["mean"], g["se"], lab, **style)
-                ax.set_xscale("log")
-                log_ticks(ax, ns)
-                if j == 1:
-                    ax.set_yscale("log")
-                ax.set_xlabel("n_main (main-task training images)")
-                ax.set_ylabel(ylabel)
-                ax.set_title(f"{trunk}: {ylabel}")
-        axes[0].legend(fontsize=6)
-        perf_fig = save(fig, fig_dir, "images_rescaling.png")
-
+        by = ["trunk", "method", "s", "label", "n_main"]
+        acc, loss = summarise(ft, by, "test_acc"), summarise(ft, by, "test_loss")
+        perf_fig = performance_figure(acc, loss, fig_dir)
         pf = ft[ft.method == "ptft"]
         rep = pf.groupby(["trunk", "s"])[["pr_pre", "pr_post", "ensd"]].mean().reset_index()
-        fig, axes = panel_grid(len(trunks), ncols=len(trunks), size=(4.6, 3.4))
-        for ax, trunk in zip(axes, trunks, strict=True):
-            g = rep[rep.trunk == trunk]
-            ax.plot(g.s, g.pr_pre, marker="o", label="PR before FT (rescaled)")
-            ax.plot(g.s, g.pr_post, marker="o", label="PR after FT")
-            ax.plot(g.s, g.ensd, marker="o", label="ENSD(before, after)")
-            ax.set_xscale("log", base=2)
-            log_ticks(ax, g.s)
-            ax.set_xlabel("rescaling s")
-            ax.set_title(f"{trunk}: penultimate layer")
-        axes[0].legend(fontsize=7)
-        rep_fig = save(fig, fig_dir, "images_pr_ensd.png")
+        rep_fig = representation_figure(rep, fig_dir)
+        claims = evaluate_all(rules.PERFORMANCE, acc, perf_fig)
+        claims.append(rules.images_nested_signature.evaluate(rep, rep_fig))
+        claims.append(rules.images_mtl_small_n.evaluate(acc, perf_fig))
+        summary = (
+            f"{claims_line(claims, preset, len(df))}). Whether rescaling helps on this data, and "
+            "whether the signature appears, is read off the claims below — a claim that does not "
+            "hold is a finding about this data set and these networks, not hidden."
+        )
+        return Analysis(claims, self._sections(df, acc, rep, perf_fig, rep_fig), summary)
 
-        claims = []
-
-        def a(trunk, label, n):
-            g = acc[(acc.trunk == trunk) & (acc.label == label) & (acc.n_main == n)]
-            return None if g.empty else float(g["mean"].iloc[0])
-
-        ev: dict[str, Any] = {}
-        ok = True
-        small = [lab for lab in ("PT+FT s=0.125", "PT+FT s=0.25") if lab in set(acc.label)]
-        for trunk in trunks:
-            for n in ns:
-                base = a(trunk, "PT+FT s=1", n)
-                best = max((a(trunk, lab, n) or -1.0 for lab in small), default=None)
-                ev[f"{trunk} n={int(n)}: best small s − s=1"] = (
-                    None if base is None or best is None else round(best - base, 4)
-                )
-                ok &= base is not None and best is not None and best > base
-        claims.append(
-            Claim(
-                "images.small_s_helps",
-                "Rescaling by a small s (0.125 or 0.25) improves PT+FT's test accuracy over s = 1 "
-                "at every n_main, for every network.",
-                ok and bool(small),
-                ev,
-                perf_fig,
-                SOURCE + " (ResNet-18: s ∈ {0.125, 0.25} helps at all n)",
-            )
-        )
-        ev = {}
-        ok = True
-        for trunk in trunks:
-            d = [
-                a(trunk, "PT+FT s=2", n) - a(trunk, "PT+FT s=1", n)
-                for n in ns
-                if a(trunk, "PT+FT s=2", n) is not None and a(trunk, "PT+FT s=1", n) is not None
-            ]
-            ev[f"{trunk}: mean over n of acc(s=2) − acc(s=1)"] = (
-                round(float(np.mean(d)), 4) if d else None
-            )
-            ok &= bool(d) and float(np.mean(d)) < 0
-        claims.append(
-            Claim(
-                "images.large_s_hurts",
-                "s = 2 is worse than s = 1 (test accuracy averaged over n_main), for every network.",
-                ok,
-                ev,
-                perf_fig,
-                SOURCE + " (s = 2 clearly worse)",
-            )
-        )
-        ev = {}
-        ok = True
-        for trunk in trunks:
-            g = rep[(rep.trunk == trunk) & (rep.s == rep.s.min())]
-            if g.empty:
-                ok = False
-                continue
-            r = g.iloc[0]
-            ev[f"{trunk} s={r.s:g}"] = {
-                "pr_pre": round(float(r.pr_pre), 3),
-                "pr_post": round(float(r.pr_post), 3),
-                "ensd": round(float(r.ensd), 3),
-            }
-            ok &= bool(r.pr_post < r.pr_pre and r.ensd >= 0.8 * r.pr_post)
-        claims.append(
-            Claim(
-                "images.nested_signature",
-                "At the smallest s the finetuned penultimate layer shows the nested-feature-"
-                "selection signature: a lower participation ratio than the (rescaled) pretrained "
-                "layer, and ENSD ≥ 0.8·PR after finetuning — for every network.",
-                ok,
-                ev,
-                rep_fig,
-                SOURCE + " (ResNet, small s: lower-dimensional, inside the pretrained subspace)",
-            )
-        )
-        ev = {}
-        ok = True
-        for trunk in trunks:
-            lo = (a(trunk, "MTL", ns[0]), a(trunk, "PT+FT s=1", ns[0]))
-            hi = (a(trunk, "MTL", ns[-1]), a(trunk, "PT+FT s=1", ns[-1]))
-            ev[f"{trunk} n={int(ns[0])}: MTL, PT+FT"] = lo
-            ev[f"{trunk} n={int(ns[-1])}: MTL, PT+FT"] = hi
-            ok &= None not in lo + hi and lo[0] >= lo[1] and hi[1] >= hi[0]
-        claims.append(
-            Claim(
-                "images.mtl_small_n",
-                "MTL is at least as accurate as PT+FT (s = 1) at the smallest n_main and PT+FT at "
-                "least as accurate as MTL at the largest, for every network.",
-                ok,
-                ev,
-                perf_fig,
-                SOURCE + " (§5: ResNet within error at the smallest n, PT+FT ahead beyond)",
-            )
-        )
+    @staticmethod
+    def _sections(
+        df: pd.DataFrame, acc: pd.DataFrame, rep: pd.DataFrame, perf_fig: str, rep_fig: str
+    ) -> list[Section]:
         table = acc.pivot_table(index=["trunk", "label"], columns="n_main", values="mean")
         table_se = acc.pivot_table(index=["trunk", "label"], columns="n_main", values="se")
         status = df.groupby(["trunk", "method", "status"]).size().unstack(fill_value=0)
         pt = df[df.method == "pt"][["trunk", "seed", "status", "epochs", "test_acc"]]
-        n_true = sum(c.verdict for c in claims)
-        summary = (
-            f"{n_true} of {len(claims)} checked claims hold at preset `{preset}` "
-            f"({len(df)} runs). Whether rescaling helps on this data, and whether the signature "
-            "appears, is read off the claims below — a claim that does not hold is a finding "
-            "about this data set and these networks, not hidden."
-        )
-        sections = [
+        return [
             Section(
                 "Accuracy against n_main",
                 "Main task: the two held-out classes (chosen by the seed). PT+FT: every "
                 "pretrained parameter × s (BatchNorm affines and both heads included; the main "
                 "head is never trained during pretraining, as the paper's shared head's main "
-                "logits), then all parameters trained on the main task. Mean ± s.e. over seeds.",
+                "logits), then all parameters trained on the main task. Mean ± s.e. over seeds "
+                "(failed runs excluded).",
                 [perf_fig],
                 [("mean test accuracy", table), ("s.e.", table_se)],
             ),
@@ -306,7 +223,6 @@ class ImagesRescalingStudy(Study):
             ),
             Section("Runs", "", [], [("status", status), ("pretraining", pt)]),
         ]
-        return Analysis(claims, sections, summary)
 
 
 register(ImagesRescalingStudy())

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    import pandas as pd
 
-def plt():
+
+def plt() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -26,7 +30,7 @@ def mean_se(values: Sequence[float]) -> tuple[float, float, int]:
     return float(v.mean()), se, int(v.size)
 
 
-def summarise(df, by: list[str], value: str):
+def summarise(df: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
     """Per group of ``by``: ``mean``, ``se`` and ``n`` of ``value`` (a pandas DataFrame)."""
     import pandas as pd
 
@@ -38,14 +42,28 @@ def summarise(df, by: list[str], value: str):
     return pd.DataFrame(rows)
 
 
-def save(fig, fig_dir: Path, name: str) -> str:
+def summarise_wide(df: pd.DataFrame, by: list[str], values: Sequence[str]) -> pd.DataFrame:
+    """Per group of ``by``: the mean of each of ``values`` (column ``value``) and its standard
+    error (column ``value_se``) — :func:`summarise` for several values at once."""
+    out: pd.DataFrame | None = None
+    for v in values:
+        s = summarise(df, by, v).rename(columns={"mean": v, "se": f"{v}_se"}).drop(columns="n")
+        out = s if out is None else out.merge(s, on=by, how="outer")
+    if out is None:
+        raise ValueError("summarise_wide needs at least one value column")
+    return out
+
+
+def save(fig: Any, fig_dir: Path, name: str) -> str:
     fig_dir.mkdir(parents=True, exist_ok=True)
     fig.savefig(fig_dir / name, dpi=110)
     plt().close(fig)
     return name
 
 
-def panel_grid(n: int, ncols: int = 3, size: tuple[float, float] = (4.2, 3.3)):
+def panel_grid(
+    n: int, ncols: int = 3, size: tuple[float, float] = (4.2, 3.3)
+) -> tuple[Any, list[Any]]:
     p = plt()
     ncols = min(ncols, n)
     nrows = int(np.ceil(n / ncols))
@@ -61,7 +79,7 @@ def panel_grid(n: int, ncols: int = 3, size: tuple[float, float] = (4.2, 3.3)):
     return fig, list(axes.flat[:n])
 
 
-def errorline(ax, x, mean, se, label: str, **kw) -> None:
+def errorline(ax: Any, x: Any, mean: Any, se: Any, label: str, **kw: Any) -> None:
     x, mean, se = (np.asarray(a, float) for a in (x, mean, se))
     order = np.argsort(x)
     ax.errorbar(
@@ -77,7 +95,7 @@ def errorline(ax, x, mean, se, label: str, **kw) -> None:
     )
 
 
-def style_loss_vs_n(ax, title: str) -> None:
+def style_loss_vs_n(ax: Any, title: str) -> None:
     """Log-log axes of a test-loss-against-n_main panel."""
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
@@ -86,7 +104,7 @@ def style_loss_vs_n(ax, title: str) -> None:
     ax.set_ylabel("test loss / zero predictor")
 
 
-def log_ticks(ax, values, axis: str = "x") -> None:
+def log_ticks(ax: Any, values: Any, axis: str = "x") -> None:
     """A log axis labelled exactly at ``values`` (plain numbers, no minor ticks)."""
     vals = sorted({float(v) for v in values})
     setter = ax.set_xticks if axis == "x" else ax.set_yticks

@@ -1,0 +1,159 @@
+"""Claim rules, and the table helpers the studies share.
+
+A :class:`ClaimRule` is a pure function from a table (pandas) to a verdict and its evidence. Its
+thresholds are written once, as keyword parameters; the claim's text is rendered from the same
+parameters the function tests (``text.format(**params)``), so the report can never state a
+threshold other than the one applied. Every rule is tested on small synthetic tables where it must
+hold and where it must fail (``tests/test_claim_rules.py``).
+
+.. code-block:: python
+
+    @claim_rule("x.beats_y", "X beats Y by more than {margin:g}.", margin=0.5)
+    def x_beats_y(table, *, margin):
+        d = float(table.x.mean() - table.y.mean())
+        return d > margin, {"difference": d}
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mtlab.studies.base import Claim, Section
+
+Check = Callable[..., tuple[bool, dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class ClaimRule:
+    """A claim: id, text template, the check, its thresholds and where the claim comes from."""
+
+    id: str
+    text: str
+    check: Check
+    params: Mapping[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+    def rendered(self) -> str:
+        return self.text.format(**self.params)
+
+    def evaluate(self, table: Any, figure: str | None = None) -> Claim:
+        """The verdict of this rule on ``table`` (a Claim with the evidence and thresholds)."""
+        ok, evidence = self.check(table, **self.params)
+        evidence = {**evidence, "thresholds": dict(self.params)} if self.params else evidence
+        return Claim(self.id, self.rendered(), bool(ok), evidence, figure, self.source)
+
+    def __call__(self, table: Any) -> bool:
+        """The bare verdict (for tests)."""
+        return bool(self.check(table, **self.params)[0])
+
+
+def claim_rule(
+    id: str, text: str, *, source: str = "", **params: Any
+) -> Callable[[Check], ClaimRule]:
+    """Decorator: the function ``check(table, **params) -> (verdict, evidence)`` as a rule."""
+
+    def wrap(check: Check) -> ClaimRule:
+        rule = ClaimRule(id, text, check, params, source)
+        rule.rendered()  # a template naming a missing parameter fails at import, not in a report
+        return rule
+
+    return wrap
+
+
+# ---------------------------------------------------------------------------- numbers
+
+
+def r(v: Any, digits: int = 4) -> Any:
+    """``v`` rounded to ``digits`` significant digits (None / non-finite pass through)."""
+    if v is None:
+        return None
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return [r(x, digits) for x in v]
+    f = float(v)
+    if not math.isfinite(f) or f == 0:
+        return f
+    return float(f"{f:.{digits}g}")
+
+
+def geo_mean(values: Sequence[float | None]) -> float | None:
+    """Geometric mean of the positive finite values (None if there is none)."""
+    v = [x for x in values if x is not None and np.isfinite(x) and x > 0]
+    return float(np.exp(np.mean(np.log(v)))) if v else None
+
+
+def spearman(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
+    """Spearman rank correlation (NaN for fewer than 3 points or a constant input)."""
+    from scipy.stats import spearmanr
+
+    if len(x) < 3 or np.ptp(np.asarray(x, float)) == 0 or np.ptp(np.asarray(y, float)) == 0:
+        return float("nan")
+    return float(spearmanr(x, y).statistic)
+
+
+def cell(cells: pd.DataFrame, value: str = "mean", **where: Any) -> float | None:
+    """The ``value`` of the one row of ``cells`` matching ``where`` (floats compared with
+    isclose); None if no row matches."""
+    m = np.ones(len(cells), bool)
+    for k, v in where.items():
+        col = cells[k]
+        m &= np.isclose(col.astype(float), float(v)) if isinstance(v, float) else (col == v)
+    sub = cells[m]
+    return None if sub.empty else float(sub[value].iloc[0])
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    """``a / b``; None when either is missing or ``b`` is not positive."""
+    if a is None or b is None or not b > 0:
+        return None
+    return float(a / b)
+
+
+def completed(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of runs that did not fail (failed runs never enter a mean; they are counted in
+    the report's summary and run table)."""
+    return df[df.status != "failed"] if "status" in df else df
+
+
+# ---------------------------------------------------------------------------- report pieces
+
+
+def claims_line(claims: Sequence[Claim], preset: str, runs: int) -> str:
+    """The report's first line: "N of M checked claims hold at preset `p` (R runs)"."""
+    held = sum(c.verdict for c in claims)
+    return f"{held} of {len(claims)} checked claims hold at preset `{preset}` ({runs} runs"
+
+
+def runs_section(df: pd.DataFrame, by: str = "method") -> Section:
+    """Run status counts and steps per ``by`` (the last section of a study's report)."""
+    tables: list[tuple[str, Any]] = [
+        ("status counts", df.groupby([by, "status"]).size().unstack(fill_value=0))
+    ]
+    if "steps" in df:
+        tables.append(("steps", df.groupby(by).steps.agg(["median", "max"])))
+    return Section("Runs", f"Run status and steps per {by}.", [], tables)
+
+
+def evaluate_all(rules: Sequence[ClaimRule], table: Any, figure: str | None = None) -> list[Claim]:
+    """Every rule of ``rules`` on the same table."""
+    return [rule.evaluate(table, figure) for rule in rules]
+
+
+__all__ = [
+    "ClaimRule",
+    "cell",
+    "claim_rule",
+    "claims_line",
+    "completed",
+    "evaluate_all",
+    "geo_mean",
+    "r",
+    "ratio",
+    "runs_section",
+    "spearman",
+]

@@ -61,7 +61,7 @@ def _positive(value: str) -> int:
     return n
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:  # long: one declarative table of commands
     p = argparse.ArgumentParser(prog="mtlab", description="A lab bench for multi-task learning.")
     p.add_argument("--version", action="version", version=f"mtlab {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
@@ -199,6 +199,33 @@ def make_report(out: Path) -> dict[str, Path]:
     return write_report(out, study=study.name, preset=preset, analysis=analysis, meta=meta)
 
 
+def _dry_run(configs: list[Any], label: str) -> int:
+    """Print the number of runs per method (dependencies included); write nothing."""
+    from collections import Counter
+
+    from mtlab.runs.executor import expand_dependencies
+
+    counts = Counter(c.method for phase in expand_dependencies(configs) for c in phase)
+    print(
+        f"{sum(counts.values())} runs of {label}: "
+        + ", ".join(f"{m} {n}" for m, n in sorted(counts.items()))
+    )
+    return 0
+
+
+def _record_session(store: Any, out: Path, stats: dict[str, Any]) -> None:
+    """Append this session's counts to the folder's ``sessions.json``."""
+    hist_path = out / "sessions.json"
+    hist = json.loads(hist_path.read_text()) if hist_path.exists() else []
+    hist.append(
+        {
+            "finished": _dt.datetime.now().isoformat(timespec="seconds"),
+            **{k: stats[k] for k in ("requested", "trained", "skipped", "failed", "seconds")},
+        }
+    )
+    store.write_json("sessions.json", hist)
+
+
 def _execute(
     args: argparse.Namespace,
     study: str,
@@ -212,17 +239,7 @@ def _execute(
     from mtlab.runs.store import RunStore
 
     if args.dry_run:
-        from collections import Counter
-
-        from mtlab.runs.executor import expand_dependencies
-
-        phases = expand_dependencies(configs)
-        counts = Counter(c.method for phase in phases for c in phase)
-        print(
-            f"{sum(counts.values())} runs of {label}: "
-            + ", ".join(f"{m} {n}" for m, n in sorted(counts.items()))
-        )
-        return 0
+        return _dry_run(configs, label)
     problem = _check_out(args.out, study, preset)
     if problem:
         return _fail(problem)
@@ -251,15 +268,7 @@ def _execute(
             file=sys.stderr,
         )
         return 130
-    hist_path = args.out / "sessions.json"
-    hist = json.loads(hist_path.read_text()) if hist_path.exists() else []
-    hist.append(
-        {
-            "finished": _dt.datetime.now().isoformat(timespec="seconds"),
-            **{k: stats[k] for k in ("requested", "trained", "skipped", "failed", "seconds")},
-        }
-    )
-    store.write_json("sessions.json", hist)
+    _record_session(store, args.out, stats)
     print(
         f"mtlab: trained {stats['trained']} runs ({stats['failed']} failed), skipped "
         f"{stats['skipped']} already stored, in {stats['seconds']:.1f} s",

@@ -93,7 +93,7 @@ def best_grouping(
     names: Sequence[str] | None = None,
     max_group_size: int | None = None,
     time_limit: float | None = None,
-) -> Grouping:
+) -> Grouping:  # long: one branch-and-bound whose nested search shares the incumbent
     """The exact optimum of TAG's grouping objective with at most ``budget`` groups (see module
     doc). Raises ``ValueError`` if no grouping covers every task within the budget, and
     ``TimeoutError`` if the search exceeds ``time_limit`` seconds."""

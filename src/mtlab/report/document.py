@@ -69,7 +69,7 @@ def _claims_md(claims: list[Claim]) -> str:
 
 def write_report(
     root: Path, *, study: str, preset: str, analysis: Analysis, meta: dict[str, Any]
-) -> dict[str, Path]:
+) -> dict[str, Path]:  # long: the Markdown and HTML templates of one document
     """Write ``claims.json``, ``report.md`` and ``report.html`` into ``root``."""
     root = Path(root)
     claims_path = root / "claims.json"

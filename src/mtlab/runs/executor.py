@@ -72,6 +72,44 @@ def expand_dependencies(configs: Sequence[RunConfig]) -> list[list[RunConfig]]:
     return [list(p.values()) for p in phases]
 
 
+def plan(configs: Sequence[RunConfig], store: RunStore) -> list[list[RunConfig]]:
+    """The runs still to train, per dependency phase: those missing from ``store``, plus finished
+    dependencies whose parameters were lost (their dependents need them)."""
+    done = store.done_ids()
+    phases = expand_dependencies(configs)
+    todo = [[c for c in phase if c.run_id() not in done] for phase in phases]
+    for p, phase in enumerate(phases[:-1]):
+        for c in phase:
+            if c.run_id() in done and not store.has_params(c.run_id()):
+                todo[p].append(c)
+    return todo
+
+
+def _groups(phase: Sequence[RunConfig]) -> list[list[RunConfig]]:
+    """The phase's runs grouped by family and group key, each group in its family's order."""
+    groups: dict[tuple[Any, ...], list[RunConfig]] = defaultdict(list)
+    for cfg in phase:
+        groups[(cfg.family, family_of(cfg).group_key(cfg))].append(cfg)
+    for group in groups.values():
+        # similar runs next to each other: less zero-padding inside a chunk
+        group.sort(key=family_of(group[0]).sort_key)
+    return list(groups.values())
+
+
+def _chunk_size(
+    fam: Family,
+    group: Sequence[RunConfig],
+    chunk: int | str,
+    pretrained: Pretrained,
+    device: str | torch.device,
+) -> int:
+    if not fam.batched(group[0]):
+        return 1  # a family whose runs are not ensembled
+    if chunk == "auto":
+        return plan_chunk(fam, group, pretrained, device)
+    return min(int(chunk), len(group))
+
+
 def execute(
     configs: Sequence[RunConfig],
     store: RunStore,
@@ -79,32 +117,24 @@ def execute(
     chunk: int | str = "auto",
     device: str | torch.device = "cpu",
     progress: bool = True,
-) -> dict[str, Any]:
+) -> dict[str, Any]:  # long: the loader cache and the sink share the store, stats and bar
     """Train every run of ``configs`` missing from ``store``; returns counts and timings."""
     from tqdm.auto import tqdm
 
     if isinstance(chunk, int) and chunk < 1:
         raise ValueError(f"chunk must be >= 1 or 'auto'; got {chunk}")
     done = store.done_ids()
-    phases = expand_dependencies(configs)
-    todo = [[c for c in phase if c.run_id() not in done] for phase in phases]
-    # a finished dependency whose parameters were lost must be redone
-    for p, phase in enumerate(phases[:-1]):
-        for c in phase:
-            if c.run_id() in done and not store.has_params(c.run_id()):
-                todo[p].append(c)
+    todo = plan(configs, store)
     total = sum(len(t) for t in todo)
+    requested = {c.run_id() for c in configs}
     stats: dict[str, Any] = {
-        "requested": len({c.run_id() for c in configs}),
+        "requested": len(requested),
         "trained": 0,
-        "skipped": 0,
+        "skipped": len(requested & done),
         "failed": 0,
         "seconds": 0.0,
         "chunks": [],
     }
-    stats["skipped"] = stats["requested"] - sum(
-        1 for c in {c.run_id(): c for c in configs}.values() if c.run_id() not in done
-    )
     cache: dict[str, dict[str, torch.Tensor]] = {}
 
     def pretrained(run_id: str) -> dict[str, torch.Tensor]:
@@ -119,7 +149,7 @@ def execute(
 
     def sink(
         row: dict[str, Any],
-        curve: list[dict[str, float]],
+        curve: list[dict[str, Any]],
         params: dict[str, torch.Tensor],
         evals: list[dict[str, Any]] | None = None,
     ) -> None:
@@ -130,30 +160,17 @@ def execute(
 
     try:
         for phase in todo:
-            groups: dict[tuple[Any, ...], list[RunConfig]] = defaultdict(list)
-            for cfg in phase:
-                groups[(cfg.family, family_of(cfg).group_key(cfg))].append(cfg)
-            for group in groups.values():
+            for group in _groups(phase):
                 fam = family_of(group[0])
-                # similar runs next to each other: less zero-padding inside a chunk
-                group.sort(key=fam.sort_key)
-                if not fam.batched(group[0]):
-                    size = 1  # a family whose runs are not ensembled
-                elif chunk == "auto":
-                    size = plan_chunk(fam, group, pretrained, device)
-                else:
-                    size = min(int(chunk), len(group))
+                size = _chunk_size(fam, group, chunk, pretrained, device)
                 for i in range(0, len(group), size):
                     part = group[i : i + size]
                     bar.set_postfix_str(f"{part[0].method} x{len(part)}")
                     t0 = time.perf_counter()
                     fam.run_chunk(part, pretrained, sink=sink, device=device)
+                    seconds = time.perf_counter() - t0
                     stats["chunks"].append(
-                        {
-                            "method": part[0].method,
-                            "size": len(part),
-                            "seconds": time.perf_counter() - t0,
-                        }
+                        {"method": part[0].method, "size": len(part), "seconds": seconds}
                     )
                 store.write_tables()
     finally:

@@ -94,19 +94,21 @@ class SubspaceFamily(SequentialFamily):
         # resolved by the config's validator
         assert cfg.eta_a is not None and cfg.eta_w is not None and cfg.weight_decay is not None
         assert cfg.loss is not None
+
+        def sampler(
+            n: Callable[[str], int],
+        ) -> Callable[[str, Sequence[int]], tuple[Tensor, Tensor]]:
+            def sample(stream: str, tasks: Sequence[int]) -> tuple[Tensor, Tensor]:
+                return sample_tasks(spec, M, theta, offsets, n(stream), cfg.seed, stream, tasks)
+
+            return sample
+
         if cfg.method == "alternating":
             n_round = cfg.samples_per_round * scale
-
-            def round_sampler(stream: str, tasks: Sequence[int]) -> tuple[Tensor, Tensor]:
-                return sample_tasks(spec, M, theta, offsets, n_round, cfg.seed, stream, tasks)
-
-            def measure(W: Tensor, A: Tensor) -> dict[str, float]:
-                return subspace_metrics(W, M)
-
             log = alternating_sgd(
                 W0,
                 T,
-                round_sampler,
+                sampler(lambda stream: n_round),
                 rounds=cfg.rounds,
                 batch_tasks=cfg.batch_tasks,
                 head_steps=cfg.head_steps,
@@ -117,21 +119,37 @@ class SubspaceFamily(SequentialFamily):
                 bias=bias,
                 generator=generator(cfg.seed, "task-batches"),
                 log_every=cfg.log_every,
-                measure=measure,
+                measure=lambda W, A: subspace_metrics(W, M),
             )
             per_round = [
                 {"round": k, **rec} for k, rec in zip(log.rounds, log.records, strict=True)
             ]
             return log.W, per_round, {}
         n = {"head": cfg.n1 * scale, "rep": cfg.n2 * scale}
+        return self._one_step(
+            cfg, M, W0, theta, sampler(n.__getitem__), max(n.values()), bias, device
+        )
 
-        def sampler(stream: str, tasks: Sequence[int]) -> tuple[Tensor, Tensor]:
-            return sample_tasks(spec, M, theta, offsets, n[stream], cfg.seed, stream, tasks)
-
+    @staticmethod
+    def _one_step(
+        cfg: SubspaceRunConfig,
+        M: Tensor,
+        W0: Tensor,
+        theta: Tensor,
+        sampler: Callable[[str, Sequence[int]], tuple[Tensor, Tensor]],
+        n_max: int,
+        bias: Tensor | None,
+        device: torch.device | str,
+    ) -> tuple[Tensor, list[dict[str, Any]], dict[str, float]]:
+        """Head-first one-step training (learned, shared or fixed random heads) and, with learned
+        heads, the mean row cosine to the population prediction (``theory_cos``)."""
+        assert cfg.eta_a is not None and cfg.eta_w is not None and cfg.weight_decay is not None
+        assert cfg.loss is not None
+        T = theta.shape[0]
         random_heads = None
         if cfg.features == "random_heads":
             g = generator(cfg.seed, "random-heads", T, cfg.m)
-            random_heads = torch.randn(T, cfg.m, generator=g, dtype=dtype) * cfg.random_head_scale
+            random_heads = torch.randn(T, cfg.m, generator=g, dtype=M.dtype) * cfg.random_head_scale
         res = one_step(
             W0,
             T,
@@ -144,7 +162,7 @@ class SubspaceFamily(SequentialFamily):
             bias=bias,
             random_heads=None if random_heads is None else random_heads.to(device),
             task_block=auto_task_block(
-                max(n.values()), cfg.d, cfg.m, itemsize=M.element_size(), device=device
+                n_max, cfg.d, cfg.m, itemsize=M.element_size(), device=device
             ),
         )
         extra = {}

@@ -88,6 +88,45 @@ def eta_agreement(
     return rows
 
 
+def _affinity_rows(data: MultiTaskDataset, A: Any, F: Any) -> list[dict[str, Any]]:
+    """One evaluation row per (recipient, source): lookahead and first-order affinity, and
+    whether both tasks share a planted group (None without planted groups)."""
+    tasks, planted = data.tasks, data.meta.get("groups")
+    group_of = {t: g for g, members in enumerate(planted) for t in members} if planted else None
+    return [
+        {
+            "evaluation": "affinity",
+            "recipient": tasks[i],
+            "source": tasks[j],
+            "value": float(A[i, j]),
+            "first_order": float(F[i, j]),
+            "same_group": None
+            if group_of is None
+            else bool(group_of[tasks[i]] == group_of[tasks[j]]),
+        }
+        for i in range(len(tasks))
+        for j in range(len(tasks))
+    ]
+
+
+def _grouping_row(
+    A: Any, budget: int, tasks: list[str], planted: Any, kind: str
+) -> tuple[list[list[str]], dict[str, Any]]:
+    """The best grouping of ``A`` for ``budget`` networks and its evaluation row."""
+    grouping = best_grouping(A, budget, names=tasks)
+    chosen = [sorted(g) for g in grouping.names or []]
+    recovered = None if not planted else sorted(chosen) == sorted(sorted(g) for g in planted)
+    row = {
+        "evaluation": "grouping",
+        "affinity_kind": kind,
+        "groups": "; ".join(",".join(g) for g in chosen),
+        "value": grouping.value,
+        "recovered": recovered,
+        "search_nodes": grouping.nodes,
+    }
+    return chosen, row
+
+
 def _accuracy_rows(model_name: str, res: MTTrainResult) -> list[dict[str, Any]]:
     return [
         {
@@ -113,84 +152,24 @@ class TransferenceFamily(SequentialFamily):
     def run_one(
         self, cfg: TransferenceRunConfig, device: torch.device | str = "cpu"
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The pipeline of one dataset and seed: (row, evaluation rows) — see the class doc."""
         data = load_dataset(cfg.dataset, cfg.seed)
-        tasks = data.tasks
-        T = len(tasks)
-        evals: list[dict[str, Any]] = []
         # 1. all tasks together, with probes
         model, res = train(cfg, data, "mean", cfg.probe_every, device)
         kept = res.probes[int(len(res.probes) * cfg.warmup) :] or res.probes
         A = mean_affinity(kept).numpy()
-        F = torch.stack([p.first_order for p in kept]).mean(0).numpy()
-        planted = data.meta.get("groups")
-        group_of = {t: g for g, members in enumerate(planted) for t in members} if planted else None
-        for i in range(T):
-            for j in range(T):
-                evals.append(
-                    {
-                        "evaluation": "affinity",
-                        "recipient": tasks[i],
-                        "source": tasks[j],
-                        "value": float(A[i, j]),
-                        "first_order": float(F[i, j]),
-                        "same_group": None
-                        if group_of is None
-                        else bool(group_of[tasks[i]] == group_of[tasks[j]]),
-                    }
-                )
+        evals = _affinity_rows(data, A, torch.stack([p.first_order for p in kept]).mean(0).numpy())
         evals += _accuracy_rows("all_together", res)
         # 2. first-order agreement vs η
         evals += [{"evaluation": "eta", **r} for r in eta_agreement(model, data, cfg.etas)]
-        # 3. grouping
-        grouping = best_grouping(A, cfg.budget, names=tasks)
-        chosen = [sorted(g) for g in grouping.names or []]
-        recovered = None if not planted else sorted(chosen) == sorted(sorted(g) for g in planted)
-        evals.append(
-            {
-                "evaluation": "grouping",
-                "affinity_kind": "lookahead",
-                "groups": "; ".join(",".join(g) for g in chosen),
-                "value": grouping.value,
-                "recovered": recovered,
-                "search_nodes": grouping.nodes,
-            }
-        )
-        # the gradient-cosine baseline on the same probes
+        # 3. grouping, and the gradient-cosine baseline on the same probes
+        planted = data.meta.get("groups")
+        chosen, row = _grouping_row(A, cfg.budget, data.tasks, planted, "lookahead")
         C = torch.stack([p.cosine for p in kept]).mean(0).numpy()
-        cos_group = best_grouping(C, cfg.budget, names=tasks)
-        cos_chosen = [sorted(g) for g in cos_group.names or []]
-        evals.append(
-            {
-                "evaluation": "grouping",
-                "affinity_kind": "gradient_cosine",
-                "groups": "; ".join(",".join(g) for g in cos_chosen),
-                "value": cos_group.value,
-                "recovered": None
-                if not planted
-                else sorted(cos_chosen) == sorted(sorted(g) for g in planted),
-                "search_nodes": cos_group.nodes,
-            }
-        )
-        # 4. the chosen groups, each task in its best group by validation accuracy
-        best: dict[str, dict[str, float]] = {}
-        for g in chosen:
-            _, gres = train(cfg, data.subset_tasks(g), "mean", 0, device)
-            for t in g:
-                acc = {s: gres.metrics[s][t]["accuracy"] for s in ("val", "test")}
-                if t not in best or acc["val"] > best[t]["val"]:
-                    best[t] = acc
-        for t in tasks:
-            for split in ("val", "test"):
-                evals.append(
-                    {
-                        "evaluation": "model",
-                        "model": "grouped",
-                        "task": t,
-                        "split": split,
-                        "accuracy": best[t][split],
-                    }
-                )
-        for t in tasks:
+        evals += [row, _grouping_row(C, cfg.budget, data.tasks, planted, "gradient_cosine")[1]]
+        # 4. the chosen groups, single tasks, the plain sum and IT-MTL on the same data
+        evals += self._grouped_rows(cfg, data, chosen, device)
+        for t in data.tasks:
             _, sres = train(cfg, data.subset_tasks([t]), "mean", 0, device)
             evals += _accuracy_rows("stl", sres)
         _, sum_res = train(cfg, data, "sum", 0, device)
@@ -210,6 +189,29 @@ class TransferenceFamily(SequentialFamily):
             }
         )
         return base, evals
+
+    @staticmethod
+    def _grouped_rows(
+        cfg: TransferenceRunConfig,
+        data: MultiTaskDataset,
+        chosen: list[list[str]],
+        device: torch.device | str,
+    ) -> list[dict[str, Any]]:
+        """Train each chosen group; each task is scored in its group with the best validation
+        accuracy."""
+        best: dict[str, dict[str, float]] = {}
+        for g in chosen:
+            _, gres = train(cfg, data.subset_tasks(g), "mean", 0, device)
+            for t in g:
+                acc = {s: gres.metrics[s][t]["accuracy"] for s in ("val", "test")}
+                if t not in best or acc["val"] > best[t]["val"]:
+                    best[t] = acc
+        return [
+            {"evaluation": "model", "model": "grouped", "task": t, "split": split,
+             "accuracy": best[t][split]}
+            for t in data.tasks
+            for split in ("val", "test")
+        ]  # fmt: skip
 
     def record(
         self, cfg: TransferenceRunConfig, device: torch.device | str = "cpu", pretrained=None

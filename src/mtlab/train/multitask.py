@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from mtlab.grad.jacobian import JacobianEngine
-from mtlab.grad.methods import Method
+from mtlab.grad.methods import Method, StepRecord
 from mtlab.measure.conflict import conflict_summary
 from mtlab.models.multitask import MultiTaskNet
 from mtlab.tasks.datasets import MultiTaskDataset
@@ -112,118 +112,147 @@ def train_multitask(
             f"model has {len(model.heads)} heads and method {method.n_tasks} tasks, but the "
             f"dataset has {data.n_tasks}"
         )
-    device = torch.device(device)
-    model.to(device)
-    method.to(device)
-    x_tr, y_tr = data.x["train"].to(device), data.y["train"].to(device)
-    x_va, y_va = data.x["val"].to(device), data.y["val"].to(device)
-    shared, specific = model.shared_parameters(), model.task_parameters()
-    opt = torch.optim.Adam(
-        [*model.parameters(), *method.parameters()], lr=cfg.lr, weight_decay=cfg.weight_decay
-    )
-    engine = JacobianEngine(cfg.backend)
-    # methods with random choices inside torchjd (PCGrad's task order, GradDrop's masks) draw from
-    # the global stream: seed it so that a run is reproducible from its config
-    torch.manual_seed(cfg.seed)
-    shared_names = [n for n, p in model.named_parameters() if any(p is q for q in shared)]
-    probe = None
-    if cfg.probe_every or method.needs_lookahead:
-        from mtlab.grad.lookahead import LookaheadProbe
-
-        probe = LookaheadProbe(model, shared_names, opt, rule=cfg.probe_rule, eta=cfg.probe_eta)
-    probes: list[Any] = []
-    probe_time = 0.0
-    g = torch.Generator().manual_seed(cfg.seed)
-    n, T = x_tr.shape[0], data.n_tasks
-    best_val, best_state, best_epoch = -1.0, None, 0
-    history: list[dict[str, float]] = []
-    diagnostics: list[dict[str, float]] = []
-    step, train_time = 0, 0.0
-    epochs = range(1, cfg.epochs + 1)
+    run = _MTRun(model, data, method, cfg, torch.device(device))
+    epochs: Any = range(1, cfg.epochs + 1)
     if progress:
         from tqdm.auto import tqdm
 
         epochs = tqdm(epochs, desc=f"{method.name or 'stl'}", unit="epoch", leave=False)
     for epoch in epochs:
-        order = torch.randperm(n, generator=g).to(device)
-        sums = torch.zeros(T)
-        w_sum = torch.zeros(T)
-        batches = 0
-        t0 = time.perf_counter()
-        for s in range(0, n, cfg.batch_size):
-            idx = order[s : s + cfg.batch_size]
-            xb, yb = x_tr[idx], y_tr[idx]
-            opt.zero_grad(set_to_none=True)
-            for p in method.parameters():
-                p.grad = None
+        record = run.epoch(epoch)
+        if on_epoch is not None:
+            on_epoch(record)
+    return run.result()
 
-            def losses_fn(out: tuple[Tensor, list[Tensor]], yb: Tensor = yb) -> Tensor:
-                return torch.stack(
-                    [nn.functional.cross_entropy(out[1][t], yb[:, t]) for t in range(T)]
-                )
 
-            if probe is not None and cfg.probe_every and step % cfg.probe_every == 0:
-                tp = time.perf_counter()
-                look = probe(xb, losses_fn)
-                look.step = step  # type: ignore[attr-defined]
-                probes.append(look)
-                probe_time += time.perf_counter() - tp
-            if probe is not None and method.needs_lookahead:
-                method.set_lookahead(partial(probe.evaluate, xb, losses_fn))
-            z, logits = model(xb)
-            losses = torch.stack(
-                [nn.functional.cross_entropy(logits[t], yb[:, t]) for t in range(T)]
+class _MTRun:
+    """State and phases (one step, one epoch, the result) of :func:`train_multitask`."""
+
+    def __init__(
+        self,
+        model: MultiTaskNet,
+        data: MultiTaskDataset,
+        method: Method,
+        cfg: MTTrainConfig,
+        device: torch.device,
+    ) -> None:
+        self.model, self.data, self.method, self.cfg, self.device = model, data, method, cfg, device
+        model.to(device)
+        method.to(device)
+        self.x_tr, self.y_tr = data.x["train"].to(device), data.y["train"].to(device)
+        self.x_va, self.y_va = data.x["val"].to(device), data.y["val"].to(device)
+        self.shared, self.specific = model.shared_parameters(), model.task_parameters()
+        self.opt = torch.optim.Adam(
+            [*model.parameters(), *method.parameters()], lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
+        self.engine = JacobianEngine(cfg.backend)
+        # methods with random choices inside torchjd (PCGrad's task order, GradDrop's masks) draw
+        # from the global stream: seed it so that a run is reproducible from its config
+        torch.manual_seed(cfg.seed)
+        shared_ids = {id(q) for q in self.shared}
+        names = [n for n, p in model.named_parameters() if id(p) in shared_ids]
+        self.probe: Any = None
+        if cfg.probe_every or method.needs_lookahead:
+            from mtlab.grad.lookahead import LookaheadProbe
+
+            self.probe = LookaheadProbe(
+                model, names, self.opt, rule=cfg.probe_rule, eta=cfg.probe_eta
             )
-            want = step % cfg.diagnostics_every == 0
-            rec = method.backward(losses, shared, specific, z, engine, want_gramian=want)
-            opt.step()
-            if want and rec.gramian is not None and T > 1:
-                diag = conflict_summary(rec.gramian)  # inf (singular G) is stored as NaN
-                d: dict[str, float] = {"step": step, "epoch": epoch}
-                d.update({k: v if math.isfinite(v) else math.nan for k, v in diag.items()})
-                d.update(
-                    {f"w_{name}": float(w) for name, w in zip(data.tasks, rec.weights, strict=True)}
-                )
-                diagnostics.append(d)
+        self.probes: list[Any] = []
+        self.probe_time = 0.0
+        self.g = torch.Generator().manual_seed(cfg.seed)
+        self.best_state: dict[str, Any] | None = None
+        self.best_val, self.best_epoch = -1.0, 0
+        self.history: list[dict[str, float]] = []
+        self.diagnostics: list[dict[str, float]] = []
+        self.step_count, self.train_time = 0, 0.0
+
+    def _step(self, epoch: int, xb: Tensor, yb: Tensor) -> StepRecord:
+        """One optimiser step on a batch (probes and diagnostics on their schedules)."""
+        cfg, method, step, T = self.cfg, self.method, self.step_count, self.data.n_tasks
+        self.opt.zero_grad(set_to_none=True)
+        for p in method.parameters():
+            p.grad = None
+
+        def losses_fn(out: tuple[Tensor, list[Tensor]]) -> Tensor:
+            return torch.stack([nn.functional.cross_entropy(out[1][t], yb[:, t]) for t in range(T)])
+
+        if self.probe is not None and cfg.probe_every and step % cfg.probe_every == 0:
+            tp = time.perf_counter()
+            look = self.probe(xb, losses_fn)
+            look.step = step
+            self.probes.append(look)
+            self.probe_time += time.perf_counter() - tp
+        if self.probe is not None and method.needs_lookahead:
+            method.set_lookahead(partial(self.probe.evaluate, xb, losses_fn))
+        z, logits = self.model(xb)
+        losses = torch.stack([nn.functional.cross_entropy(logits[t], yb[:, t]) for t in range(T)])
+        want = step % cfg.diagnostics_every == 0
+        rec = method.backward(losses, self.shared, self.specific, z, self.engine, want_gramian=want)
+        self.opt.step()
+        if want and rec.gramian is not None and T > 1:
+            diag = conflict_summary(rec.gramian)  # inf (singular G) is stored as NaN
+            d: dict[str, float] = {"step": step, "epoch": epoch}
+            d.update({k: v if math.isfinite(v) else math.nan for k, v in diag.items()})
+            tasks = self.data.tasks
+            d.update({f"w_{name}": float(w) for name, w in zip(tasks, rec.weights, strict=True)})
+            self.diagnostics.append(d)
+        self.step_count += 1
+        return rec
+
+    def epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over the training set in a seeded order; validation; best-epoch selection."""
+        n, T, bs = self.x_tr.shape[0], self.data.n_tasks, self.cfg.batch_size
+        order = torch.randperm(n, generator=self.g).to(self.device)
+        sums, w_sum, batches = torch.zeros(T), torch.zeros(T), 0
+        t0 = time.perf_counter()
+        for s in range(0, n, bs):
+            idx = order[s : s + bs]
+            rec = self._step(epoch, self.x_tr[idx], self.y_tr[idx])
             sums += rec.losses.detach().cpu()
             w_sum += rec.weights.detach().cpu()
             batches += 1
-            step += 1
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        train_time += time.perf_counter() - t0
-        method.end_epoch()
-        val = evaluate(model, x_va, y_va, data.tasks)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.train_time += time.perf_counter() - t0
+        self.method.end_epoch()
+        val = evaluate(self.model, self.x_va, self.y_va, self.data.tasks)
         mean_val = sum(v["accuracy"] for v in val.values()) / T
-        rec_epoch = {"step": step, "epoch": epoch, "val_mean_accuracy": mean_val}
-        for t, name in enumerate(data.tasks):
-            rec_epoch[f"train_loss_{name}"] = float(sums[t]) / batches
-            rec_epoch[f"val_accuracy_{name}"] = val[name]["accuracy"]
-            rec_epoch[f"weight_{name}"] = float(w_sum[t]) / batches
-        history.append(rec_epoch)
-        if on_epoch is not None:
-            on_epoch(rec_epoch)
-        if mean_val > best_val:
-            best_val, best_epoch = mean_val, epoch
-            best_state = copy.deepcopy(model.state_dict())
-    assert best_state is not None
-    model.load_state_dict(best_state)
-    metrics: dict[str, Any] = {
-        "val": evaluate(model, x_va, y_va, data.tasks),
-        "test": evaluate(model, data.x["test"].to(device), data.y["test"].to(device), data.tasks),
-    }
-    backend = next(iter(engine.choices.values()), engine.backend)
-    return MTTrainResult(
-        metrics,
-        best_epoch,
-        step,
-        (train_time - probe_time) / max(step, 1),
-        history,
-        diagnostics,
-        backend,
-        probes,
-        probe_time,
-    )
+        record = {"step": self.step_count, "epoch": epoch, "val_mean_accuracy": mean_val}
+        for t, name in enumerate(self.data.tasks):
+            record[f"train_loss_{name}"] = float(sums[t]) / batches
+            record[f"val_accuracy_{name}"] = val[name]["accuracy"]
+            record[f"weight_{name}"] = float(w_sum[t]) / batches
+        self.history.append(record)
+        if mean_val > self.best_val:
+            self.best_val, self.best_epoch = mean_val, epoch
+            self.best_state = copy.deepcopy(self.model.state_dict())
+        return record
+
+    def result(self) -> MTTrainResult:
+        """Restore the best epoch's weights and evaluate them on validation and test data."""
+        assert self.best_state is not None
+        self.model.load_state_dict(self.best_state)
+        tasks, dev = self.data.tasks, self.device
+        metrics: dict[str, Any] = {
+            "val": evaluate(self.model, self.x_va, self.y_va, tasks),
+            "test": evaluate(
+                self.model, self.data.x["test"].to(dev), self.data.y["test"].to(dev), tasks
+            ),
+        }
+        backend = next(iter(self.engine.choices.values()), self.engine.backend)
+        steps = self.step_count
+        return MTTrainResult(
+            metrics,
+            self.best_epoch,
+            steps,
+            (self.train_time - self.probe_time) / max(steps, 1),
+            self.history,
+            self.diagnostics,
+            backend,
+            self.probes,
+            self.probe_time,
+        )
 
 
 __all__ = ["MTTrainConfig", "MTTrainResult", "evaluate", "train_multitask"]

@@ -52,9 +52,11 @@ def _at(cells: pd.DataFrame, setting: str, n: int, method: str) -> float | None:
     return None if v.empty else float(v.iloc[0])
 
 
-def _small_rescales(cells: pd.DataFrame, at_most: float) -> list[float]:
+def rescale_ratios(cells: pd.DataFrame, setting: str, at_most: float) -> dict[str, float | None]:
+    """``{"s=<s>/s=1": rescale_ratio}`` for every PT+FT rescaling s ≤ ``at_most`` other than 1."""
     s = cells[cells.method == "ptft"].rescale.astype(float)
-    return sorted(v for v in set(s) if v <= at_most and not np.isclose(v, 1.0))
+    small = sorted(v for v in set(s) if v <= at_most and not np.isclose(v, 1.0))
+    return {f"s={v:g}/s=1": rescale_ratio(cells, setting, v) for v in small}
 
 
 # ---------------------------------------------------------------------------- part 1
@@ -159,10 +161,7 @@ def mtl_small_n(cells: pd.DataFrame, *, cut: float) -> tuple[bool, dict[str, Any
     max_ratio=0.5,
 )
 def rescaling_nested(cells: pd.DataFrame, *, max_ratio: float) -> tuple[bool, dict[str, Any]]:
-    ev = {
-        f"s={v:g}/s=1": rescale_ratio(cells, "nested_subset", v)
-        for v in _small_rescales(cells, 1.0)
-    }
+    ev = rescale_ratios(cells, "nested_subset", 1.0)
     best = min((x for x in ev.values() if x is not None), default=None)
     return best is not None and best < max_ratio, {"geo_mean_loss_ratio_over_n_main": ev}
 
@@ -175,9 +174,7 @@ def rescaling_nested(cells: pd.DataFrame, *, max_ratio: float) -> tuple[bool, di
     strong=0.01,
 )
 def rescaling_all_aux(cells: pd.DataFrame, *, strong: float) -> tuple[bool, dict[str, Any]]:
-    ev = {
-        f"s={v:g}/s=1": rescale_ratio(cells, "all_aux", v) for v in _small_rescales(cells, strong)
-    }
+    ev = rescale_ratios(cells, "all_aux", strong)
     ok = bool(ev) and all(x is not None and x > 1.0 for x in ev.values())
     return ok, {"geo_mean_loss_ratio_over_n_main": ev}
 
@@ -190,9 +187,7 @@ def rescaling_all_aux(cells: pd.DataFrame, *, strong: float) -> tuple[bool, dict
     strong=0.01,
 )
 def rescaling_new_dims(cells: pd.DataFrame, *, strong: float) -> tuple[bool, dict[str, Any]]:
-    ev = {
-        f"s={v:g}/s=1": rescale_ratio(cells, "new_dims", v) for v in _small_rescales(cells, strong)
-    }
+    ev = rescale_ratios(cells, "new_dims", strong)
     r_stl = loss_ratio(cells, "new_dims", "ptft", "stl")
     ok = (
         bool(ev)

@@ -6,6 +6,8 @@ Everything here needs only the ``T × T`` Gramian, never the ``T × P`` Jacobian
 * ``cos_to_rest`` — ``cos(g_t, Σ_{s≠t} g_s)`` with ``‖Σ_{s≠t} g_s‖² = 1ᵀG1 − 2(G1)_t + G_tt``;
 * ``conflict_frequency`` — the fraction of task pairs with a negative inner product;
 * ``magnitude_imbalance`` — ``max_t ‖g_t‖ / min_t ‖g_t‖``;
+* ``directional_conflict`` — ``‖(1/T) Σ_t ĝ_t‖`` of the unit gradients, which equals
+  ``√(1/T + (T−1)/T · mean pairwise cosine)`` (Mueller et al.'s directional measure);
 * ``condition_number`` — ``λ_max(G) / λ_min(G)`` (``inf`` when the gradients are linearly
   dependent).
 
@@ -59,6 +61,13 @@ def magnitude_imbalance(G: Tensor) -> float:
     return float(n.max() / n.min()) if float(n.min()) > 0 else math.inf
 
 
+def directional_conflict(G: Tensor) -> float:
+    """``‖(1/T) Σ_t g_t/‖g_t‖‖`` from the Gramian (1: aligned; small: conflicting)."""
+    C = pairwise_cosines(G)
+    T = C.shape[0]
+    return math.sqrt(max(float(C.sum()) / T**2, 0.0))
+
+
 def condition_number(G: Tensor, rel_tol: float = 1e-12) -> float:
     """``λ_max / λ_min`` of the Gramian (``inf`` when ``λ_min ≤ rel_tol·λ_max``)."""
     ev = torch.linalg.eigvalsh(_check(G))
@@ -90,6 +99,7 @@ __all__ = [
     "conflict_frequency",
     "conflict_summary",
     "cos_to_rest",
+    "directional_conflict",
     "magnitude_imbalance",
     "pairwise_cosines",
 ]

@@ -110,7 +110,7 @@ def _loss_of(
     from torch.func import functional_call
 
     def f(sel: dict[str, Tensor], x: Tensor, y: Tensor | None) -> Tensor:
-        return loss_fn(functional_call(model, {**split.fixed, **sel}, (x,)), y)  # type: ignore[arg-type]
+        return loss_fn(functional_call(model, {**split.fixed, **sel}, (x,)), y)
 
     return f
 
@@ -268,6 +268,10 @@ def fisher_trace(
         grads = per_example_grads(model, lambda o, yy, nll=nll: nll(pick(o), yy), (x, y), params)
         total += float((grads.double() ** 2).sum(1).mean())
     return total / n_samples
+
+
+def _picked(nll: LossFn, pick: Callable[[Any], Tensor]) -> LossFn:
+    return lambda o, yy: nll(pick(o), yy)
 
 
 def _fisher_exact(

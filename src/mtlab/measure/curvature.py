@@ -253,7 +253,7 @@ def fisher_trace(
         raise ValueError(f"n_samples must be >= 1 (got {n_samples})")
     if likelihood not in ("categorical", "gaussian"):
         raise ValueError(f"likelihood must be 'categorical' or 'gaussian' (got {likelihood!r})")
-    pick = output or (lambda o: o)
+    pick: Callable[[Any], Tensor] = output or (lambda o: o)
     x, _ = _xy(data)
     with torch.no_grad(), eval_mode(model):
         out = pick(model(x))
@@ -265,7 +265,7 @@ def fisher_trace(
     total = 0.0
     for _ in range(n_samples):
         y, nll = sampled_labels(out, likelihood, g)
-        grads = per_example_grads(model, lambda o, yy, nll=nll: nll(pick(o), yy), (x, y), params)
+        grads = per_example_grads(model, _picked(nll, pick), (x, y), params)
         total += float((grads.double() ** 2).sum(1).mean())
     return total / n_samples
 

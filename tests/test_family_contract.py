@@ -69,6 +69,12 @@ EXAMPLES: dict[str, list[dict[str, Any]]] = {
         {"family": "images", "method": "stl", "trunk": "mlp", "widths": (8,), "n_main": 10,
          "max_epochs": 2, "pt_max_epochs": 2, "n_rep": 20},
     ],
+    "trajectory": [
+        {"family": "trajectory", "steps": 20, "n_early": 4, "n_late": 2, "probe_size": 16,
+         "widths": (2,), "n1": 10, "n2": 20, "factors": ("coherence", "grad_norm")},
+        {"family": "trajectory", "method": "stl", "task": "t1", "steps": 20, "n_early": 4,
+         "n_late": 2, "probe_size": 16, "widths": (2,), "n1": 10, "n2": 20, "factors": ()},
+    ],
 }  # fmt: skip
 
 

@@ -304,7 +304,8 @@ def gradient_coherence(grads: Tensor) -> float:
 
 @dataclass(frozen=True)
 class NoiseScale:
-    """McCandlish et al.'s estimates: ``b_simple`` = ``trace_sigma`` / ``g_sq``."""
+    """McCandlish et al.'s estimates: ``b_simple`` = ``trace_sigma`` / ``g_sq`` (NaN when the
+    estimate of ``g_sq`` is not positive)."""
 
     b_simple: float
     trace_sigma: float
@@ -317,7 +318,8 @@ def noise_scale_from_norms(small_sq: float, big_sq: float, b_small: int, b_big: 
         raise ValueError(f"need 0 < b_small < b_big (got {b_small}, {b_big})")
     g_sq = (b_big * big_sq - b_small * small_sq) / (b_big - b_small)
     tr = (small_sq - big_sq) / (1.0 / b_small - 1.0 / b_big)
-    return NoiseScale(tr / g_sq if g_sq > 0 else math.inf, tr, g_sq)
+    # the unbiased ‖G‖² can come out ≤ 0 when the noise swamps the mean: B_simple undefined
+    return NoiseScale(tr / g_sq if g_sq > 0 else math.nan, tr, g_sq)
 
 
 def noise_scale(grads: Tensor, b_small: int = 16, seed: int = 0) -> NoiseScale:

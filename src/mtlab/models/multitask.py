@@ -2,7 +2,8 @@
 task (``nn.Module``; the parameters split into :meth:`MultiTaskNet.shared_parameters` and
 :meth:`MultiTaskNet.task_parameters`).
 
-Trunks: ``mlp`` (flatten → Linear/ReLU layers), ``cnn`` (Conv3×3/ReLU blocks with 2×2 max
+Trunks: ``mlp`` (flatten → Linear/ReLU layers), ``linear`` (flatten → Linear layers without
+activations: a linear network, e.g. a narrow bottleneck), ``cnn`` (Conv3×3/ReLU blocks with 2×2 max
 pooling after the first, then global average pooling) and ``resnet18`` (the CIFAR-style ResNet-18
 of :mod:`mtlab.models.resnet`; ``widths[0]`` is its base width, 64 as standard).
 ``forward(x)`` returns the shared representation ``z: (batch, k)`` and the list of per-task
@@ -20,14 +21,14 @@ from torch import Tensor, nn
 
 M = TypeVar("M", bound=nn.Module)
 
-TRUNKS = ("mlp", "cnn", "resnet18")
+TRUNKS = ("mlp", "linear", "cnn", "resnet18")
 
 
-def mlp_trunk(in_features: int, widths: Sequence[int]) -> nn.Sequential:
+def mlp_trunk(in_features: int, widths: Sequence[int], activation: bool = True) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Flatten()]
     prev = in_features
     for w in widths:
-        layers += [nn.Linear(prev, w), nn.ReLU()]
+        layers += [nn.Linear(prev, w), nn.ReLU()] if activation else [nn.Linear(prev, w)]
         prev = w
     return nn.Sequential(*layers)
 
@@ -45,7 +46,8 @@ def cnn_trunk(in_channels: int, channels: Sequence[int]) -> nn.Sequential:
 
 
 class MultiTaskNet(nn.Module):
-    """Shared trunk + one linear head per task (``num_classes[t]`` outputs each)."""
+    """Shared trunk + one linear head per task (``num_classes[t]`` outputs each; 1 output: a
+    regression task)."""
 
     def __init__(
         self,
@@ -57,12 +59,12 @@ class MultiTaskNet(nn.Module):
         super().__init__()
         if trunk not in TRUNKS:
             raise ValueError(f"unknown trunk {trunk!r}; allowed: {', '.join(TRUNKS)}")
-        if not num_classes or min(num_classes) < 2:
-            raise ValueError(f"every task needs >= 2 classes (got {list(num_classes)})")
+        if not num_classes or min(num_classes) < 1:
+            raise ValueError(f"every task needs >= 1 output (got {list(num_classes)})")
         if not widths:
             raise ValueError("widths must name at least one layer")
-        if trunk == "mlp":
-            self.trunk = mlp_trunk(math.prod(input_shape), widths)
+        if trunk in ("mlp", "linear"):
+            self.trunk = mlp_trunk(math.prod(input_shape), widths, activation=trunk == "mlp")
             self.feature_dim = widths[-1]
         else:
             if len(input_shape) != 3:

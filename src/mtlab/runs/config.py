@@ -628,6 +628,140 @@ class TransferenceRunConfig(RunConfig):
         return self
 
 
+_TEACHER_FIELDS = ("angle", "d", "n1", "n2", "noise")
+_DATA_FIELDS = ("dataset", "data_path", "tasks")
+
+
+class TrajectoryRunConfig(RunConfig):
+    """One recorded training trajectory (Mueller, Dredze & Andrews 2024): a network with a shared
+    trunk and one head per task, trained on every task of the setting (``method``: a multi-task
+    method) or on ``task`` alone (``method: stl``, the same network with one head), measured at a
+    checkpoint schedule dense early (:func:`mtlab.train.trajectory.checkpoint_schedule`).
+
+    ``setting``: ``teacher`` — two regression tasks ``t1``, ``t2`` with linear teachers at
+    ``angle`` degrees in R^d, ``n1``/``n2`` training samples, label noise ``noise``
+    (:mod:`mtlab.tasks.teacher_angle`); ``dataset`` — the classification tasks ``tasks`` (default:
+    all) of a built-in dataset; ``file`` — the tasks of a CSV / NPZ table (``data_path``; the
+    loaders of :mod:`mtlab.tasks.loaders`). The trunk's initialisation depends on the seed only
+    and each head's on the seed and its task's name, so STL and MTL runs of a task start from the
+    same parameters and draw the same batches for it.
+    """
+
+    family: Literal["trajectory"] = "trajectory"
+    method: str = "sum"
+    task: str | None = Field(None, description="the task of an stl run (None for MTL)")
+    setting: Literal["teacher", "dataset", "file"] = "teacher"
+    angle: float = Field(90.0, ge=0, le=180, description="teacher angle in degrees")
+    d: int = Field(20, ge=2)
+    n1: int = Field(25, ge=2)
+    n2: int = Field(200, ge=2)
+    noise: float = Field(0.5, ge=0)
+    dataset: str | None = None
+    data_path: str | None = None
+    tasks: tuple[str, ...] | None = Field(None, description="tasks of the MTL network")
+    trunk: Literal["linear", "mlp"] = "linear"
+    widths: tuple[int, ...] = Field((1,), min_length=1)
+    steps: int = Field(2000, ge=1)
+    lr: float = Field(0.02, gt=0)
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    momentum: float = Field(0.0, ge=0, lt=1)
+    batch_size: int = Field(32, ge=1)
+    n_early: int = Field(20, ge=0, description="checkpoints in the early phase (geometric)")
+    early_frac: float = Field(0.3, gt=0, lt=1, description="the early phase: this share of steps")
+    n_late: int = Field(10, ge=0, description="checkpoints after the early phase (even)")
+    probe_size: int = Field(256, ge=2, description="fixed training probe per task")
+    factor_params: Literal["shared", "all"] = "shared"
+    factors: tuple[str, ...] = (
+        "sharpness",
+        "fisher_trace",
+        "coherence",
+        "noise_scale",
+        "grad_norm",
+    )
+    lanczos_tol: float = Field(1e-3, gt=0)
+    fisher_samples: int = Field(1, ge=1)
+    noise_batch: int = Field(8, ge=1)
+
+    def row_fields(self) -> dict[str, Any]:
+        data = super().row_fields()
+        for name in _DATA_FIELDS if self.setting == "teacher" else _TEACHER_FIELDS:
+            data[name] = None
+        return data
+
+    def task_names(self) -> list[str]:
+        """The tasks of the setting (an MTL run trains them all)."""
+        if self.setting == "teacher":
+            return ["t1", "t2"]
+        if self.tasks:
+            return list(self.tasks)
+        if self.setting == "dataset" and self.dataset is not None:
+            from mtlab.tasks.datasets import dataset_tasks
+
+            return list(dataset_tasks(self.dataset))
+        return []
+
+    def setting_id(self) -> str:
+        """A short label of the setting (what the report groups by)."""
+        k = "x".join(str(w) for w in self.widths)
+        if self.setting == "teacher":
+            return f"angle={self.angle:g} width={k} n={self.n1}/{self.n2}"
+        src = self.dataset if self.setting == "dataset" else self.data_path
+        return f"{src} [{','.join(self.task_names())}] {self.trunk}:{k}"
+
+    @model_validator(mode="after")
+    def _check(self) -> TrajectoryRunConfig:
+        from mtlab.grad.methods import check_methods, method_names
+        from mtlab.measure.trajectory import FACTORS
+        from mtlab.tasks.datasets import DATASETS
+
+        errors = []
+        if self.setting == "dataset" and self.dataset not in DATASETS:
+            errors.append(
+                f"dataset: unknown dataset {self.dataset!r}; allowed: {', '.join(DATASETS)}"
+            )
+        if self.setting == "file" and not self.data_path:
+            errors.append("data_path: setting 'file' needs the path of a CSV / NPZ table")
+        if self.setting == "file" and not self.tasks:
+            errors.append("tasks: setting 'file' needs the task (label) columns")
+        names = self.task_names()
+        if self.setting == "dataset" and self.dataset in DATASETS and self.tasks:
+            from mtlab.tasks.datasets import dataset_tasks
+
+            bad = [t for t in self.tasks if t not in dataset_tasks(self.dataset)]
+            if bad:
+                errors.append(
+                    f"tasks: {bad} are not tasks of {self.dataset!r}; allowed: "
+                    f"{', '.join(dataset_tasks(self.dataset))}"
+                )
+        if self.method == "stl":
+            if self.task is None:
+                errors.append("task: method 'stl' needs the task to train")
+            elif names and self.task not in names:
+                errors.append(f"task: {self.task!r} is not one of {names}")
+        elif self.method not in method_names():
+            errors.append(
+                f"method: unknown method {self.method!r}; allowed: stl, {', '.join(method_names())}"
+            )
+        else:
+            try:
+                check_methods([self.method])
+            except ValueError as err:
+                errors.append(f"method: {err}")
+        bad_f = [f for f in self.factors if f not in FACTORS]
+        if bad_f:
+            errors.append(f"factors: unknown {bad_f}; allowed: {', '.join(FACTORS)}")
+        if self.method != "stl" and not errors:
+            from mtlab.grad.methods import make_method
+
+            if make_method(self.method, 2).needs_lookahead:
+                errors.append(
+                    f"method: {self.method!r} needs lookahead probes (not supported here)"
+                )
+        if errors:
+            raise ValueError("; ".join(errors))
+        return self
+
+
 #: config class per family name (built-in ones; ``mtlab.runs.family.register_family`` adds more)
 FAMILIES: dict[str, type[RunConfig]] = {
     "diagonal": DiagonalRunConfig,
@@ -636,6 +770,7 @@ FAMILIES: dict[str, type[RunConfig]] = {
     "transference": TransferenceRunConfig,
     "relu": ReluRunConfig,
     "images": ImagesRunConfig,
+    "trajectory": TrajectoryRunConfig,
 }
 
 
@@ -663,6 +798,7 @@ __all__ = [
     "ReluRunConfig",
     "RunConfig",
     "SubspaceRunConfig",
+    "TrajectoryRunConfig",
     "TransferenceRunConfig",
     "make_config",
 ]

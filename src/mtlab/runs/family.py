@@ -147,6 +147,7 @@ _BUILTIN = {
     "transference": "mtlab.runs.transference",
     "relu": "mtlab.runs.relu",
     "images": "mtlab.runs.images",
+    "trajectory": "mtlab.runs.trajectory",
 }
 _REGISTRY: dict[str, Family] = {}
 

@@ -16,6 +16,7 @@ from mtlab.studies import diagonal_rules as dg
 from mtlab.studies import images_rules as ir
 from mtlab.studies import relu_rules as rr
 from mtlab.studies import subspace_rules as sr
+from mtlab.studies import trajectories_rules as tr2
 from mtlab.studies import transference_rules as tr
 from mtlab.studies.claims import ClaimRule
 
@@ -36,10 +37,18 @@ def _all_rules() -> list[ClaimRule]:
         images_rules,
         relu_rules,
         subspace_rules,
+        trajectories_rules,
         transference_rules,
     )
 
-    mods = (diagonal_rules, images_rules, relu_rules, subspace_rules, transference_rules)
+    mods = (
+        diagonal_rules,
+        images_rules,
+        relu_rules,
+        subspace_rules,
+        trajectories_rules,
+        transference_rules,
+    )
     return [r for m in mods for r in m.RULES]
 
 
@@ -529,6 +538,90 @@ def _(ok):
 @case(tr.itmtl_vs_sum)
 def _(ok):
     return model_acc(itmtl=0.86 if ok else 0.853)
+
+
+# ---------------------------------------------------------------------------- trajectories
+
+
+def traj_pairs(
+    n: int = 12,
+    *,
+    gap_sign_ok=True,
+    persist=True,
+    factor_explains=False,
+    cos_slow=True,
+    cos_transfer=False,
+    method_improves=False,
+) -> pd.DataFrame:
+    """Synthetic pair summaries: two kinds of setting, ``n`` baseline pairs each, and a pcgrad
+    pair for every baseline pair."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for group in ("teacher, bottleneck", "digits"):
+        for i in range(n):
+            transfer = (i - n / 2 + 0.5) * 0.02  # half negative, half positive
+            early = -transfer if gap_sign_ok else transfer
+            late = early if persist else -early
+            cos = rng.uniform(-1, 1)
+            slow = float(np.exp(-cos if cos_slow else rng.normal()))
+            if cos_transfer:
+                cos = transfer * 20 + 0.01 * rng.normal()
+                slow = float(np.exp(-cos))
+            d_f = {f"d_{f}": (early * 3 if factor_explains else rng.normal()) for f in tr2.FACTORS}
+            base = {
+                "group": group,
+                "setting": f"{group}-{i % 3}",
+                "task": f"t{i}",
+                "seed": 0,
+                "early_gap": early,
+                "late_gap": late,
+                "final_transfer": transfer,
+                "early_slowdown": slow,
+                "early_cos": cos,
+                **d_f,
+            }
+            rows.append({**base, "method": "sum", "baseline": True})
+            rows.append(
+                {
+                    **base,
+                    "method": "pcgrad",
+                    "baseline": False,
+                    "early_cos": cos + 0.2,
+                    "early_slowdown": slow * 0.8,
+                    "final_transfer": transfer + (0.05 if method_improves else 0.0),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+@case(tr2.early_sign)
+def _(ok):
+    return traj_pairs() if ok else traj_pairs(gap_sign_ok=False)
+
+
+@case(tr2.factors_do_not_explain)
+def _(ok):
+    return traj_pairs() if ok else traj_pairs(factor_explains=True)
+
+
+@case(tr2.conflict_slowdown)
+def _(ok):
+    return traj_pairs() if ok else traj_pairs(cos_transfer=True)
+
+
+@case(tr2.methods_change)
+def _(ok):
+    return traj_pairs() if ok else traj_pairs(method_improves=True)
+
+
+def test_trajectory_rules_fail_on_the_parts_they_name():
+    assert not tr2.early_sign(traj_pairs(persist=False))
+    assert not tr2.early_sign(traj_pairs(n=2))  # too few pairs
+    assert not tr2.conflict_slowdown(traj_pairs(cos_slow=False))
+    one_kind = traj_pairs()
+    assert not tr2.factors_do_not_explain(one_kind[one_kind.group == "digits"])
 
 
 # ---------------------------------------------------------------------------- tests

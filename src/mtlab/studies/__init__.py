@@ -7,6 +7,7 @@ from mtlab.studies import (  # noqa: F401  (registration)
     images,
     relu,
     subspace,
+    trajectories,
     transference,
 )
 from mtlab.studies.base import (

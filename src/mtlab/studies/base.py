@@ -71,6 +71,8 @@ class StudyInputs:
     data_dir: str | None = None
     dataset: str | None = None
     methods: tuple[str, ...] | None = None
+    tasks: tuple[str, ...] | None = None
+    data_path: str | None = None
 
     def given(self) -> set[str]:
         return {k for k, v in self.__dict__.items() if v is not None}

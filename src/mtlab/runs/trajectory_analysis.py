@@ -1,0 +1,179 @@
+"""From stored trajectory runs to the tables of the trajectories lab.
+
+* :func:`trajectories_table` — one row per (run, task, checkpoint): ``trajectories.parquet``.
+* :func:`pair_runs` — every finished MTL run's task paired with the finished STL run of that
+  task (same setting and seed).
+* :func:`gap_tables` — per pair, the matched-loss gap at each level (both matchings) →
+  ``gap.csv``, and one summary row per pair (early / late gap, final transfer, slowdown, early
+  conflict, factor differences) → the claims' ``pairs`` table.
+
+Final transfer is measured on the test split at each run's own best-validation-loss checkpoint
+for that task (selection never sees test data): ``test_metric_MTL − test_metric_STL``, positive
+when MTL is better (the metric is accuracy or R², higher is better).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mtlab.measure.gap import MATCHES, Match, gap_summary, matched_gap
+
+FACTOR_COLUMNS = ("sharpness", "fisher_trace", "coherence", "noise_scale", "grad_norm")
+TRAJ_COLUMNS = (
+    "run_id",
+    "status",
+    "regime",
+    "method",
+    "setting",
+    "group",
+    "task",
+    "seed",
+    "step",
+    "epoch_frac",
+    "train_loss",
+    "train_metric",
+    "val_loss",
+    "val_metric",
+    "test_loss",
+    "test_metric",
+    *FACTOR_COLUMNS,
+    "weight_norm",
+    "dist_init",
+    "cos_to_rest",
+    "mean_cosine",
+    "directional",
+)
+PAIR_COLUMNS = (
+    "group",
+    "setting",
+    "method",
+    "baseline",
+    "task",
+    "seed",
+    "early_gap",
+    "late_gap",
+    "n_early",
+    "n_late",
+    "early_slowdown",
+    "max_mismatch",
+    "final_transfer",
+    "early_cos",
+    *(f"d_{f}" for f in FACTOR_COLUMNS),
+)
+
+
+def setting_group(row: pd.Series) -> str:
+    """The kind of setting a run belongs to (what claim 2 compares across)."""
+    if row.get("setting") == "teacher":
+        widths = row.get("widths")
+        first = widths[0] if isinstance(widths, (list, tuple)) else str(widths).strip("[()]")
+        return "teacher, bottleneck" if str(first).split(",")[0].strip() == "1" else "teacher, wide"
+    if row.get("setting") == "dataset":
+        return str(row.get("dataset"))
+    return "file"
+
+
+def trajectories_table(results: pd.DataFrame) -> pd.DataFrame:
+    """The long table (see module doc) from the store's results (one row per evaluation)."""
+    if results.empty or "step" not in results:
+        return pd.DataFrame(columns=list(TRAJ_COLUMNS))
+    df = results.copy()
+    df["group"] = df.apply(setting_group, axis=1)
+    df["setting"] = df["setting_id"]
+    for c in TRAJ_COLUMNS:
+        if c not in df:
+            df[c] = np.nan
+    extra = [c for c in ("angle", "widths", "n1", "n2", "dataset") if c in df]
+    return (
+        df[[*TRAJ_COLUMNS, *extra]].sort_values(["run_id", "task", "step"]).reset_index(drop=True)
+    )
+
+
+def selected(curve: pd.DataFrame) -> pd.Series:
+    """The checkpoint with the lowest validation loss (the first, on ties)."""
+    return curve.iloc[int(np.argmin(curve.val_loss.to_numpy(dtype=float)))]
+
+
+def pair_runs(traj: pd.DataFrame) -> list[tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]]:
+    """``(stl_curve, mtl_curve, keys)`` for every finished MTL run's task with a finished STL run."""
+    ok = traj[traj.status != "failed"]
+    stl = ok[ok.regime == "stl"]
+    stl_by = {k: g for k, g in stl.groupby(["setting", "seed", "task"])}
+    out = []
+    for (setting, method, seed, task), m in ok[ok.regime == "mtl"].groupby(
+        ["setting", "method", "seed", "task"]
+    ):
+        s = stl_by.get((setting, seed, task))
+        if s is None:
+            continue
+        keys = {"group": m.group.iloc[0], "setting": setting, "method": method, "task": task,
+                "seed": seed}  # fmt: skip
+        out.append((s.sort_values("step"), m.sort_values("step"), keys))
+    return out
+
+
+def gap_tables(
+    traj: pd.DataFrame,
+    baseline: str,
+    *,
+    match: Match = "interpolated",
+    n_levels: int = 20,
+    early_frac: float = 0.3,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(gaps, pairs)``: the gap at every level for both matchings (``gap.csv``) and one summary
+    row per pair from the ``match`` matching (the claims' table)."""
+    factors = [c for c in FACTOR_COLUMNS if c in traj]
+    gap_rows, pair_rows = [], []
+    for s, m, keys in pair_runs(traj):
+        transfer = float(selected(m).test_metric) - float(selected(s).test_metric)
+        last = float(m.step.max())
+        early_m = m[(m.step > 0) & (m.step <= early_frac * last)]
+        for how in MATCHES:
+            g = matched_gap(
+                s, m, match=how, columns=factors, n_levels=n_levels, early_frac=early_frac
+            )
+            for k, v in keys.items():
+                g[k] = v
+            g["final_transfer"] = transfer
+            g["level_rel"] = g.level / float(s.train_loss.iloc[0])
+            gap_rows.append(g)
+            if how != match:
+                continue
+            summ = gap_summary(g)
+            early = g[g.phase == "early"]
+            row = {**keys, "baseline": keys["method"] == baseline, **summ,
+                   "final_transfer": transfer,
+                   "early_cos": float(early_m.cos_to_rest.mean()) if len(early_m) else np.nan}  # fmt: skip
+            for f in factors:
+                d = early[f"{f}_mtl"] - early[f"{f}_stl"]
+                row[f"d_{f}"] = float(d.mean()) if len(d.dropna()) else np.nan
+            pair_rows.append(row)
+    keep = ["group", "setting", "method", "task", "seed", "level", "level_rel", "gap", "match",
+            "mismatch", "phase", "slowdown", "step_stl", "step_mtl", "val_loss_stl",
+            "val_loss_mtl", "final_transfer"]  # fmt: skip
+    gaps = pd.concat(gap_rows, ignore_index=True)[keep] if gap_rows else pd.DataFrame(columns=keep)
+    pairs = pd.DataFrame(pair_rows)
+    for c in PAIR_COLUMNS:
+        if c not in pairs:
+            pairs[c] = np.nan
+    return gaps, pairs[list(PAIR_COLUMNS)]
+
+
+def sort_settings(settings: Sequence[str]) -> list[str]:
+    return sorted(settings, key=lambda s: (not s.startswith("angle"), s))
+
+
+__all__ = [
+    "FACTOR_COLUMNS",
+    "PAIR_COLUMNS",
+    "TRAJ_COLUMNS",
+    "gap_tables",
+    "pair_runs",
+    "selected",
+    "setting_group",
+    "trajectories_table",
+]

@@ -9,7 +9,7 @@ def test_readme_python_example_runs(capsys):
     assert blocks
     for code in blocks:
         exec(compile(code, "README.md", "exec"), {})
-    diagonal, subspace, relu = capsys.readouterr().out.strip().splitlines()
+    diagonal, subspace, relu, factors = capsys.readouterr().out.strip().splitlines()
     status, steps, dist = diagonal.split()
     assert status in ("converged", "max_steps") and int(steps) > 0
     assert float(dist) < 0.05  # gradient descent lands near the theory's interpolator
@@ -17,3 +17,6 @@ def test_readme_python_example_runs(capsys):
     assert metrics["n_dirs"] == 4 and metrics["sin_max"] < 0.5  # all r directions recovered
     rich, lazy, misaligned = ast.literal_eval(relu)
     assert rich < 1.1 and lazy > 1.9 and misaligned < 1
+    sharp_all, sharp_head, fisher = (float(v) for v in factors.split())
+    # the head's block of the Hessian is a principal submatrix: its top eigenvalue is no larger
+    assert 0 < sharp_head <= sharp_all * (1 + 1e-3) and fisher > 0

@@ -133,6 +133,24 @@ def build_parser() -> argparse.ArgumentParser:  # long: one declarative table of
     ap.add_argument("--method", default="mean", help="how the network itself is trained")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", type=_device, default="cpu")
+    tp = sub.add_parser(
+        "trajectories",
+        help="STL vs MTL training trajectories on a dataset or your own table: matched-loss gap, "
+        "trajectory factors, gradient conflict (trajectories.parquet, gap.csv, report)",
+    )
+    src = tp.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dataset", help="a built-in dataset: digit-attributes or multi-digits")
+    src.add_argument("--data", type=Path, help="a CSV / NPZ table (integer label columns)")
+    tp.add_argument("--tasks", default=None, help="comma-separated tasks (label columns)")
+    tp.add_argument(
+        "--methods",
+        default=None,
+        help="comma-separated multi-task methods; the first is the baseline (default: sum and "
+        "the preset's)",
+    )
+    tp.add_argument("--preset", default="quick", help="tiny, quick or paper (steps, network)")
+    tp.add_argument("--seeds", type=_positive, default=None, help="default: the preset's")
+    run_opts(tp)
     gp = sub.add_parser("group", help="the best task grouping for each budget from affinity.json")
     gp.add_argument("affinity", type=Path)
     gp.add_argument("--budget", type=_positive, required=True)
@@ -317,6 +335,54 @@ def _benchmark(args: argparse.Namespace) -> int:
     return code
 
 
+def _split(value: str | None) -> list[str] | None:
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _trajectories(args: argparse.Namespace) -> int:
+    """``mtlab trajectories``: the trajectories study on one dataset or a user's table."""
+    from mtlab.grad.methods import method_names
+    from mtlab.studies import get_study
+    from mtlab.studies.base import StudyInputs
+    from mtlab.tasks.datasets import DATASETS
+    from mtlab.tasks.loaders import DataFormatError, load_table
+
+    methods, tasks = _split(args.methods), _split(args.tasks)
+    if methods is not None:
+        unknown = [m for m in methods if m not in method_names()]
+        if unknown or not methods:
+            allowed = ", ".join(method_names())
+            return _fail(f"--methods: unknown method(s) {', '.join(unknown)}; allowed: {allowed}")
+    if args.dataset is not None and args.dataset not in DATASETS:
+        return _fail(f"--dataset: unknown dataset {args.dataset!r}; allowed: {', '.join(DATASETS)}")
+    if args.data is not None:
+        if not tasks:
+            return _fail("--tasks: name the label columns of --data")
+        try:
+            load_table(args.data, tasks)  # every named target present and readable, before work
+        except (DataFormatError, ValueError) as err:
+            return _fail(str(err))
+    study = get_study("trajectories")
+    try:
+        study.preset(args.preset)
+        given = StudyInputs(
+            dataset=args.dataset,
+            methods=None if methods is None else tuple(methods),
+            tasks=None if tasks is None else tuple(tasks),
+            data_path=None if args.data is None else str(args.data),
+        )
+        configs = study.configs(args.preset, args.seeds, given)
+    except ValueError as err:
+        return _fail(str(err))
+    from mtlab.studies.trajectories import BASELINE
+
+    used = methods or [BASELINE, *study.preset(args.preset).params["methods"]]
+    extra = {"seeds": args.seeds, "dataset": args.dataset, "data": None if args.data is None
+             else str(args.data), "tasks": tasks, "methods": used}  # fmt: skip
+    label = f"trajectories on {args.dataset or args.data} (preset {args.preset})"
+    return _execute(args, study.name, f"custom-{args.preset}", configs, extra, label)
+
+
 def _affinity(args: argparse.Namespace) -> int:
     from mtlab.grad.methods import check_methods
     from mtlab.tasks.datasets import DATASETS
@@ -418,6 +484,8 @@ def main(argv: list[str] | None = None) -> int:
             return _benchmark(args)
         if args.command == "affinity":
             return _affinity(args)
+        if args.command == "trajectories":
+            return _trajectories(args)
         if args.command == "group":
             return _group(args)
         if args.command == "report":

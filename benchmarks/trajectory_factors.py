@@ -8,7 +8,8 @@ networks, measured in one run.
     step of the MTL network on the same setting.
 
 Networks: the study's digit-attributes MLP (64 → 64, four heads) and its teacher network (a
-linear trunk of width 4 on d = 20, two heads). Times are medians of ``--repeat`` calls.
+linear trunk of width 4 on d = 20, two heads; 300 samples per task so that the probe holds 256).
+Times are medians of ``--repeat`` calls.
 
     python benchmarks/trajectory_factors.py [--repeat 7] [--json out.json]
 """
@@ -41,7 +42,7 @@ SETTINGS = {
         widths=(64,),
         batch_size=64,
     ),
-    "teacher, linear width 4": dict(setting="teacher", widths=(4,), n1=200, n2=200),
+    "teacher, linear width 4": dict(setting="teacher", widths=(4,), n1=300, n2=300),
 }
 
 
@@ -86,7 +87,7 @@ def bench(name: str, fields: dict, repeat: int) -> dict:
             [
                 t.loss(task_output(model, bx, i), by)
                 for i, (t, (bx, by)) in enumerate(zip(tasks, batches, strict=True))
-            ]  # fmt: skip
+            ]
         )
         method.backward(losses, shared, specific, None, engine)
         opt.step()

@@ -226,6 +226,36 @@ def _baseline(store: RunStore, preset: str) -> str:
     return str(methods[0]) if methods else BASELINE
 
 
+TEXTS = {
+    "gap": (
+        "Claim 1 — the gap at matched training loss",
+        "gap = validation loss of MTL − of STL at the same own-task training loss (on the fixed "
+        "training probe); negative: MTL generalises better at equal training loss. Final "
+        "transfer = MTL − STL test metric (R² for regression, accuracy for classification) at "
+        "each run's best-validation checkpoint; positive: MTL better. Mean ± s.e. over seeds per "
+        "setting; `gap.csv` holds every level of both matchings.",
+    ),
+    "factors": (
+        "Claim 2 — trajectory factors",
+        "Early factor differences (mean over the early matched levels of MTL − STL, "
+        "interpolated at each level) against the early gap.",
+    ),
+    "conflict": (
+        "Claim 3 — conflict, slowdown and transfer",
+        "Early conflict = the task's mean cos to the sum of the other tasks' probe gradients "
+        "(shared parameters) over the MTL run's early checkpoints; slowdown = MTL ÷ STL steps to "
+        "reach a level. Note on the estimator: at a stationary point of the summed loss the "
+        "tasks' probe gradients on the trunk cancel (cos → −1 for two tasks) whatever the tasks' "
+        "relation, so when a run converges inside the early window its early conflict partly "
+        "measures that.",
+    ),
+    "methods": (
+        "Claim 4 — multi-task methods",
+        "Each method against the baseline ({baseline}) on the same (setting, task, seed).",
+    ),
+}
+
+
 def _sections(
     traj: pd.DataFrame,
     gaps: pd.DataFrame,
@@ -235,65 +265,25 @@ def _sections(
     store: RunStore,
 ) -> list[Section]:
     """Setup (estimator choices), gap and transfer per setting, factors, conflict, methods."""
-    setup = _setup_text(store, baseline)
-    table = (
-        summarise_wide(
+
+    def fig(key: str) -> list[str]:
+        name = figures[key]
+        return [name] if name else []
+
+    tables: dict[str, list[tuple[str, Any]]] = {k: [] for k in TEXTS}
+    setup_tables: list[tuple[str, Any]] = []
+    if len(pairs):
+        means = summarise_wide(
             pairs, ["group", "setting", "method"], ["early_gap", "final_transfer", "early_cos"]
-        ).round(4)
-        if len(pairs)
-        else pd.DataFrame()
-    )
-    counts = (
-        pairs.groupby(["group", "method"]).size().rename("pairs").reset_index()
-        if len(pairs)
-        else pd.DataFrame()
-    )
-    out = [
-        Section(
-            "Setup and estimators",
-            setup,
-            [f for f in [figures["val"]] if f],
-            [("pairs per kind of setting and method", counts)] if len(counts) else [],
-        ),
-        Section(
-            "Claim 1 — the gap at matched training loss",
-            "gap = validation loss of MTL − of STL at the same own-task training loss (on the "
-            "fixed training probe); negative: MTL generalises better at equal training loss. "
-            "Final transfer = MTL − STL test metric (R² for regression, accuracy for "
-            "classification) at each run's best-validation checkpoint; positive: MTL better. "
-            "Mean ± s.e. over seeds per setting; `gap.csv` holds every level of both matchings.",
-            [f for f in [figures["gap"]] if f],
-            [
-                (
-                    "early gap, final transfer and early conflict per setting (baseline and methods)",
-                    table,
-                )
-            ]
-            if len(table)
-            else [],
-        ),
-        Section(
-            "Claim 2 — trajectory factors",
-            "Early factor differences (mean over the early "
-            "matched levels of MTL − STL, interpolated at each level) against the early gap.",
-            [f for f in [figures["factors"]] if f],
-        ),
-        Section(
-            "Claim 3 — conflict, slowdown and transfer",
-            "Early conflict = the task's mean "
-            "cos to the sum of the other tasks' probe gradients (shared parameters) over the "
-            "MTL run's early checkpoints; slowdown = MTL ÷ STL steps to reach a level. Note on the "
-            "estimator: at a stationary point of the summed loss the tasks' probe gradients on "
-            "the trunk cancel (cos → −1 for two tasks) whatever the tasks' relation, so when a "
-            "run converges inside the early window its early conflict partly measures that.",
-            [f for f in [figures["conflict"]] if f],
-        ),
-        Section(
-            "Claim 4 — multi-task methods",
-            f"Each method against the baseline ({baseline}) on the same (setting, task, seed).",
-            [f for f in [figures["methods"]] if f],
-        ),
-    ]
+        )
+        tables["gap"] = [
+            ("early gap, final transfer and early conflict per setting", means.round(4))
+        ]
+        counts = pairs.groupby(["group", "method"]).size().rename("pairs").reset_index()
+        setup_tables = [("pairs per kind of setting and method", counts)]
+    out = [Section("Setup and estimators", _setup_text(store, baseline), fig("val"), setup_tables)]
+    for key, (title, text) in TEXTS.items():
+        out.append(Section(title, text.format(baseline=baseline), fig(key), tables[key]))
     return out
 
 

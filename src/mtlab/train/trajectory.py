@@ -109,6 +109,12 @@ def task_output(model: MultiTaskNet, x: Tensor, t: int) -> Tensor:
     return out
 
 
+def _optimizer(params: list[Tensor], cfg: TrajectoryTrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
+    return torch.optim.Adam(params, lr=cfg.lr)
+
+
 def train_trajectory(
     model: MultiTaskNet,
     tasks: Sequence[SupervisedTask],
@@ -128,12 +134,7 @@ def train_trajectory(
     dev = torch.device(device)
     model.to(dev)
     method.to(dev)
-    params = [*model.parameters(), *method.parameters()]
-    opt: torch.optim.Optimizer = (
-        torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
-        if cfg.optimizer == "sgd"
-        else torch.optim.Adam(params, lr=cfg.lr)
-    )
+    opt = _optimizer([*model.parameters(), *method.parameters()], cfg)
     engine = JacobianEngine(cfg.backend)
     shared, specific = model.shared_parameters(), model.task_parameters()
     data = [(t["train"].x.to(dev), t["train"].y.to(dev)) for t in tasks]

@@ -47,11 +47,12 @@ def test_tiny_preset_end_to_end(tmp_path):
 
 
 def test_own_table_end_to_end(tmp_path):
+    """An NPZ of ``x`` plus one array per task: the tasks are found without --tasks."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 6)).astype(np.float32)
     np.savez(tmp_path / "mine.npz", x=x, a=(x[:, 0] > 0).astype(int), b=(x[:, 1] > 0).astype(int))
     out = tmp_path / "m"
-    code = main(["trajectories", "--data", str(tmp_path / "mine.npz"), "--tasks", "a,b",
+    code = main(["trajectories", "--data", str(tmp_path / "mine.npz"),
                  "--methods", "mean,upgrad", "--preset", "tiny", "--out", str(out), "--quiet"])  # fmt: skip
     assert code == 0
     traj = pd.read_parquet(out / "trajectories.parquet")

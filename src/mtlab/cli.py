@@ -141,7 +141,12 @@ def build_parser() -> argparse.ArgumentParser:  # long: one declarative table of
     src = tp.add_mutually_exclusive_group(required=True)
     src.add_argument("--dataset", help="a built-in dataset: digit-attributes or multi-digits")
     src.add_argument("--data", type=Path, help="a CSV / NPZ table (integer label columns)")
-    tp.add_argument("--tasks", default=None, help="comma-separated tasks (label columns)")
+    tp.add_argument(
+        "--tasks",
+        default=None,
+        help="comma-separated tasks (label columns); default: all of the dataset, or every "
+        "array but 'x' of an NPZ",
+    )
     tp.add_argument(
         "--methods",
         default=None,
@@ -339,6 +344,19 @@ def _split(value: str | None) -> list[str] | None:
     return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
 
 
+def _npz_tasks(path: Path) -> list[str] | None:
+    """The task arrays of an NPZ holding ``x`` and one array per task (None otherwise)."""
+    if path.suffix != ".npz" or not path.exists():
+        return None
+    import numpy as np
+
+    try:
+        keys = list(np.load(path).keys())
+    except (OSError, ValueError):
+        return None
+    return None if "y" in keys or "x" not in keys else [k for k in keys if k != "x"] or None
+
+
 def _trajectories(args: argparse.Namespace) -> int:
     """``mtlab trajectories``: the trajectories study on one dataset or a user's table."""
     from mtlab.grad.methods import method_names
@@ -356,6 +374,7 @@ def _trajectories(args: argparse.Namespace) -> int:
     if args.dataset is not None and args.dataset not in DATASETS:
         return _fail(f"--dataset: unknown dataset {args.dataset!r}; allowed: {', '.join(DATASETS)}")
     if args.data is not None:
+        tasks = tasks or _npz_tasks(args.data)
         if not tasks:
             return _fail("--tasks: name the label columns of --data")
         try:

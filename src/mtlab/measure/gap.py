@@ -48,14 +48,20 @@ def _arrays(curve: pd.DataFrame, columns: Sequence[str]) -> dict[str, np.ndarray
 def level_grid(stl: pd.DataFrame, mtl: pd.DataFrame, n_levels: int = 20) -> np.ndarray:
     """``n_levels`` geometrically spaced levels inside the overlap, from just below the lower
     starting loss down to the higher of the two minima (empty if the ranges do not overlap)."""
-    a, b = _arrays(stl, ()), _arrays(mtl, ())
-    if not len(a["train_loss"]) or not len(b["train_loss"]):
+    span = _overlap(_arrays(stl, ()), _arrays(mtl, ()))
+    if span is None or span[0] <= 0:
         return np.zeros(0)
+    lo, hi = span
+    return np.geomspace(hi, lo, n_levels + 1)[1:]
+
+
+def _overlap(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> tuple[float, float] | None:
+    """``(lo, hi)``: below both starting losses, at or above both minima (None: no overlap)."""
+    if not len(a["train_loss"]) or not len(b["train_loss"]):
+        return None
     hi = min(a["train_loss"][0], b["train_loss"][0])
     lo = max(a["train_loss"].min(), b["train_loss"].min())
-    if not (lo < hi and lo > 0):
-        return np.zeros(0)
-    return np.geomspace(hi, lo, n_levels + 1)[1:]
+    return (float(lo), float(hi)) if lo < hi else None
 
 
 def _at_levels(
@@ -96,12 +102,8 @@ def match_levels(
     ``mismatch`` = ``train_mtl − train_stl``, ``slowdown``, and ``<col>_stl``/``<col>_mtl``."""
     a, b = _arrays(stl, columns), _arrays(mtl, columns)
     grid = level_grid(stl, mtl, n_levels) if levels is None else np.asarray(levels, np.float64)
-    if len(grid) and len(a["train_loss"]) and len(b["train_loss"]):
-        hi = min(a["train_loss"][0], b["train_loss"][0])
-        lo = max(a["train_loss"].min(), b["train_loss"].min())
-        grid = grid[(grid < hi) & (grid >= lo)]  # never outside the overlap
-    else:
-        grid = np.zeros(0)
+    span = _overlap(a, b)
+    grid = grid[(grid < span[1]) & (grid >= span[0])] if span else np.zeros(0)  # never outside
     sa, sb = _at_levels(a, grid, match, columns), _at_levels(b, grid, match, columns)
     df = pd.DataFrame({"level": grid, "match": match})
     df["step_stl"], df["step_mtl"] = sa["step"], sb["step"]

@@ -539,6 +539,19 @@ class SubspaceRunConfig(RunConfig):
         return data
 
 
+def method_errors(method: str) -> list[str]:
+    """Why ``method`` cannot train a multi-task run (unknown, or a missing optional solver)."""
+    from mtlab.grad.methods import check_methods, method_names
+
+    if method not in method_names():
+        return [f"method: unknown method {method!r}; allowed: stl, {', '.join(method_names())}"]
+    try:
+        check_methods([method])
+    except ValueError as err:
+        return [f"method: {err}"]
+    return []
+
+
 class BenchmarkRunConfig(RunConfig):
     """One run of the real-data multi-task benchmark (``mtlab benchmark``): a network with a shared
     trunk and one head per task, trained on ``dataset`` with a multi-task ``method`` (see
@@ -562,7 +575,6 @@ class BenchmarkRunConfig(RunConfig):
 
     @model_validator(mode="after")
     def _check(self) -> BenchmarkRunConfig:
-        from mtlab.grad.methods import check_methods, method_names
         from mtlab.tasks.datasets import DATASETS, dataset_tasks
 
         errors = []
@@ -579,15 +591,7 @@ class BenchmarkRunConfig(RunConfig):
                     f"{', '.join(dataset_tasks(self.dataset))}"
                 )
         else:
-            if self.method not in method_names():
-                errors.append(
-                    f"method: unknown method {self.method!r}; allowed: stl, {', '.join(method_names())}"
-                )
-            else:
-                try:
-                    check_methods([self.method])
-                except ValueError as err:
-                    errors.append(f"method: {err}")
+            errors += method_errors(self.method)
             if self.task is not None:
                 errors.append(f"task: only stl runs name a task (got {self.task!r})")
         if not self.widths or min(self.widths) < 1:
@@ -710,7 +714,6 @@ class TrajectoryRunConfig(RunConfig):
 
     @model_validator(mode="after")
     def _check(self) -> TrajectoryRunConfig:
-        from mtlab.grad.methods import check_methods, method_names
         from mtlab.measure.trajectory import FACTORS
         from mtlab.tasks.datasets import DATASETS
 
@@ -738,15 +741,8 @@ class TrajectoryRunConfig(RunConfig):
                 errors.append("task: method 'stl' needs the task to train")
             elif names and self.task not in names:
                 errors.append(f"task: {self.task!r} is not one of {names}")
-        elif self.method not in method_names():
-            errors.append(
-                f"method: unknown method {self.method!r}; allowed: stl, {', '.join(method_names())}"
-            )
         else:
-            try:
-                check_methods([self.method])
-            except ValueError as err:
-                errors.append(f"method: {err}")
+            errors += method_errors(self.method)
         bad_f = [f for f in self.factors if f not in FACTORS]
         if bad_f:
             errors.append(f"factors: unknown {bad_f}; allowed: {', '.join(FACTORS)}")

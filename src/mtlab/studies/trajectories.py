@@ -232,8 +232,9 @@ TEXTS = {
         "gap = validation loss of MTL − of STL at the same own-task training loss (on the fixed "
         "training probe); negative: MTL generalises better at equal training loss. Final "
         "transfer = MTL − STL test metric (R² for regression, accuracy for classification) at "
-        "each run's best-validation checkpoint; positive: MTL better. Mean ± s.e. over seeds per "
-        "setting; `gap.csv` holds every level of both matchings.",
+        "each run's best-validation checkpoint; positive: MTL better. Early / late gap: mean over "
+        "the levels the STL run reached within / after the early share of its steps. Mean ± s.e. "
+        "over seeds per setting, task and method; `gap.csv` holds every level of both matchings.",
     ),
     "factors": (
         "Claim 2 — trajectory factors",
@@ -274,11 +275,12 @@ def _sections(
     setup_tables: list[tuple[str, Any]] = []
     if len(pairs):
         means = summarise_wide(
-            pairs, ["group", "setting", "method"], ["early_gap", "final_transfer", "early_cos"]
+            pairs,
+            ["group", "setting", "task", "method"],
+            ["early_gap", "late_gap", "final_transfer", "early_cos", "early_slowdown"],
         )
-        tables["gap"] = [
-            ("early gap, final transfer and early conflict per setting", means.round(4))
-        ]
+        caption = "per setting, task and method: mean ± s.e. over seeds"
+        tables["gap"] = [(caption, means.round(4))]
         counts = pairs.groupby(["group", "method"]).size().rename("pairs").reset_index()
         setup_tables = [("pairs per kind of setting and method", counts)]
     out = [Section("Setup and estimators", _setup_text(store, baseline), fig("val"), setup_tables)]

@@ -37,7 +37,7 @@ def val_vs_train(traj: pd.DataFrame, baseline: str, fig_dir: Path, max_panels: i
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.invert_xaxis()
-        ax.set_title(setting, fontsize=8)
+        ax.set_title(f"{setting} (seed {int(ok.seed.min())}, {baseline})", fontsize=8)
         ax.set_xlabel("training loss (probe) →")
         ax.set_ylabel("validation loss")
         ax.legend(fontsize=6)

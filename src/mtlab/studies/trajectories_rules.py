@@ -137,6 +137,10 @@ def conflict_slowdown(
         "ci_cos_slowdown": [r(slow.spearman_lo), r(slow.spearman_hi)],
         "rho_cos_transfer": r(trans.spearman),
         "ci_cos_transfer": [r(trans.spearman_lo), r(trans.spearman_hi)],
+        "per_setting_cos_and_transfer": {
+            str(k): [r(float(d.early_cos.mean())), r(float(d.final_transfer.mean()))]
+            for k, d in b.groupby("setting")
+        },
         "conflict_sign_predicts_transfer_sign": r(
             float((np.sign(b.early_cos) == np.sign(b.final_transfer)).mean()) if len(b) else None
         ),

@@ -14,7 +14,6 @@ when MTL is better (the metric is accuracy or R², higher is better).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -163,14 +162,36 @@ def gap_tables(
     return gaps, pairs[list(PAIR_COLUMNS)]
 
 
-def sort_settings(settings: Sequence[str]) -> list[str]:
-    return sorted(settings, key=lambda s: (not s.startswith("angle"), s))
+CORRELATIONS = (
+    *((f"d_{f}", "early_gap") for f in FACTOR_COLUMNS),
+    *((f"d_{f}", "final_transfer") for f in FACTOR_COLUMNS),
+    ("early_cos", "log_early_slowdown"),
+    ("early_cos", "final_transfer"),
+    ("early_gap", "final_transfer"),
+)
+
+
+def correlation_table(pairs: pd.DataFrame, baseline_only: bool = True) -> pd.DataFrame:
+    """Spearman / Pearson with 95 % bootstrap CIs and sign agreement for each pair of
+    :data:`CORRELATIONS`, per kind of setting and over all of them (``correlations.csv``)."""
+    from mtlab.measure.stats import correlate
+
+    p = pairs[pairs.baseline.astype(bool)] if baseline_only and len(pairs) else pairs
+    p = p.assign(log_early_slowdown=np.log(p.early_slowdown.astype(float)))
+    rows = []
+    for group, d in [("all", p), *((str(g), g_d) for g, g_d in p.groupby("group"))]:
+        for x, y in CORRELATIONS:
+            c = correlate(d[x].to_numpy(float), d[y].to_numpy(float))
+            rows.append({"group": group, "x": x, "y": y, **c.as_dict()})
+    return pd.DataFrame(rows)
 
 
 __all__ = [
+    "CORRELATIONS",
     "FACTOR_COLUMNS",
     "PAIR_COLUMNS",
     "TRAJ_COLUMNS",
+    "correlation_table",
     "gap_tables",
     "pair_runs",
     "selected",

@@ -25,7 +25,7 @@ from mtlab.measure.gap import Match
 from mtlab.runs.config import RunConfig
 from mtlab.runs.store import RunStore
 from mtlab.runs.sweep import expand
-from mtlab.runs.trajectory_analysis import gap_tables, trajectories_table
+from mtlab.runs.trajectory_analysis import correlation_table, gap_tables, trajectories_table
 from mtlab.studies import trajectories_figures as figs
 from mtlab.studies.base import Analysis, Preset, Section, Study, StudyInputs, register
 from mtlab.studies.claims import claims_line, completed, runs_section
@@ -176,6 +176,9 @@ class TrajectoriesStudy(Study):
             traj.to_parquet(store.root / "trajectories.parquet", index=False)
         gaps, pairs = gap_tables(completed(traj), baseline, match=MATCH, n_levels=N_LEVELS)
         gaps.to_csv(store.root / "gap.csv", index=False)
+        corr = correlation_table(pairs) if len(pairs) else pd.DataFrame()
+        if len(corr):
+            corr.to_csv(store.root / "correlations.csv", index=False)
         figures = {
             "val": figs.val_vs_train(traj, baseline, fig_dir) if len(traj) else None,
             "gap": figs.gap_vs_level(gaps, baseline, fig_dir) if len(gaps) else None,
@@ -188,7 +191,7 @@ class TrajectoriesStudy(Study):
             for rule, key in zip(RULES, ("gap", "factors", "conflict", "methods"), strict=True)
         ]
         runs = store.results().drop_duplicates("run_id") if len(traj) else pd.DataFrame()
-        sections = _sections(traj, gaps, pairs, figures, baseline, store)
+        sections = _sections(corr, pairs, figures, baseline, store)
         if len(runs):
             sections.append(runs_section(runs, by="method"))
         n_runs = int(runs.run_id.nunique()) if len(runs) else 0
@@ -258,8 +261,7 @@ TEXTS = {
 
 
 def _sections(
-    traj: pd.DataFrame,
-    gaps: pd.DataFrame,
+    corr: pd.DataFrame,
     pairs: pd.DataFrame,
     figures: dict[str, str | None],
     baseline: str,
@@ -281,6 +283,13 @@ def _sections(
         )
         caption = "per setting, task and method: mean ± s.e. over seeds"
         tables["gap"] = [(caption, means.round(4))]
+        cols = ["group", "x", "y", "n", "spearman", "spearman_lo", "spearman_hi", "pearson",
+                "pearson_lo", "pearson_hi", "sign_agreement"]  # fmt: skip
+        shown = corr[cols].round(3)
+        factor_rows = shown[shown.x.str.startswith("d_") & (shown.y == "early_gap")]
+        tables["factors"] = [("baseline pairs; 95 % paired-bootstrap CIs (correlations.csv)",
+                              factor_rows)]  # fmt: skip
+        tables["conflict"] = [("baseline pairs", shown[shown.x == "early_cos"])]
         counts = pairs.groupby(["group", "method"]).size().rename("pairs").reset_index()
         setup_tables = [("pairs per kind of setting and method", counts)]
     out = [Section("Setup and estimators", _setup_text(store, baseline), fig("val"), setup_tables)]

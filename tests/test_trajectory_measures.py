@@ -75,7 +75,8 @@ def _logistic(C: int = 3, d: int = 5, n: int = 64) -> tuple[nn.Linear, torch.Ten
 
 def test_fisher_trace_of_logistic_regression_matches_the_closed_form() -> None:
     model, x = _logistic()
-    p = torch.softmax(model(x), -1)
+    with torch.no_grad():
+        p = torch.softmax(model(x), -1)
     # ∇_W log p_y = (e_y − p) x̃ᵀ  ⇒  E_y ‖·‖² = (1 − ‖p‖²)(‖x‖² + 1)
     closed = float(((1 - (p**2).sum(1)) * ((x**2).sum(1) + 1)).mean())
     assert fisher_trace(model, x, labels="exact") == pytest.approx(closed, rel=1e-10)

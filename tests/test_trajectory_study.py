@@ -33,6 +33,9 @@ def test_tiny_preset_end_to_end(tmp_path):
     assert set(gaps.phase) <= {"early", "late"}
     # never extrapolated: every level lies inside both runs' training-loss ranges
     assert (gaps.mismatch.abs() < np.inf).all()
+    corr = pd.read_csv(out / "correlations.csv")
+    assert {"all", "teacher, bottleneck"} == set(corr.group)
+    assert {"spearman", "spearman_lo", "spearman_hi", "pearson", "sign_agreement"} <= set(corr)
     claims = json.loads((out / "claims.json").read_text())["claims"]
     assert [c["id"] for c in claims] == [
         "gap.early_sign_persists",

@@ -157,7 +157,9 @@ def method_effects(pairs: pd.DataFrame) -> pd.DataFrame:
     base = _base(pairs).set_index(keys)
     rows = []
     for m, d in pairs[~pairs.baseline.astype(bool)].groupby("method"):
-        j = d.set_index(keys).join(base, rsuffix="_base", how="inner")
+        j = d.set_index(keys).merge(
+            base, left_index=True, right_index=True, suffixes=("", "_base"), how="inner"
+        )
         for k, row in j.iterrows():
             rows.append(
                 {

@@ -104,3 +104,18 @@ def test_a_diverging_run_is_failed_with_its_reason() -> None:
 def test_bad_configs_name_the_field(fields: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         make_config({"family": "trajectory", **fields})
+
+
+def test_factors_on_all_parameters_include_the_task_head() -> None:
+    from mtlab.measure.trajectory import CheckpointMeter, FactorOptions
+
+    cfg = _cfg(method="sum")
+    tasks = setting_tasks(cfg)
+    model = build_network(cfg, tasks)
+    shared = CheckpointMeter(model, tasks, FactorOptions(probe_size=32, params="shared"))
+    every = CheckpointMeter(model, tasks, FactorOptions(probe_size=32, params="all"))
+    assert every.names(1) == [*shared.names(1), "heads.1.weight", "heads.1.bias"]
+    a, b = shared._factors(model, 1, 0), every._factors(model, 1, 0)
+    # the shared block is a principal submatrix of the Hessian: its top eigenvalue is no larger
+    assert a["sharpness"] <= b["sharpness"] * (1 + 1e-3)
+    assert b["grad_norm"] >= a["grad_norm"] and b["fisher_trace"] > 0

@@ -127,9 +127,9 @@ def test_store_ignores_a_torn_last_line(tmp_path):
     with open(store.rows_path, "a") as f:
         f.write('{"run_id": "b", "x"')
     assert store.done_ids() == {"a"}
-    store.add({"run_id": "a", "x": float("nan")})
+    store.add({"run_id": "c", "x": float("nan")})  # written on a fresh line after the torn one
     rows = store.rows()
-    assert len(rows) == 1 and rows[0]["x"] is None
+    assert len(rows) == 2 and rows[1]["x"] is None
     with pytest.raises(FileNotFoundError, match="no stored parameters"):
         store.load_params("zzz")
     with pytest.raises(FileNotFoundError, match=r"config\.yaml"):

@@ -85,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:  # long: one declarative table of
             action="store_true",
             help="validate and count the runs (by method); train and write nothing",
         )
+        sp.add_argument(
+            "--append",
+            action="store_true",
+            help="add this sweep's runs to a folder that holds another sweep of the same study "
+            "and preset (recorded in sessions.json); without it such a folder is refused",
+        )
 
     rp = sub.add_parser("reproduce", help="run a registered study at a preset")
     rp.add_argument("study")
@@ -175,17 +181,40 @@ def _fail(msg: str) -> int:
     return 2
 
 
-def _check_out(out: Path, study: str, preset: str) -> str | None:
+def _stored_ids(old: dict[str, Any]) -> set[str]:
+    """Run ids of the sweep a folder's ``config.yaml`` records."""
+    if "run_ids" in old:
+        return set(old["run_ids"])
+    from mtlab.runs.config import make_config
+
+    return {make_config(r).run_id() for r in old.get("runs", [])}
+
+
+def _check_out(
+    out: Path, study: str, preset: str, configs: Any = (), append: bool = False
+) -> str | None:
+    """Why ``out`` cannot take this sweep (None: it can). A folder holds one sweep: the same
+    study and preset and the same runs (a rerun resumes), or more runs with ``--append``."""
+    if out.exists() and not out.is_dir():
+        return f"--out {out} is a file, not a folder"
     cfg = out / "config.yaml"
     if not cfg.exists():
         return None
     from mtlab.runs.store import RunStore
 
-    old = RunStore(out).read_config()
+    old = RunStore.read_config_at(out)
     if (old.get("study"), old.get("preset")) != (study, preset):
         return (
             f"{out} already holds study {old.get('study')!r} preset {old.get('preset')!r}; "
             f"choose another --out to run study {study!r} preset {preset!r}"
+        )
+    new = {c.run_id() for c in configs}
+    have = _stored_ids(old)
+    if configs and new != have and not append:
+        return (
+            f"{out} already holds another sweep of study {study!r} ({len(have)} runs; this "
+            f"command plans {len(new)}, {len(new & have)} of them in the folder): choose "
+            "another --out, or add --append to add this sweep's runs to it"
         )
     return None
 
@@ -236,13 +265,21 @@ def _dry_run(configs: list[Any], label: str) -> int:
     return 0
 
 
-def _record_session(store: Any, out: Path, stats: dict[str, Any]) -> None:
-    """Append this session's counts to the folder's ``sessions.json``."""
+def make_config_id(run: dict[str, Any]) -> str:
+    from mtlab.runs.config import make_config
+
+    return make_config(run).run_id()
+
+
+def _record_session(store: Any, out: Path, stats: dict[str, Any], append: bool = False) -> None:
+    """Append this session's command and counts to the folder's ``sessions.json``."""
     hist_path = out / "sessions.json"
     hist = json.loads(hist_path.read_text()) if hist_path.exists() else []
     hist.append(
         {
             "finished": _dt.datetime.now().isoformat(timespec="seconds"),
+            "command": " ".join(["mtlab", *sys.argv[1:]]),
+            "append": append,
             **{k: stats[k] for k in ("requested", "trained", "skipped", "failed", "seconds")},
         }
     )
@@ -258,22 +295,58 @@ def _execute(
     label: str | None = None,
 ) -> int:
     label = label or f"study {study!r} (preset {preset})"
-    from mtlab.runs.executor import execute
-    from mtlab.runs.store import RunStore
+    from mtlab.runs.store import FolderLocked, RunStore
 
-    if args.dry_run:
-        return _dry_run(configs, label)
-    problem = _check_out(args.out, study, preset)
+    append = bool(getattr(args, "append", False))
+    problem = _check_out(args.out, study, preset, configs, append)
     if problem:
         return _fail(problem)
-    store = RunStore(args.out)
+    if args.dry_run:
+        return _dry_run(configs, label)
+    try:
+        store = RunStore(args.out)
+        with store.lock():
+            return _locked_run(args, store, study, preset, configs, extra, label, append)
+    except FolderLocked as err:
+        return _fail(str(err))
+
+
+def _locked_run(
+    args: argparse.Namespace,
+    store: Any,
+    study: str,
+    preset: str,
+    configs: Any,
+    extra: dict[str, Any],
+    label: str,
+    append: bool,
+) -> int:
+    """The body of :func:`_execute` while the folder's lock is held."""
+    from mtlab.runs.executor import execute
+
+    problem = _check_out(args.out, study, preset, configs, append)  # again, under the lock
+    if problem:
+        return _fail(problem)
+    runs = [c.model_dump() for c in configs]
+    ids = [c.run_id() for c in configs]
+    if append and (args.out / "config.yaml").exists():
+        old = store.read_config()
+        old_runs = old.get("runs", [])
+        old_ids = old.get("run_ids") or [make_config_id(r) for r in old_runs]
+        known = set(ids)
+        for r, rid in zip(old_runs, old_ids, strict=True):
+            if rid not in known:  # the folder keeps every sweep appended to it
+                runs.append(r)
+                ids.append(rid)
+                known.add(rid)
     store.write_config(
         {
             "study": study,
             "preset": preset,
             "command": " ".join(["mtlab", *sys.argv[1:]]),
             **extra,
-            "runs": [c.model_dump() for c in configs],
+            "run_ids": ids,
+            "runs": runs,
         }
     )
     print(
@@ -291,7 +364,7 @@ def _execute(
             file=sys.stderr,
         )
         return 130
-    _record_session(store, args.out, stats)
+    _record_session(store, args.out, stats, append)
     print(
         f"mtlab: trained {stats['trained']} runs ({stats['failed']} failed), skipped "
         f"{stats['skipped']} already stored, in {stats['seconds']:.1f} s",
@@ -404,10 +477,19 @@ def _trajectories(args: argparse.Namespace) -> int:
 
 def _affinity(args: argparse.Namespace) -> int:
     from mtlab.grad.methods import check_methods
+    from mtlab.runs.store import RunStore as RunStoreCfg
     from mtlab.tasks.datasets import DATASETS
 
     if args.dataset not in DATASETS:
         return _fail(f"--dataset: unknown dataset {args.dataset!r}; allowed: {', '.join(DATASETS)}")
+    if args.out.exists() and not args.out.is_dir():
+        return _fail(f"--out {args.out} is a file, not a folder")
+    if (args.out / "config.yaml").exists():
+        held = RunStoreCfg.read_config_at(args.out)
+        return _fail(
+            f"{args.out} holds the runs of study {held.get('study')!r}; choose another --out for "
+            "the affinity measurement"
+        )
     try:
         check_methods([args.method])
     except ValueError as err:

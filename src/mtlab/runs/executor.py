@@ -153,9 +153,9 @@ def execute(
         params: dict[str, torch.Tensor],
         evals: list[dict[str, Any]] | None = None,
     ) -> None:
-        store.add(row, curve, params, evals=evals)
-        stats["trained"] += 1
-        stats["failed"] += row.get("status") == "failed"
+        if store.add(row, curve, params, evals=evals):  # False: already stored (idempotent)
+            stats["trained"] += 1
+            stats["failed"] += row.get("status") == "failed"
         bar.update(1)
 
     try:

@@ -16,14 +16,23 @@ Layout::
 A run counts as finished once its line is in ``rows.jsonl`` (params and curve are written
 before it), so an interrupted sweep (Ctrl-C, kill) loses no finished run, and rerunning the same
 sweep skips every run already there. A torn last line from a kill is ignored on reading.
+
+One writer per folder: :meth:`RunStore.lock` holds ``OUT/.lock`` (pid, host, start time) for
+the whole command; a second process gets :class:`FolderLocked` naming the holder, and the lock of
+a process that no longer exists on this host is taken over. Storing is idempotent by run id
+anyway: :meth:`RunStore.add` skips a run that is already stored, and reading keeps one row and
+one curve per run id.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import math
 import os
-from collections.abc import Iterable
+import socket
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +51,31 @@ def _clean(v: Any) -> Any:
     return v
 
 
+class FolderLocked(RuntimeError):
+    """Another live process writes into this folder; ``holder`` is its lock record."""
+
+    def __init__(self, path: Path, holder: dict[str, Any]) -> None:
+        self.holder = holder
+        super().__init__(
+            f"{path.parent} is in use by pid {holder.get('pid')} on {holder.get('host')} "
+            f"since {holder.get('started')} (lock file {path}; if that process is gone, "
+            "delete the file)"
+        )
+
+
+def _alive(holder: dict[str, Any]) -> bool:
+    """Whether the lock's process may still run (another host: assume it does)."""
+    if holder.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(int(holder.get("pid", -1)), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
 class RunStore:
     """Append-only store of finished runs in ``root``."""
 
@@ -51,6 +85,49 @@ class RunStore:
         (self.root / "params").mkdir(exist_ok=True)
         self.rows_path = self.root / "rows.jsonl"
         self.curves_path = self.root / "curves.jsonl"
+        self.lock_path = self.root / ".lock"
+        self._stored: set[str] | None = None
+
+    # ---- one writer ------------------------------------------------------------------------
+    @contextmanager
+    def lock(self) -> Iterator[dict[str, Any]]:
+        """Hold the folder's lock for the block (:class:`FolderLocked` if a live process does)."""
+        mine = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": _dt.datetime.now().isoformat(timespec="seconds"),
+        }
+        for _ in range(3):
+            try:
+                fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._holder()
+                if holder is not None and _alive(holder):
+                    raise FolderLocked(self.lock_path, holder) from None
+                stale = self.lock_path.with_name(f".lock.stale-{os.getpid()}")
+                try:  # one taker wins the rename; the others retry and see its lock
+                    os.rename(self.lock_path, stale)
+                    stale.unlink()
+                except FileNotFoundError:
+                    pass
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(mine, f)
+            break
+        else:
+            raise FolderLocked(self.lock_path, self._holder() or {})
+        try:
+            yield mine
+        finally:
+            if self._holder() == mine:
+                self.lock_path.unlink(missing_ok=True)
+
+    def _holder(self) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self.lock_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None  # gone, or torn by a killed writer: stale
+        return data if isinstance(data, dict) else None
 
     # ---- writing ---------------------------------------------------------------------------
     def _append_line(self, path: Path, obj: dict[str, Any]) -> None:
@@ -86,7 +163,7 @@ class RunStore:
         curve: list[dict[str, float]] | None = None,
         params: dict[str, torch.Tensor] | None = None,
         evals: list[dict[str, Any]] | None = None,
-    ) -> None:
+    ) -> bool:
         """Record a finished run: parameters, then curve, then the row (the commit marker).
 
         ``evals`` (optional) are the run's evaluation rows; they are written inside the run's one
@@ -94,6 +171,13 @@ class RunStore:
         :meth:`results` expands them into one table row each, merged with ``row``.
         """
         run_id = row["run_id"]
+        if self._stored is None:
+            self._stored = self.done_ids()
+        if run_id in self._stored:
+            if params and not self.has_params(run_id):  # a finished run redone for its params
+                self.save_params(run_id, params)
+                return True
+            return False
         if params:
             self.save_params(run_id, params)
         if curve:
@@ -101,6 +185,8 @@ class RunStore:
         if evals is not None:
             row = {**row, "evals": [{k: _clean(v) for k, v in e.items()} for e in evals]}
         self._append_line(self.rows_path, row)
+        self._stored.add(run_id)
+        return True
 
     # ---- reading ---------------------------------------------------------------------------
     @staticmethod
@@ -145,13 +231,16 @@ class RunStore:
         """Long table of curves: ``run_id, step, metric, value``."""
         import pandas as pd
 
-        recs = []
+        latest: dict[str, list[dict[str, Any]]] = {}
         for line in self._read_lines(self.curves_path):
-            for point in line["curve"]:
+            latest[line["run_id"]] = line["curve"]  # one curve per run id (the last written)
+        recs = []
+        for run_id, curve in latest.items():
+            for point in curve:
                 step = point.get("step")
                 for k, v in point.items():
                     if k != "step" and v is not None:
-                        recs.append((line["run_id"], step, k, v))
+                        recs.append((run_id, step, k, v))
         return pd.DataFrame(recs, columns=["run_id", "step", "metric", "value"])
 
     def write_tables(self) -> None:
@@ -180,9 +269,14 @@ class RunStore:
         return path
 
     def read_config(self) -> dict[str, Any]:
+        return self.read_config_at(self.root)
+
+    @staticmethod
+    def read_config_at(root: Path) -> dict[str, Any]:
+        """A folder's ``config.yaml`` (without creating anything)."""
         import yaml
 
-        path = self.root / "config.yaml"
+        path = Path(root) / "config.yaml"
         if not path.exists():
-            raise FileNotFoundError(f"{self.root} has no config.yaml: not an mtlab run folder")
+            raise FileNotFoundError(f"{root} has no config.yaml: not an mtlab run folder")
         return yaml.safe_load(path.read_text())

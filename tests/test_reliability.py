@@ -1,0 +1,146 @@
+"""Results one can trust (issue 14): one writer per folder, one sweep per folder, idempotent
+storing — each fault injected for real."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mtlab.cli import main
+from mtlab.runs.store import FolderLocked, RunStore
+
+SWEEP = "base: {d: 30, k1: 4, max_steps: 50, n_val: 10, n_test: 10}\ngrid: {n_main: [%s]}\n"
+
+
+def _sweep(tmp_path: Path, name: str, n_main: str) -> Path:
+    p = tmp_path / name
+    p.write_text(SWEEP % n_main)
+    return p
+
+
+def _hold_lock(out: Path) -> subprocess.Popen:
+    """Another process that holds ``out``'s lock until killed."""
+    code = (
+        "import sys, time\n"
+        "from mtlab.runs.store import RunStore\n"
+        f"with RunStore({str(out)!r}).lock():\n"
+        "    print('held', flush=True)\n"
+        "    time.sleep(120)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_second_writer_is_refused_naming_the_holder(tmp_path, capsys):
+    out = tmp_path / "o"
+    sweep = _sweep(tmp_path, "s.yaml", "4")
+    holder = _hold_lock(out)
+    try:
+        assert main(["run", str(sweep), "--out", str(out), "--quiet", "--no-report"]) == 2
+        err = capsys.readouterr().err
+        assert f"pid {holder.pid}" in err and "in use" in err
+        assert not (out / "rows.jsonl").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_the_lock_of_a_dead_process_is_taken_over(tmp_path):
+    out = tmp_path / "o"
+    holder = _hold_lock(out)
+    holder.kill()  # kill -9: the lock file stays behind
+    holder.wait()
+    assert json.loads((out / ".lock").read_text())["pid"] == holder.pid
+    sweep = _sweep(tmp_path, "s.yaml", "4")
+    assert main(["run", str(sweep), "--out", str(out), "--quiet", "--no-report"]) == 0
+    assert not (out / ".lock").exists()  # released after the command
+    assert len(RunStore(out).rows()) == 1
+
+
+def test_two_processes_at_once_train_each_run_once(tmp_path):
+    out = tmp_path / "o"
+    sweep = _sweep(tmp_path, "s.yaml", "4, 5, 6, 7, 8, 9, 10, 11")
+    cmd = [sys.executable, "-m", "mtlab", "run", str(sweep), "--out", str(out), "--quiet",
+           "--no-report", "--chunk", "1"]  # fmt: skip
+    first = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (out / ".lock").exists() and first.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    second = subprocess.run(cmd, stderr=subprocess.PIPE, text=True)
+    first.wait(timeout=300)
+    assert first.returncode == 0
+    if second.returncode == 0:  # only if the first had already finished: then it resumed
+        assert "skipped 8" in second.stderr
+    else:
+        assert second.returncode == 2 and "in use by pid" in second.stderr
+    lines = (out / "rows.jsonl").read_text().splitlines()
+    ids = [json.loads(x)["run_id"] for x in lines]
+    assert len(ids) == len(set(ids)) == 8
+
+
+def test_storing_is_idempotent_by_run_id(tmp_path):
+    store = RunStore(tmp_path / "o")
+    row = {"run_id": "abc", "status": "ok", "x": 1.0}
+    curve = [{"step": 0, "loss": 1.0}, {"step": 1, "loss": 0.5}]
+    assert store.add(row, curve) is True
+    assert RunStore(tmp_path / "o").add(row, curve) is False  # a second writer's copy
+    assert len(store.rows_path.read_text().splitlines()) == 1
+    # lines written twice anyway (e.g. by an old version) never double a row or a curve
+    with open(store.curves_path, "a") as f:
+        f.write(json.dumps({"run_id": "abc", "curve": curve}) + "\n")
+    with open(store.rows_path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    assert len(store.results()) == 1 and len(store.curves()) == 2
+
+
+def test_a_folder_of_another_sweep_is_refused_unless_appended(tmp_path, capsys):
+    out = tmp_path / "o"
+    a, b = _sweep(tmp_path, "a.yaml", "4, 5"), _sweep(tmp_path, "b.yaml", "6")
+    assert main(["run", str(a), "--out", str(out), "--quiet", "--no-report"]) == 0
+    for extra in ([], ["--dry-run"]):  # the dry run gives the same verdict
+        capsys.readouterr()
+        assert main(["run", str(b), "--out", str(out), "--quiet", "--no-report", *extra]) == 2
+        assert "another sweep" in capsys.readouterr().err
+    assert len(RunStore(out).rows()) == 2
+    # the same sweep again resumes
+    assert main(["run", str(a), "--out", str(out), "--quiet", "--no-report"]) == 0
+    assert main(["run", str(b), "--out", str(out), "--quiet", "--no-report", "--append"]) == 0
+    cfg = RunStore(out).read_config()
+    assert len(cfg["runs"]) == len(cfg["run_ids"]) == 3 and len(RunStore(out).rows()) == 3
+    hist = json.loads((out / "sessions.json").read_text())
+    assert [h["append"] for h in hist] == [False, False, True]
+    # after appending, either sweep alone is "another sweep" of the folder
+    assert main(["run", str(a), "--out", str(out), "--quiet", "--no-report"]) == 2
+
+
+def test_affinity_into_a_study_folder_and_out_as_a_file_are_refused(tmp_path, capsys):
+    out = tmp_path / "o"
+    sweep = _sweep(tmp_path, "s.yaml", "4")
+    assert main(["run", str(sweep), "--out", str(out), "--quiet", "--no-report"]) == 0
+    assert main(["affinity", "--out", str(out), "--epochs", "1"]) == 2
+    assert "holds the runs of study" in capsys.readouterr().err
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert main(["run", str(sweep), "--out", str(f), "--quiet"]) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert main(["affinity", "--out", str(f), "--epochs", "1"]) == 2
+
+
+def test_lock_context_raises_for_a_live_holder(tmp_path):
+    out = tmp_path / "o"
+    holder = _hold_lock(out)
+    try:
+        with pytest.raises(FolderLocked, match=str(holder.pid)), RunStore(out).lock():
+            pass
+        assert json.loads((out / ".lock").read_text())["pid"] == holder.pid  # untouched
+    finally:
+        holder.kill()
+        holder.wait()
+    assert os.path.exists(out / ".lock")

@@ -144,3 +144,19 @@ def test_lock_context_raises_for_a_live_holder(tmp_path):
         holder.kill()
         holder.wait()
     assert os.path.exists(out / ".lock")
+
+
+def test_a_missing_solver_package_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "quadprog" else real(name, *a)
+    )
+    out = tmp_path / "b"
+    code = main(["benchmark", "--dataset", "digit-attributes", "--methods", "mean,upgrad",
+                 "--preset", "tiny", "--out", str(out)])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "upgrad" in err and "pip install quadprog" in err
+    assert not out.exists()  # nothing trained, nothing written

@@ -46,16 +46,23 @@ class StepRecord:
     exact_weights: bool = True
 
 
+#: solver packages in mtlab's own dependencies (the others come with the ``solvers`` extra)
+CORE_SOLVERS = frozenset({"qpsolvers", "quadprog"})
+
+
 def check_methods(names: Sequence[str]) -> None:
     """Raise ``ValueError`` naming the problem for unknown methods or missing optional solvers."""
     for name in names:
         spec = method_spec(name)
         missing = [m for m in spec.extras if importlib.util.find_spec(m) is None]
         if missing:
-            raise ValueError(
-                f"method {name!r} needs {', '.join(missing)} (not installed): "
-                "pip install 'mtlab[solvers]'"
+            core = all(m in CORE_SOLVERS for m in missing)
+            hint = (
+                f"pip install {' '.join(missing)}  (mtlab's own dependencies: reinstall mtlab)"
+                if core
+                else "pip install 'mtlab[solvers]'"
             )
+            raise ValueError(f"method {name!r} needs {', '.join(missing)} (not installed): {hint}")
 
 
 def _assign(params: Sequence[Tensor], grads: Sequence[Tensor | None]) -> None:
@@ -649,8 +656,14 @@ def _fairgrad(n_tasks: int, alpha: float = 1.0) -> Any:
     return _tjd().FairGrad(alpha=alpha)
 
 
+_QP = ("qpsolvers", "quadprog")  # torchjd's dual-cone projector (UPGrad, DualProj)
 _aggregator(
-    "upgrad", _plain("UPGrad"), non_conflicting=True, scale_invariant=True, summary="UPGrad"
+    "upgrad",
+    _plain("UPGrad"),
+    non_conflicting=True,
+    scale_invariant=True,
+    extras=_QP,
+    summary="UPGrad",
 )
 _aggregator("mgda", _plain("MGDA"), non_conflicting=True, scale_invariant=True, summary="MGDA")
 _aggregator("pcgrad", _plain("PCGrad"), order_free=False, summary="PCGrad (projects in task order)")
@@ -682,11 +695,19 @@ _aggregator(
 )
 _aggregator("graddrop", _plain("GradDrop"), order_free=False, summary="GradDrop (random masks)")
 _aggregator(
-    "dualproj", _plain("DualProj"), non_conflicting=True, scale_invariant=True, summary="DualProj"
+    "dualproj",
+    _plain("DualProj"),
+    non_conflicting=True,
+    scale_invariant=True,
+    extras=_QP,
+    summary="DualProj",
 )
 _aggregator("config", _plain("ConFIG"), non_conflicting=True, summary="ConFIG")
 _aggregator("fairgrad", _fairgrad, homogeneous=False, summary="FairGrad")
-register_method(MethodSpec("itmtl", ITMTL, "lookahead", summary="IT-MTL (lookahead choice)"))
+# its default candidates include UPGrad, hence the projector's solver
+register_method(
+    MethodSpec("itmtl", ITMTL, "lookahead", extras=_QP, summary="IT-MTL (lookahead choice)")
+)
 
 #: the registered names at import time (register_method adds more; use method_names())
 WEIGHTING_METHODS = method_names("weighting")

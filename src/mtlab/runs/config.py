@@ -625,10 +625,15 @@ class TransferenceRunConfig(RunConfig):
     def _check(self) -> TransferenceRunConfig:
         from mtlab.tasks.datasets import DATASETS
 
+        errors = []
         if self.dataset not in DATASETS:
-            raise ValueError(
+            errors.append(
                 f"dataset: unknown dataset {self.dataset!r}; allowed: {', '.join(DATASETS)}"
             )
+        if self.itmtl:  # IT-MTL's candidates include UPGrad (the projector's solver)
+            errors += [e.replace("method:", "itmtl:", 1) for e in method_errors("itmtl")]
+        if errors:
+            raise ValueError("; ".join(errors))
         return self
 
 

@@ -160,3 +160,32 @@ def test_a_missing_solver_package_is_refused_before_any_work(tmp_path, capsys, m
     err = capsys.readouterr().err
     assert "upgrad" in err and "pip install quadprog" in err
     assert not out.exists()  # nothing trained, nothing written
+
+
+def test_group_caps_the_budget_and_one_task_is_one_rule(tmp_path, capsys):
+    from mtlab.grouping import write_affinity
+
+    four = write_affinity(
+        tmp_path / "a4.json",
+        ["a", "b", "c", "d"],
+        [[0, 1, -1, -1], [1, 0, -1, -1], [-1, -1, 0, 1], [-1, -1, 1, 0]],
+    )
+    assert main(["group", str(four), "--budget", "5", "--json"]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert out["budget"] == 4 and out["requested_budget"] == 5 and "capped at 4" in captured.err
+    assert main(["group", str(four), "--budget", "6"]) == 0
+    assert len([ln for ln in capsys.readouterr().out.splitlines()[1:] if ln.strip()]) == 4
+    one = write_affinity(tmp_path / "a1.json", ["a"], [[0.0]])
+    for extra in ([], ["--json"]):
+        assert main(["group", str(one), "--budget", "2", *extra]) == 2
+        assert "at least 2" in capsys.readouterr().err
+    assert main(["group", str(one), "--budget", "1", "--singletons", "--json"]) == 0
+
+
+def test_grid_given_a_list_is_named_as_grid(tmp_path, capsys):
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text("base: {d: 30}\ngrid:\n  - {n_main: [4]}\n")
+    assert main(["run", str(sweep), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "grid: must be a mapping" in err and "grids:" in err

@@ -518,8 +518,20 @@ def _group(args: argparse.Namespace) -> int:
     except AffinityFileError as err:
         return _fail(str(err))
     single = [float(A[i, i]) for i in range(len(tasks))] if args.singletons else None
+    if len(tasks) < 2 and single is None:  # one rule for the table and --json
+        return _fail(
+            f"{args.affinity} has {len(tasks)} task(s): a group needs at least 2 "
+            "(--singletons allows one-task groups)"
+        )
+    budget = min(args.budget, len(tasks))
+    if budget < args.budget:
+        print(
+            f"mtlab: budget {args.budget} > {len(tasks)} tasks: capped at {budget} (each task "
+            "scores its best group, so more groups than tasks add nothing)",
+            file=sys.stderr,
+        )
     results: list[tuple[int, Grouping | None]] = []
-    for b in range(1, args.budget + 1):
+    for b in range(1, budget + 1):
         try:
             g = best_grouping(A, b, single, names=tasks)
         except ValueError:
@@ -529,8 +541,11 @@ def _group(args: argparse.Namespace) -> int:
     if args.json:
         last = results[-1][1]
         if last is None:
-            return _fail(f"no grouping with at most {args.budget} groups covers every task")
-        print(json.dumps({"budget": args.budget, "groups": last.names, "value": last.value}))
+            return _fail(f"no grouping with at most {budget} groups covers every task")
+        out = {"budget": budget, "groups": last.names, "value": last.value}
+        if budget < args.budget:
+            out["requested_budget"] = args.budget
+        print(json.dumps(out))
         return 0
     print(f"{'budget':>6}  {'value':>9}  groups")
     for b, found in results:

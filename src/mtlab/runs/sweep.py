@@ -42,6 +42,11 @@ def expand(spec: dict[str, Any]) -> list[RunConfig]:
     base = spec.get("base") or {}
     if not isinstance(base, dict):
         raise ConfigError(f"base: must be a mapping of config fields (got {base!r})")
+    if "grid" in spec and not isinstance(spec["grid"] or {}, dict):
+        raise ConfigError(
+            "grid: must be a mapping field -> list of values (got a "
+            f"{type(spec['grid']).__name__}; several grids go under 'grids:')"
+        )
     grids = spec.get("grids", [spec.get("grid") or {}])
     if not isinstance(grids, list) or not all(isinstance(g, dict) for g in grids):
         raise ConfigError("grids: must be a list of mappings field -> list of values")

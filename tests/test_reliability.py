@@ -189,3 +189,26 @@ def test_grid_given_a_list_is_named_as_grid(tmp_path, capsys):
     assert main(["run", str(sweep), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "grid: must be a mapping" in err and "grids:" in err
+
+
+def test_a_run_that_cannot_fit_is_refused_by_the_dry_run_and_the_run(tmp_path, capsys):
+    sweep = tmp_path / "big.yaml"
+    sweep.write_text("base: {d: 2000000000, k1: 4, n_val: 10, n_test: 10}\ngrid: {n_main: [4]}\n")
+    out = tmp_path / "o"
+    for extra in (["--dry-run"], []):
+        assert main(["run", str(sweep), "--out", str(out), "--quiet", *extra]) == 2
+        err = capsys.readouterr().err
+        assert "GiB" in err and "d=2000000000" in err and "Traceback" not in err
+    assert not out.exists()  # no config.yaml, no params/
+
+
+def test_unwritable_out_exits_2_with_one_line(tmp_path, capsys):
+    sweep = _sweep(tmp_path, "s.yaml", "4")
+    target = Path("/sys/mtlab-cannot-write-here")  # read-only for every user, root included
+    assert main(["run", str(sweep), "--out", str(target), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write to --out" in err and len(err.strip().splitlines()) == 1
+    f = tmp_path / "f"
+    f.write_text("x")  # a path below a file: NotADirectoryError
+    assert main(["run", str(sweep), "--out", str(f / "sub"), "--quiet"]) == 2
+    assert "cannot write to --out" in capsys.readouterr().err

@@ -295,10 +295,14 @@ def _execute(
     label: str | None = None,
 ) -> int:
     label = label or f"study {study!r} (preset {preset})"
+    from mtlab.runs.executor import expand_dependencies, memory_problem
     from mtlab.runs.store import FolderLocked, RunStore
 
     append = bool(getattr(args, "append", False))
     problem = _check_out(args.out, study, preset, configs, append)
+    problem = problem or memory_problem(
+        [c for phase in expand_dependencies(configs) for c in phase], args.device
+    )
     if problem:
         return _fail(problem)
     if args.dry_run:
@@ -309,6 +313,10 @@ def _execute(
             return _locked_run(args, store, study, preset, configs, extra, label, append)
     except FolderLocked as err:
         return _fail(str(err))
+    except OSError as err:
+        if not (args.out / "config.yaml").exists():  # refused before writing anything
+            return _fail(f"cannot write to --out {args.out}: {err.strerror or err}")
+        raise
 
 
 def _locked_run(

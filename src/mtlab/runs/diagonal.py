@@ -218,6 +218,8 @@ class DiagonalFamily(Family):
         """Order inside a group: equal sample counts together (padded MTL chunks stay tight)."""
         return (cfg.n_main, cfg.seed)
 
+    memory_fields = ("d", "n_aux", "n_main")
+
     def bytes_per_run(self, cfg: DiagonalRunConfig) -> int:
         n = {"pt": cfg.n_aux, "mtl": cfg.n_aux + cfg.n_main}.get(cfg.method, cfg.n_main)
         return (n * cfg.d + 16 * cfg.d) * (4 if cfg.dtype == "float32" else 8)

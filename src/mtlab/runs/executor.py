@@ -110,6 +110,47 @@ def _chunk_size(
     return min(int(chunk), len(group))
 
 
+def available_memory(device: str | torch.device = "cpu") -> int | None:
+    """Bytes free for a run on ``device`` (MemAvailable on CPU, free memory on a GPU; None if
+    unknown)."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return int(torch.cuda.mem_get_info(dev)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def memory_problem(
+    configs: Sequence[RunConfig], device: str | torch.device = "cpu", available: int | None = None
+) -> str | None:
+    """Why a run of ``configs`` cannot fit on ``device`` even alone (None: every one fits):
+    its data alone (the family's :meth:`~mtlab.runs.family.Family.bytes_per_run`) exceeds the
+    available memory. Names the fields to reduce."""
+    free = available_memory(device) if available is None else available
+    if free is None:
+        return None
+    worst: tuple[int, RunConfig] | None = None
+    for cfg in configs:
+        need = family_of(cfg).bytes_per_run(cfg)
+        if worst is None or need > worst[0]:
+            worst = (need, cfg)
+    if worst is None or worst[0] <= free:
+        return None
+    need, cfg = worst
+    fam = family_of(cfg)
+    fields = ", ".join(f"{f}={getattr(cfg, f)}" for f in fam.memory_fields) or "its sizes"
+    return (
+        f"a {fam.name} run (method {cfg.method}) needs ~{need / 2**30:.1f} GiB for its data "
+        f"alone, more than the {free / 2**30:.1f} GiB available on {device}: reduce {fields}"
+    )
+
+
 def execute(
     configs: Sequence[RunConfig],
     store: RunStore,

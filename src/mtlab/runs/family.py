@@ -89,6 +89,9 @@ class Family(ABC):
         """Order inside a group (similar runs next to each other: less zero-padding)."""
         return ()
 
+    #: the config fields that drive :meth:`bytes_per_run` (named when a run cannot fit)
+    memory_fields: ClassVar[tuple[str, ...]] = ()
+
     def bytes_per_run(self, cfg: Any) -> int:
         """Bytes of training data one run adds to an ensemble (bounds the ensemble size)."""
         return 1

@@ -120,6 +120,8 @@ class ReluFamily(Family):
     def sort_key(self, cfg: ReluRunConfig) -> tuple[Any, ...]:
         return (cfg.n_main, cfg.seed, cfg.rescale)
 
+    memory_fields = ("width", "n_aux", "n_main", "batch_size")
+
     def bytes_per_run(self, cfg: ReluRunConfig) -> int:
         n = {"pt": cfg.n_aux, "mtl": cfg.n_aux + cfg.n_main}.get(cfg.method, cfg.n_main)
         if cfg.batch_size is not None:

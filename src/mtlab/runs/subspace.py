@@ -62,6 +62,8 @@ class SubspaceFamily(SequentialFamily):
     def sort_key(self, cfg: SubspaceRunConfig) -> tuple[Any, ...]:
         return (cfg.method, cfg.features, cfg.d, cfg.T, cfg.seed)
 
+    memory_fields = ("d", "T", "n1", "n2")
+
     def bytes_per_run(self, cfg: SubspaceRunConfig) -> int:
         return 4 * cfg.T * max(cfg.n1, cfg.n2) * cfg.d
 

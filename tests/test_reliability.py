@@ -212,3 +212,24 @@ def test_unwritable_out_exits_2_with_one_line(tmp_path, capsys):
     f.write_text("x")  # a path below a file: NotADirectoryError
     assert main(["run", str(sweep), "--out", str(f / "sub"), "--quiet"]) == 2
     assert "cannot write to --out" in capsys.readouterr().err
+
+
+def test_a_ptft_run_of_a_failed_pretraining_names_the_dependency(tmp_path, capsys):
+    sweep = tmp_path / "p.yaml"
+    sweep.write_text(
+        "base: {d: 30, k1: 4, n_val: 10, n_test: 10, max_steps: 50, pt_max_steps: 50,\n"
+        "       pt_lr: 1.0e+9, max_restarts: 0}\n"
+        "grid: {method: [ptft], n_main: [4, 8]}\n"
+    )
+    out = tmp_path / "o"
+    assert main(["run", str(sweep), "--out", str(out), "--quiet", "--no-report"]) == 0
+    err = capsys.readouterr().err
+    assert "3 runs" in err  # one counting rule: the PT run is counted with its dependents
+    rows = {r["method"]: r for r in RunStore(out).rows()}
+    assert rows["pt"]["status"] == "failed"
+    ft = [r for r in RunStore(out).rows() if r["method"] == "ptft"]
+    assert len(ft) == 2 and all(r["status"] == "failed" for r in ft)
+    assert all(f"dependency {rows['pt']['run_id']} (pt) failed" in r["reason"] for r in ft)
+    # a finished rerun skips exactly what is stored
+    assert main(["run", str(sweep), "--out", str(out), "--quiet", "--no-report"]) == 0
+    assert "skipped 3 already stored" in capsys.readouterr().err

@@ -330,7 +330,7 @@ def _locked_run(
     append: bool,
 ) -> int:
     """The body of :func:`_execute` while the folder's lock is held."""
-    from mtlab.runs.executor import execute
+    from mtlab.runs.executor import execute, planned_ids
 
     problem = _check_out(args.out, study, preset, configs, append)  # again, under the lock
     if problem:
@@ -357,10 +357,7 @@ def _locked_run(
             "runs": runs,
         }
     )
-    print(
-        f"mtlab: {len(configs)} runs of {label} -> {args.out}",
-        file=sys.stderr,
-    )
+    print(f"mtlab: {len(planned_ids(configs))} runs of {label} -> {args.out}", file=sys.stderr)
     try:
         stats = execute(
             configs, store, chunk=args.chunk, device=args.device, progress=not args.quiet

@@ -85,6 +85,31 @@ def plan(configs: Sequence[RunConfig], store: RunStore) -> list[list[RunConfig]]
     return todo
 
 
+def planned_ids(configs: Sequence[RunConfig]) -> set[str]:
+    """The run ids a sweep stands for: its runs and every run they depend on (what the dry run,
+    the command's header, the executor's counts and the report all count)."""
+    return {c.run_id() for phase in expand_dependencies(configs) for c in phase}
+
+
+def _skip_failed_dependencies(
+    phase: Sequence[RunConfig], store: RunStore, sink: Any
+) -> list[RunConfig]:
+    """The runs of ``phase`` whose dependencies did not fail; the others are stored as failed,
+    their reason naming the failed dependency (never trained on its diverged parameters)."""
+    rows = {r["run_id"]: r for r in store.rows()}
+    keep = []
+    for cfg in phase:
+        bad = [d for d in cfg.dependencies() if rows.get(d.run_id(), {}).get("status") == "failed"]
+        if not bad:
+            keep.append(cfg)
+            continue
+        dep = rows[bad[0].run_id()]
+        reason = f"dependency {dep['run_id']} ({dep.get('method')}) failed: {dep.get('reason')}"
+        sink({**cfg.row_fields(), "run_id": cfg.run_id(), "status": "failed", "reason": reason},
+             [], {})  # fmt: skip
+    return keep
+
+
 def _groups(phase: Sequence[RunConfig]) -> list[list[RunConfig]]:
     """The phase's runs grouped by family and group key, each group in its family's order."""
     groups: dict[tuple[Any, ...], list[RunConfig]] = defaultdict(list)
@@ -167,7 +192,7 @@ def execute(
     done = store.done_ids()
     todo = plan(configs, store)
     total = sum(len(t) for t in todo)
-    requested = {c.run_id() for c in configs}
+    requested = planned_ids(configs)  # one counting rule: every planned run, dependencies too
     stats: dict[str, Any] = {
         "requested": len(requested),
         "trained": 0,
@@ -201,6 +226,7 @@ def execute(
 
     try:
         for phase in todo:
+            phase = _skip_failed_dependencies(phase, store, sink)
             for group in _groups(phase):
                 fam = family_of(group[0])
                 size = _chunk_size(fam, group, chunk, pretrained, device)

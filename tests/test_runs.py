@@ -83,7 +83,7 @@ def test_sweep_writes_rows_and_resumes(required_columns, tmp_path):
     assert (tmp_path / "results.parquet").exists() and (tmp_path / "results.csv").exists()
     assert (tmp_path / "curves.parquet").exists()
     again = execute(cfgs, store, progress=False)
-    assert again["trained"] == 0 and again["skipped"] == len(cfgs)
+    assert again["trained"] == 0 and again["skipped"] == len(cfgs) + 1  # dependencies count
 
 
 def test_chunked_equals_one_by_one(tmp_path):

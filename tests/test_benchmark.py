@@ -93,7 +93,7 @@ def test_benchmark_cli_end_to_end(tmp_path):
     assert set(df.method) == {"stl", "mean", "uw"} and set(df.split) == {"val", "test"}
     # one row per (method, seed, task, split, metric)
     assert not df.duplicated(["method", "seed", "task", "split", "metric"]).any()
-    summary = pd.read_csv(out / "summary.csv")
+    summary = pd.read_csv(out / "delta_m.csv")
     assert list(summary.method) == ["stl", "mean", "uw"]
     assert {"delta_m", "delta_m_se", "sec_per_step", "left", "right"} <= set(summary.columns)
     assert summary.delta_m.notna().all()

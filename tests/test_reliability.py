@@ -233,3 +233,38 @@ def test_a_ptft_run_of_a_failed_pretraining_names_the_dependency(tmp_path, capsy
     # a finished rerun skips exactly what is stored
     assert main(["run", str(sweep), "--out", str(out), "--quiet", "--no-report"]) == 0
     assert "skipped 3 already stored" in capsys.readouterr().err
+
+
+def test_reports_group_by_every_swept_field_and_count_failed_runs(tmp_path, capsys):
+    import pandas as pd
+
+    sweep = tmp_path / "lr.yaml"
+    sweep.write_text(
+        "base: {d: 30, k1: 4, n_val: 10, n_test: 10, max_steps: 200, method: stl, n_main: 8,\n"
+        "       max_restarts: 0}\n"
+        "grid: {lr: [0.05, 1.0e+9], seed: [0, 1]}\n"
+    )
+    out = tmp_path / "o"
+    assert main(["run", str(sweep), "--out", str(out), "--quiet"]) == 0
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary.lr) == [0.05, 1e9]  # one row per swept value, the seed averaged
+    assert list(summary.n_runs) == [2, 2] and list(summary.n_failed) == [0, 2]
+    assert summary.test_loss_rel_mean.notna().tolist() == [True, False]  # failed: no mean
+    rows = [r for r in RunStore(out).rows() if r["lr"] == 0.05]
+    assert summary.test_loss_rel_mean[0] == pytest.approx(sum(r["test_loss_rel"] for r in rows) / 2)
+    report = (out / "report.md").read_text()
+    assert "stl lr=0.05" in report and "stl lr=1e+09" in report
+    assert "2 of 4 runs failed (excluded from every mean)" in report
+
+
+def test_every_study_report_writes_summary_csv(tmp_path):
+    import pandas as pd
+
+    out = tmp_path / "t"
+    assert main(["reproduce", "trajectories", "--preset", "tiny", "--out", str(out),
+                 "--quiet"]) == 0  # fmt: skip
+    summary = pd.read_csv(out / "summary.csv")
+    assert {"method", "task", "n_runs", "n_failed", "test_metric_mean", "test_metric_se"} <= set(
+        summary.columns
+    )
+    assert "seed" not in summary.columns and summary.n_runs.sum() == 10  # 7 runs, MTL: 2 tasks

@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:  # long: one declarative table of
     run_opts(sp)
     bp = sub.add_parser(
         "benchmark",
-        help="STL vs MTL with multi-task methods on a real dataset (Δm, summary.csv, report)",
+        help="STL vs MTL with multi-task methods on a real dataset (Δm, delta_m.csv, report)",
     )
     bp.add_argument("--dataset", default="multi-digits", help="digit-attributes or multi-digits")
     bp.add_argument(
@@ -236,13 +236,25 @@ def make_report(out: Path) -> dict[str, Path]:
     df = store.results()
     import torch
 
+    from mtlab.studies.summary import failed_line, summary_table
+
+    summary = summary_table(df)
+    store.write_csv("summary.csv", summary)
+    failed = failed_line(df)
+    if failed:  # counted beside every mean: in the summary line and in every claim's evidence
+        analysis.summary = f"{analysis.summary} {failed}.".strip()
+        n_failed = int((df.drop_duplicates("run_id").status == "failed").sum())
+        for claim in analysis.claims:
+            claim.evidence = {**claim.evidence, "failed_runs_excluded": n_failed}
+    n_runs = int(df.run_id.nunique()) if "run_id" in df else 0
+
     meta = {
         "command": cfg.get("command", ""),
         "paper": getattr(study, "paper", "") or "—",
         "preset": f"{preset}: {study.presets[preset].description}"
         if preset in study.presets
         else preset,
-        "runs stored": int(df.run_id.nunique()) if "run_id" in df else 0,
+        "runs stored": f"{n_runs} ({failed or 'none failed'})",
         "training wall time (s)": round(sum(h.get("seconds", 0.0) for h in history), 1),
         "report written": _dt.datetime.now().isoformat(timespec="seconds"),
         "software": f"mtlab {__version__}, torch {torch.__version__}, Python {platform.python_version()}",
@@ -414,7 +426,7 @@ def _benchmark(args: argparse.Namespace) -> int:
     extra = {"seeds": args.seeds, "dataset": args.dataset, "methods": methods}
     code = _execute(args, study.name, args.preset, configs, extra)
     if code == 0 and not args.no_report and not args.dry_run:
-        print((args.out / "summary.csv").read_text().rstrip())
+        print((args.out / "delta_m.csv").read_text().rstrip())
     return code
 
 

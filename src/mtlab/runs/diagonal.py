@@ -194,6 +194,7 @@ class DiagonalFamily(Family):
     """Trains chunks of diagonal-network runs; see the module docstring for the metrics."""
 
     name = "diagonal"
+    headline = ("test_loss_rel", "test_loss")
     config_cls = DiagonalRunConfig
     columns = (
         "steps",

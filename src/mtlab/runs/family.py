@@ -89,6 +89,15 @@ class Family(ABC):
         """Order inside a group (similar runs next to each other: less zero-padding)."""
         return ()
 
+    #: the metrics a report's ``summary.csv`` gives mean and s.e. of, per cell
+    headline: ClassVar[tuple[str, ...]] = ()
+    #: evaluation-row fields that tell a run's evaluations apart (cells of ``summary.csv``)
+    eval_keys: ClassVar[tuple[str, ...]] = ()
+
+    def summary_rows(self, results: Any) -> Any:
+        """The rows of this family's results that ``summary.csv`` summarises (default: all)."""
+        return results
+
     #: the config fields that drive :meth:`bytes_per_run` (named when a run cannot fit)
     memory_fields: ClassVar[tuple[str, ...]] = ()
 

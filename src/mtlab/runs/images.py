@@ -48,6 +48,7 @@ def rescale_all(model: torch.nn.Module, s: float) -> None:
 
 class ImagesFamily(SequentialFamily):
     name = "images"
+    headline = ("test_acc", "test_loss")
     config_cls = ImagesRunConfig
 
     def sort_key(self, cfg: ImagesRunConfig) -> tuple[Any, ...]:

@@ -33,6 +33,8 @@ def _dataset(name: str, seed: int) -> MultiTaskDataset:
 
 class BenchmarkFamily(SequentialFamily):
     name = "mtbench"
+    headline = ("value",)
+    eval_keys = ("task", "split", "metric")
     config_cls = BenchmarkRunConfig
     columns = ("steps", "best_epoch", "sec_per_step", "jacobian_backend")
     # backend "auto" picks the Jacobian backend by timing it, so the recorded choice is timing too

@@ -102,6 +102,7 @@ class ReluFamily(Family):
     """Trains chunks of ReLU-student runs; see the module docstring for the metrics."""
 
     name = "relu"
+    headline = ("test_loss_rel", "test_loss")
     config_cls = ReluRunConfig
     columns = ("train_loss", "val_loss", "test_loss", "test_loss_rel", "wall_s")
 

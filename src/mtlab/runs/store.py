@@ -256,6 +256,12 @@ class RunStore:
         curves = self.curves()
         _atomic_write(self.root / "curves.parquet", lambda p: curves.to_parquet(p, index=False))
 
+    def write_csv(self, name: str, df: Any) -> Path:
+        """A table as ``OUT/name`` (atomically)."""
+        path = self.root / name
+        _atomic_write(path, lambda p: df.to_csv(p, index=False))
+        return path
+
     def write_json(self, name: str, obj: Any) -> Path:
         path = self.root / name
         _atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=2, default=str)))

@@ -56,6 +56,8 @@ class SubspaceFamily(SequentialFamily):
     """Executor hooks for :class:`SubspaceRunConfig` (runs are not ensembled)."""
 
     name = "subspace"
+    headline = ("test_acc", "sin_max", "energy")
+    eval_keys = ("evaluation", "round", "downstream_task", "n_down")
     config_cls = SubspaceRunConfig
     columns = ("n_tasks_trained",)
 

@@ -124,6 +124,8 @@ def record_trajectory(
 
 class TrajectoryFamily(SequentialFamily):
     name = "trajectory"
+    headline = ("test_metric", "test_loss", "val_loss")
+    eval_keys = ("task",)
     config_cls = TrajectoryRunConfig
     columns = (
         "regime",
@@ -135,6 +137,11 @@ class TrajectoryFamily(SequentialFamily):
         "measure_seconds",
     )
     timing_columns = ("wall_s", "train_seconds", "measure_seconds")
+
+    def summary_rows(self, results: Any) -> Any:
+        """The last checkpoint of each run and task (the end of training)."""
+        last = results.groupby(["run_id", "task"]).step.transform("max")
+        return results[results.step == last]
 
     def sort_key(self, cfg: TrajectoryRunConfig) -> tuple[Any, ...]:
         return (cfg.setting_id(), cfg.seed, cfg.method, cfg.task or "")

@@ -143,6 +143,8 @@ def _accuracy_rows(model_name: str, res: MTTrainResult) -> list[dict[str, Any]]:
 
 class TransferenceFamily(SequentialFamily):
     name = "transference"
+    headline = ("value", "accuracy", "rel_error")
+    eval_keys = ("evaluation", "model", "task", "split", "recipient", "source", "eta")
     config_cls = TransferenceRunConfig
     timing_columns = ("wall_s", "train_seconds", "probe_seconds")
 

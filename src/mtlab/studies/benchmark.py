@@ -2,7 +2,7 @@
 separately?" — single-task baselines and all-tasks MTL with each multi-task method, over seeds,
 on a real multi-task dataset (``mtlab benchmark`` is the command line for it).
 
-Outputs besides the usual run folder: ``summary.csv`` (one row per method: ``delta_m``,
+Outputs besides the usual run folder: ``delta_m.csv`` (one row per method: ``delta_m``,
 ``delta_m_se``, ``sec_per_step`` and each task's mean test accuracy), figures of the per-task
 test accuracy, of Δm with error bars and of the conflict diagnostics over training.
 """
@@ -106,7 +106,7 @@ class BenchmarkStudy(Study):
         if df.empty:
             return Analysis([], [], "No runs finished yet.")
         summary = self.summary(df)
-        summary.to_csv(store.root / "summary.csv", index=False)
+        summary.to_csv(store.root / "delta_m.csv", index=False)
         sections = [
             Section(
                 "Δm over single-task training",
@@ -114,7 +114,7 @@ class BenchmarkStudy(Study):
                 "accuracy (positive: better than training each task alone); ± one standard error "
                 "over seeds. Model selection (best epoch) used validation accuracy only.",
                 [self._fig_delta(summary, fig_dir), self._fig_tasks(df, fig_dir)],
-                [("summary.csv", summary.round(4))],
+                [("delta_m.csv", summary.round(4))],
             )
         ]
         diag = self._fig_diagnostics(store, df, fig_dir)
@@ -222,10 +222,10 @@ class BenchmarkStudy(Study):
 
 
 def summary_table(root: Path) -> Any:
-    """The ``summary.csv`` of a benchmark folder as a DataFrame."""
+    """The ``delta_m.csv`` of a benchmark folder as a DataFrame."""
     import pandas as pd
 
-    return pd.read_csv(Path(root) / "summary.csv")
+    return pd.read_csv(Path(root) / "delta_m.csv")
 
 
 register(BenchmarkStudy())

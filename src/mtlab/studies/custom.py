@@ -14,7 +14,9 @@ import pandas as pd
 from mtlab.runs.config import RunConfig
 from mtlab.runs.store import RunStore
 from mtlab.studies.base import Analysis, Preset, Section, Study, StudyInputs, register
+from mtlab.studies.claims import completed
 from mtlab.studies.plotting import errorline, panel_grid, save, style_loss_vs_n, summarise
+from mtlab.studies.summary import varying_fields
 
 
 class CustomStudy(Study):
@@ -38,48 +40,67 @@ class CustomStudy(Study):
         family = df["family"] if "family" in df else pd.Series("diagonal", index=df.index)
         ft = df[family.isin(["diagonal", "relu"]) & (df.method != "pt")].copy()
         if not ft.empty and "n_main" in ft:
-            ft["n_main"] = ft.n_main.astype(int)
-            ft["label"] = [
-                m if m != "ptft" else f"ptft s={r:g}"
-                for m, r in zip(ft.method, ft.rescale.fillna(1.0), strict=True)
-            ]
-            for knob in ("init_scale", "magnitude"):  # swept knobs enter the label
-                if knob in ft and ft[knob].nunique() > 1:
-                    ft["label"] = [
-                        f"{lab} {knob}={v:g}" for lab, v in zip(ft.label, ft[knob], strict=True)
-                    ]
-            ft["setting"] = ft["setting"].fillna("-")
-            if "n_units" in ft:
-                ft["setting"] = [
-                    f"{st} n_units={int(k)}" if st in ("subset", "new") and k == k else st
-                    for st, k in zip(ft.setting, ft.n_units, strict=True)
-                ]
-            cells = summarise(ft, ["setting", "label", "n_main"], "test_loss_rel")
-            settings = sorted(set(cells.setting))
-            fig, axes = panel_grid(len(settings))
-            for ax, setting in zip(axes, settings, strict=True):
-                sub = cells[cells.setting == setting]
-                for label, g in sub.groupby("label"):
-                    errorline(ax, g.n_main, g["mean"], g["se"], str(label))
-                style_loss_vs_n(ax, setting)
-            axes[0].legend(fontsize=7)
-            name = save(fig, fig_dir, "test_loss.png")
-            table = cells.pivot_table(index=["setting", "label"], columns="n_main", values="mean")
-            sections.append(
-                Section(
-                    "Test loss", "Mean ± s.e. over seeds.", [name], [("mean test_loss_rel", table)]
-                )
-            )
-        sub = df[family == "subspace"]
+            sections.append(_loss_section(ft, fig_dir))
+        sub = completed(df[family == "subspace"])
         if not sub.empty:
             sections.extend(_subspace_sections(sub, fig_dir))
-        img = df[(family == "images") & (df.method != "pt")]
+        img = completed(df[(family == "images") & (df.method != "pt")])
         if not img.empty:
             sections.append(_images_section(img, fig_dir))
         runs = df.drop_duplicates("run_id")
         counts = runs.groupby(["method", "status"], dropna=False).size().unstack(fill_value=0)
         sections.append(Section("Runs", "", [], [("status counts", counts)]))
         return Analysis([], sections, f"{len(runs)} runs.")
+
+
+def _loss_section(ft: pd.DataFrame, fig_dir: Path) -> Section:
+    """Test loss against n_main, one panel per setting and one line per combination of every
+    other field that varies in the sweep (only seeds are averaged; failed runs are excluded and
+    counted per line)."""
+    ft = ft.copy()
+    ft["n_main"] = ft.n_main.astype(int)
+    ft["setting"] = ft["setting"].fillna("-")
+    if "n_units" in ft:
+        ft["setting"] = [
+            f"{st} n_units={int(k)}" if st in ("subset", "new") and k == k else st
+            for st, k in zip(ft.setting, ft.n_units, strict=True)
+        ]
+    swept = [f for f in varying_fields(ft) if f not in ("setting", "n_main", "method", "n_units")]
+    ft["label"] = [
+        " ".join(
+            [
+                str(m),
+                *(f"{k}={_short(v)}" for k, v in zip(swept, vals, strict=True) if _short(v) != "-"),
+            ]
+        )  # a field that does not apply to a method (None / NaN) stays out of its label
+        for m, *vals in ft[["method", *swept]].itertuples(index=False)
+    ]
+    ok = completed(ft)
+    cells = summarise(ok, ["setting", "label", "n_main"], "test_loss_rel")
+    settings = sorted(set(cells.setting)) or ["-"]
+    fig, axes = panel_grid(len(settings))
+    for ax, setting in zip(axes, settings, strict=True):
+        sub = cells[cells.setting == setting]
+        for label, g in sub.groupby("label"):
+            errorline(ax, g.n_main, g["mean"], g["se"], str(label))
+        style_loss_vs_n(ax, setting)
+    axes[0].legend(fontsize=7)
+    name = save(fig, fig_dir, "test_loss.png")
+    table = cells.pivot_table(index=["setting", "label"], columns="n_main", values="mean")
+    runs = ft.drop_duplicates("run_id")
+    n_failed = runs.assign(failed=runs.status == "failed").groupby(["setting", "label"]).failed
+    counts = pd.DataFrame({"n_runs": n_failed.size(), "n_failed": n_failed.sum().astype(int)})
+    text = (
+        "Mean ± s.e. over seeds (failed runs excluded, counted in the second table); one line per "
+        "combination of the fields that vary in the sweep"
+        + (f" ({', '.join(['method', *swept])})." if swept else " (method).")
+    )
+    return Section(
+        "Test loss",
+        text,
+        [name],
+        [("mean test_loss_rel", table), ("runs per line", counts)],
+    )
 
 
 def _images_section(df: pd.DataFrame, fig_dir: Path) -> Section:

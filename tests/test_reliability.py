@@ -268,3 +268,66 @@ def test_every_study_report_writes_summary_csv(tmp_path):
         summary.columns
     )
     assert "seed" not in summary.columns and summary.n_runs.sum() == 10  # 7 runs, MTL: 2 tasks
+
+
+def _busy_core() -> subprocess.Popen:
+    """A competing process that keeps one core busy (as another user's job would)."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def test_same_numbers_idle_and_under_load(tmp_path):
+    """--chunk auto is a deterministic plan: a tiny preset gives bitwise the same rows on an
+    idle machine and with another process using a core."""
+    import pandas as pd
+
+    idle, busy = tmp_path / "idle", tmp_path / "busy"
+    args = ["reproduce", "diagonal", "--preset", "tiny", "--quiet", "--no-report"]
+    assert main([*args, "--out", str(idle)]) == 0
+    load = _busy_core()
+    try:
+        assert main([*args, "--out", str(busy)]) == 0
+    finally:
+        load.kill()
+        load.wait()
+    a = pd.read_parquet(idle / "results.parquet").sort_values("run_id").reset_index(drop=True)
+    b = pd.read_parquet(busy / "results.parquet").sort_values("run_id").reset_index(drop=True)
+    timing = ["wall_s"]
+    pd.testing.assert_frame_equal(a.drop(columns=timing), b.drop(columns=timing), check_exact=True)
+
+
+def test_measured_plan_is_stored_and_reused(tmp_path, monkeypatch):
+    from mtlab.runs import executor
+
+    sweep = _sweep(tmp_path, "s.yaml", "4, 5, 6, 7")
+    out = tmp_path / "o"
+    assert main(["run", str(sweep), "--out", str(out), "--quiet", "--no-report",
+                 "--chunk", "measure"]) == 0  # fmt: skip
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan and all(isinstance(v, int) and v >= 1 for v in plan.values())
+
+    def never(*a, **k):
+        raise AssertionError("the stored plan must be reused, not measured again")
+
+    monkeypatch.setattr(executor, "plan_chunk", never)
+    (out / "rows.jsonl").write_text("")  # lose every row: the rerun trains all again
+    assert main(["run", str(sweep), "--out", str(out), "--quiet", "--no-report",
+                 "--chunk", "measure"]) == 0  # fmt: skip
+    assert len(RunStore(out).rows()) == 4
+
+
+def test_auto_chunk_is_a_function_of_the_group_only():
+    from mtlab.runs.config import make_config
+    from mtlab.runs.family import get_family
+
+    diag = [make_config({"d": 30, "k1": 4, "n_main": n, "seed": s}) for n in (4, 8) for s in (0, 1)]
+    fam = get_family("diagonal")
+    assert fam.auto_chunk(diag) == 4 and fam.auto_chunk(diag, "cuda") == 4
+    relu = get_family("relu")
+    small = [
+        make_config({"family": "relu", "width": 16, "n_main": 8, "seed": s}) for s in range(40)
+    ]
+    big = [
+        make_config({"family": "relu", "width": 1000, "n_main": 256, "seed": s}) for s in range(4)
+    ]
+    assert relu.auto_chunk(small) == 16 and relu.auto_chunk(big) == 1
+    assert get_family("trajectory").auto_chunk([make_config({"family": "trajectory"})]) == 1

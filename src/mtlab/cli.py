@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import os
 import platform
 import sys
 from pathlib import Path
@@ -24,17 +25,17 @@ from mtlab import __version__
 
 
 def _chunk(value: str) -> int | str:
-    if value == "auto":
+    if value in ("auto", "measure"):
         return value
     try:
         n = int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"--chunk must be 'auto' or a positive integer (got {value!r})"
+            f"--chunk must be 'auto', 'measure' or a positive integer (got {value!r})"
         ) from None
     if n < 1:
         raise argparse.ArgumentTypeError(
-            f"--chunk must be 'auto' or a positive integer (got {value!r})"
+            f"--chunk must be 'auto', 'measure' or a positive integer (got {value!r})"
         )
     return n
 
@@ -75,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:  # long: one declarative table of
             "--chunk",
             type=_chunk,
             default="auto",
-            help="runs per ensemble: 'auto' (measured) or a number; 1 = one at a time",
+            help="runs per ensemble: 'auto' (the families' deterministic cost model: the same "
+            "numbers on a busy and an idle machine), 'measure' (timed once, stored in "
+            "OUT/plan.json and reused) or a number; 1 = one at a time",
         )
         sp.add_argument("--device", type=_device, default="cpu", help="torch device (default cpu)")
         sp.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -576,8 +579,29 @@ def _group(args: argparse.Namespace) -> int:
     return 0
 
 
+def configure_threads() -> int:
+    """Intra-op threads: ``MTLAB_THREADS`` if set, else one less than the cores granted to this
+    process (``os.sched_getaffinity``), at least one. Measured (BENCHMARKS.md): with a thread
+    per core, one competing process made a sweep 15× slower (the threads wait for each other
+    whenever one is descheduled); with a core left free it ran at its idle speed. The thread
+    count is fixed per machine, never adapted to the load, because results with another count
+    differ in the last float32 digits."""
+    import torch
+
+    env = os.environ.get("MTLAB_THREADS")
+    try:
+        n = int(env) if env else max(1, len(os.sched_getaffinity(0)) - 1)
+    except (ValueError, AttributeError):
+        n = torch.get_num_threads()
+    if n >= 1 and n != torch.get_num_threads():
+        torch.set_num_threads(n)
+    return torch.get_num_threads()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("reproduce", "run", "benchmark", "trajectories", "affinity"):
+        configure_threads()
     from mtlab.runs.config import ConfigError
 
     try:

@@ -2,14 +2,17 @@
 
 ``execute(configs, store)`` trains every run of ``configs`` not yet in ``store`` — first the runs
 they depend on (pretraining), then the rest — grouping compatible runs (same family group key)
-into ensembles. With ``chunk="auto"`` the ensemble size is chosen per group by timing a few steps
-at a handful of sizes (1, 4, 16, 64, …) and keeping the one with the highest run-steps per second,
-so batching is never knowingly slower than running one by one; an ``int`` fixes it (1 = one run at
-a time). A progress bar counts finished runs. Rows are stored as each run finishes.
+into ensembles. The ensemble size per group: ``chunk="auto"`` (default) asks the family's
+deterministic cost model (:meth:`~mtlab.runs.family.Family.auto_chunk`), so the plan — and with
+it every number — does not depend on how busy the machine is; ``chunk="measure"`` times a few
+steps at a handful of sizes (1, 4, 16, 64, …), keeps the fastest and stores the choice in
+``OUT/plan.json``, reused on every rerun and resume of that folder; an ``int`` fixes it (1 = one
+run at a time). A progress bar counts finished runs. Rows are stored as each run finishes.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -22,6 +25,8 @@ from mtlab.runs.family import Family, Pretrained, family_of
 from mtlab.runs.store import RunStore
 
 CANDIDATE_CHUNKS = (1, 4, 16, 64, 256)
+#: ``auto``: the families' deterministic cost model; ``measure``: timed once per folder
+CHUNKS = ("auto", "measure")
 MEMORY_BUDGET = 2 * 1024**3  # bytes of training data per ensemble
 _chunk_cache: dict[tuple[Any, ...], int] = {}
 
@@ -127,11 +132,18 @@ def _chunk_size(
     chunk: int | str,
     pretrained: Pretrained,
     device: str | torch.device,
+    stored_plan: dict[str, int],
 ) -> int:
     if not fam.batched(group[0]):
         return 1  # a family whose runs are not ensembled
     if chunk == "auto":
-        return plan_chunk(fam, group, pretrained, device)
+        return fam.auto_chunk(group, device)
+    if chunk == "measure":
+        key = json.dumps([fam.name, [list(k) for k in fam.group_key(group[0])], str(device),
+                          len(group) >= CANDIDATE_CHUNKS[-1]], default=str)  # fmt: skip
+        if key not in stored_plan:  # measured once per folder, reused on rerun and resume
+            stored_plan[key] = plan_chunk(fam, group, pretrained, device)
+        return min(int(stored_plan[key]), len(group))
     return min(int(chunk), len(group))
 
 
@@ -187,8 +199,10 @@ def execute(
     """Train every run of ``configs`` missing from ``store``; returns counts and timings."""
     from tqdm.auto import tqdm
 
-    if isinstance(chunk, int) and chunk < 1:
-        raise ValueError(f"chunk must be >= 1 or 'auto'; got {chunk}")
+    if (isinstance(chunk, int) and chunk < 1) or (isinstance(chunk, str) and chunk not in CHUNKS):
+        raise ValueError(f"chunk must be >= 1, 'auto' or 'measure'; got {chunk!r}")
+    plan_path = store.root / "plan.json"
+    stored_plan: dict[str, int] = json.loads(plan_path.read_text()) if plan_path.exists() else {}
     done = store.done_ids()
     todo = plan(configs, store)
     total = sum(len(t) for t in todo)
@@ -229,7 +243,9 @@ def execute(
             phase = _skip_failed_dependencies(phase, store, sink)
             for group in _groups(phase):
                 fam = family_of(group[0])
-                size = _chunk_size(fam, group, chunk, pretrained, device)
+                size = _chunk_size(fam, group, chunk, pretrained, device, stored_plan)
+                if chunk == "measure":
+                    store.write_json("plan.json", stored_plan)
                 for i in range(0, len(group), size):
                     part = group[i : i + size]
                     bar.set_postfix_str(f"{part[0].method} x{len(part)}")

@@ -98,6 +98,19 @@ class Family(ABC):
         """The rows of this family's results that ``summary.csv`` summarises (default: all)."""
         return results
 
+    def auto_chunk(self, group: Sequence[Any], device: Any = "cpu") -> int:
+        """The ensemble size of ``--chunk auto``: a deterministic cost model (never a timing), so
+        the same command trains the same ensembles — and gives bitwise the same numbers — on an
+        idle and on a loaded machine. Default: the whole group, at most 64 runs on a CPU (256 on
+        a GPU) and within the data budget of :data:`mtlab.runs.executor.MEMORY_BUDGET`."""
+        from mtlab.runs.executor import MEMORY_BUDGET
+
+        if not group or not self.batched(group[0]):
+            return 1
+        limit = 256 if str(device).startswith("cuda") else 64
+        cap = MEMORY_BUDGET // max(self.bytes_per_run(group[0]), 1)
+        return int(max(1, min(len(group), limit, cap)))
+
     #: the config fields that drive :meth:`bytes_per_run` (named when a run cannot fit)
     memory_fields: ClassVar[tuple[str, ...]] = ()
 

@@ -123,6 +123,16 @@ class ReluFamily(Family):
 
     memory_fields = ("width", "n_aux", "n_main", "batch_size")
 
+    def auto_chunk(self, group: Any, device: Any = "cpu") -> int:
+        """ReLU students are memory-bound on a CPU (BENCHMARKS.md: 48 width-1000 runs on 256
+        samples batched are 3.6× slower than one by one; width 256 gains 2–6× at 16): one run
+        at a time above 1 MiB of hidden activations per run, else up to 16."""
+        if str(device).startswith("cuda"):
+            return super().auto_chunk(group, device)
+        if not group or self.bytes_per_run(group[0]) > 2**20:
+            return 1
+        return int(min(len(group), 16))
+
     def bytes_per_run(self, cfg: ReluRunConfig) -> int:
         n = {"pt": cfg.n_aux, "mtl": cfg.n_aux + cfg.n_main}.get(cfg.method, cfg.n_main)
         if cfg.batch_size is not None:

@@ -239,4 +239,4 @@ def test_images_sweep_through_mtlab_run(tmp_path):
     out = tmp_path / "out"
     assert main(["run", str(sweep), "--out", str(out), "--quiet"]) == 0
     assert (out / "figures" / "images_accuracy.png").exists()
-    assert "ptft s=0.5" in (out / "report.md").read_text()
+    assert "ptft rescale=0.5" in (out / "report.md").read_text()

@@ -385,6 +385,12 @@ def _locked_run(
         )
         return 130
     _record_session(store, args.out, stats, append)
+    if stats.get("redone"):
+        print(
+            f"mtlab: redid {stats['redone']} finished run(s) whose stored parameters were missing "
+            "or unreadable (needed by runs that depend on them)",
+            file=sys.stderr,
+        )
     print(
         f"mtlab: trained {stats['trained']} runs ({stats['failed']} failed), skipped "
         f"{stats['skipped']} already stored, in {stats['seconds']:.1f} s",

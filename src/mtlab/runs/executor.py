@@ -85,8 +85,8 @@ def plan(configs: Sequence[RunConfig], store: RunStore) -> list[list[RunConfig]]
     todo = [[c for c in phase if c.run_id() not in done] for phase in phases]
     for p, phase in enumerate(phases[:-1]):
         for c in phase:
-            if c.run_id() in done and not store.has_params(c.run_id()):
-                todo[p].append(c)
+            if c.run_id() in done and not store.params_ok(c.run_id()):
+                todo[p].append(c)  # missing or unreadable (truncated) parameters: redone
     return todo
 
 
@@ -113,6 +113,32 @@ def _skip_failed_dependencies(
         sink({**cfg.row_fields(), "run_id": cfg.run_id(), "status": "failed", "reason": reason},
              [], {})  # fmt: skip
     return keep
+
+
+def _run_isolated(
+    fam: Family,
+    part: Sequence[RunConfig],
+    pretrained: Pretrained,
+    sink: Any,
+    device: str | torch.device,
+    store: RunStore,
+) -> None:
+    """Train ``part``; a chunk that raises is retried one run at a time, and a run that raises
+    alone is stored as failed with the exception as its reason — the sweep goes on."""
+    try:
+        fam.run_chunk(part, pretrained, sink=sink, device=device)
+        return
+    except Exception as err:
+        if len(part) == 1:
+            cfg = part[0]
+            reason = f"raised {type(err).__name__}: {err}"
+            sink({**cfg.row_fields(), "run_id": cfg.run_id(), "status": "failed",
+                  "reason": reason[:500]}, [], {})  # fmt: skip
+            return
+    done = store.done_ids()  # runs of the chunk stored before it raised are kept
+    for cfg in part:
+        if cfg.run_id() not in done:
+            _run_isolated(fam, [cfg], pretrained, sink, device, store)
 
 
 def _groups(phase: Sequence[RunConfig]) -> list[list[RunConfig]]:
@@ -207,7 +233,9 @@ def execute(
     todo = plan(configs, store)
     total = sum(len(t) for t in todo)
     requested = planned_ids(configs)  # one counting rule: every planned run, dependencies too
+    redone = sum(c.run_id() in done for phase in todo for c in phase)
     stats: dict[str, Any] = {
+        "redone": redone,  # finished runs trained again for their missing / unreadable params
         "requested": len(requested),
         "trained": 0,
         "skipped": len(requested & done),
@@ -250,7 +278,7 @@ def execute(
                     part = group[i : i + size]
                     bar.set_postfix_str(f"{part[0].method} x{len(part)}")
                     t0 = time.perf_counter()
-                    fam.run_chunk(part, pretrained, sink=sink, device=device)
+                    _run_isolated(fam, part, pretrained, sink, device, store)
                     seconds = time.perf_counter() - t0
                     stats["chunks"].append(
                         {"method": part[0].method, "size": len(part), "seconds": seconds}

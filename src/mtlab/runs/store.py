@@ -157,6 +157,16 @@ class RunStore:
     def has_params(self, run_id: str) -> bool:
         return (self.root / "params" / f"{run_id}.pt").exists()
 
+    def params_ok(self, run_id: str) -> bool:
+        """The run's parameters exist and load (a file truncated by a crash does not)."""
+        if not self.has_params(run_id):
+            return False
+        try:
+            self.load_params(run_id)
+        except Exception:
+            return False
+        return True
+
     def add(
         self,
         row: dict[str, Any],
@@ -174,7 +184,7 @@ class RunStore:
         if self._stored is None:
             self._stored = self.done_ids()
         if run_id in self._stored:
-            if params and not self.has_params(run_id):  # a finished run redone for its params
+            if params and not self.params_ok(run_id):  # a finished run redone for its params
                 self.save_params(run_id, params)
                 return True
             return False

@@ -66,15 +66,7 @@ def _loss_section(ft: pd.DataFrame, fig_dir: Path) -> Section:
             for st, k in zip(ft.setting, ft.n_units, strict=True)
         ]
     swept = [f for f in varying_fields(ft) if f not in ("setting", "n_main", "method", "n_units")]
-    ft["label"] = [
-        " ".join(
-            [
-                str(m),
-                *(f"{k}={_short(v)}" for k, v in zip(swept, vals, strict=True) if _short(v) != "-"),
-            ]
-        )  # a field that does not apply to a method (None / NaN) stays out of its label
-        for m, *vals in ft[["method", *swept]].itertuples(index=False)
-    ]
+    ft["label"] = _labels(ft, ("setting", "n_main", "method", "n_units"))
     ok = completed(ft)
     cells = summarise(ok, ["setting", "label", "n_main"], "test_loss_rel")
     settings = sorted(set(cells.setting)) or ["-"]
@@ -105,12 +97,8 @@ def _loss_section(ft: pd.DataFrame, fig_dir: Path) -> Section:
 
 def _images_section(df: pd.DataFrame, fig_dir: Path) -> Section:
     """Images-family runs: main-task test accuracy against n_main per network and regime."""
-    df = df.astype({"n_main": int}).assign(
-        label=[
-            m if m != "ptft" else f"ptft s={r:g}"
-            for m, r in zip(df.method, df.rescale.fillna(1.0), strict=True)
-        ]
-    )
+    df = df.astype({"n_main": int})
+    df = df.assign(label=_labels(df, ("trunk", "n_main", "method")))
     cells = summarise(df, ["trunk", "label", "n_main"], "test_acc")
     trunks = sorted(set(cells.trunk))
     fig, axes = panel_grid(len(trunks), ncols=2)
@@ -131,11 +119,7 @@ def _images_section(df: pd.DataFrame, fig_dir: Path) -> Section:
 
 def _subspace_sections(df: pd.DataFrame, fig_dir: Path) -> list[Section]:
     """Subspace-family runs: recovery metrics per configuration and probe accuracy vs n_down."""
-    keys = [
-        k
-        for k in ("features", "method", "d", "T", "m", "label_noise", "offset", "margin")
-        if k in df and df[k].nunique(dropna=False) > 1
-    ] or ["features"]
+    keys = [k for k in varying_fields(df) if k not in ("n_down",)] or ["features"]
     out = []
     df = df.assign(**{k: df[k].map(_short) for k in keys})  # printable keys; None → "-"
     rec = df[df.evaluation == "recovery"]
@@ -186,6 +170,17 @@ def _subspace_sections(df: pd.DataFrame, fig_dir: Path) -> list[Section]:
 
 
 register(CustomStudy())
+
+
+def _labels(df: pd.DataFrame, exclude: tuple[str, ...]) -> list[str]:
+    """Per row: the method and ``field=value`` for every other field that varies in the sweep
+    (fields that do not apply to a row's method — None — stay out of its label)."""
+    swept = [f for f in varying_fields(df) if f not in exclude]
+    labels = []
+    for m, *vals in df[["method", *swept]].itertuples(index=False):
+        parts = [f"{k}={_short(v)}" for k, v in zip(swept, vals, strict=True) if _short(v) != "-"]
+        labels.append(" ".join([str(m), *parts]))
+    return labels
 
 
 def _short(v: Any) -> str:

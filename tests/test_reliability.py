@@ -409,3 +409,30 @@ def test_summary_table_on_a_synthetic_results_table():
     assert by.loc[0.1, "test_loss_rel_mean"] == pytest.approx(0.1 + 1)  # seeds 0–2 only
     assert by.loc[0.01, "test_loss_rel_mean"] == pytest.approx(0.01 + 1.5)
     assert by.loc[0.01, "test_loss_rel_se"] > 0
+
+
+def test_kill_9_mid_sweep_then_rerun_loses_and_doubles_nothing(tmp_path):
+    import pandas as pd
+
+    sweep = _sweep(tmp_path, "s.yaml", "4, 5, 6, 7, 8, 9, 10, 11")
+    out, ref = tmp_path / "o", tmp_path / "ref"
+    cmd = [sys.executable, "-m", "mtlab", "run", str(sweep), "--out", str(out), "--quiet",
+           "--no-report", "--chunk", "1"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
+    rows = out / "rows.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if rows.exists() and len(rows.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.01)
+    proc.kill()  # SIGKILL: no cleanup, the lock file stays behind
+    proc.wait()
+    assert main(["run", str(sweep), "--out", str(out), "--quiet", "--no-report",
+                 "--chunk", "1"]) == 0  # fmt: skip
+    assert main(["run", str(sweep), "--out", str(ref), "--quiet", "--no-report",
+                 "--chunk", "1"]) == 0  # fmt: skip
+    ids = [json.loads(x)["run_id"] for x in rows.read_text().splitlines() if x.strip()]
+    assert len(ids) == len(set(ids)) == 8
+    a = pd.read_parquet(out / "results.parquet").sort_values("run_id").reset_index(drop=True)
+    b = pd.read_parquet(ref / "results.parquet").sort_values("run_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(a.drop(columns="wall_s"), b.drop(columns="wall_s"))

@@ -250,6 +250,9 @@ def test_reports_group_by_every_swept_field_and_count_failed_runs(tmp_path, caps
     assert list(summary.lr) == [0.05, 1e9]  # one row per swept value, the seed averaged
     assert list(summary.n_runs) == [2, 2] and list(summary.n_failed) == [0, 2]
     assert summary.test_loss_rel_mean.notna().tolist() == [True, False]  # failed: no mean
+    # the diverging runs shared an ensemble with the others; only they failed, with the reason
+    bad = [r for r in RunStore(out).rows() if r["lr"] == 1e9]
+    assert all(r["status"] == "failed" and "diverged" in r["reason"] for r in bad)
     rows = [r for r in RunStore(out).rows() if r["lr"] == 0.05]
     assert summary.test_loss_rel_mean[0] == pytest.approx(sum(r["test_loss_rel"] for r in rows) / 2)
     report = (out / "report.md").read_text()
@@ -370,6 +373,9 @@ def test_truncated_pretraining_params_are_redone_and_reported(tmp_path, capsys):
     assert "redid 1 finished run" in capsys.readouterr().err
     assert set(torch.load(path, weights_only=True))  # readable again
     assert len((out / "rows.jsonl").read_text().splitlines()) == 2  # no row doubled
+    path.unlink()  # missing altogether
+    assert main(["run", str(sweep), "--out", str(out), "--quiet", "--no-report"]) == 0
+    assert "redid 1 finished run" in capsys.readouterr().err and path.exists()
 
 
 def test_chunk_settings_agree_within_tolerance(tmp_path):

@@ -442,3 +442,27 @@ def test_kill_9_mid_sweep_then_rerun_loses_and_doubles_nothing(tmp_path):
     a = pd.read_parquet(out / "results.parquet").sort_values("run_id").reset_index(drop=True)
     b = pd.read_parquet(ref / "results.parquet").sort_values("run_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(a.drop(columns="wall_s"), b.drop(columns="wall_s"))
+
+
+def test_status_counts_failures_and_a_running_writer(tmp_path, capsys):
+    sweep = tmp_path / "lr.yaml"
+    sweep.write_text(
+        "base: {d: 30, k1: 4, n_val: 10, n_test: 10, max_steps: 50, method: stl, n_main: 8,\n"
+        "       max_restarts: 0}\n"
+        "grid: {lr: [0.05, 1.0e+9]}\n"
+    )
+    out = tmp_path / "o"
+    assert main(["run", str(sweep), "--out", str(out), "--quiet", "--no-report"]) == 0
+    capsys.readouterr()
+    assert main(["status", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "stl                 1      1       0      2" in text
+    assert "failed" in text and "diverged" in text and "not running" in text
+    holder = _hold_lock(out)
+    try:
+        assert main(["status", str(out)]) == 0
+        assert f"running: pid {holder.pid}" in capsys.readouterr().out
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main(["status", str(tmp_path)]) == 2  # not a run folder

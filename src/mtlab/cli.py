@@ -174,6 +174,11 @@ def build_parser() -> argparse.ArgumentParser:  # long: one declarative table of
         action="store_true",
         help="also allow one-task groups (score: the matrix diagonal)",
     )
+    stp = sub.add_parser(
+        "status", help="a run folder's progress: done / failed / pending per method, failures, ETA"
+    )
+    stp.add_argument("out", type=Path)
+    stp.add_argument("--failures", type=_positive, default=10, help="failures to list")
     rep = sub.add_parser("report", help="rebuild figures and the report of a run folder")
     rep.add_argument("out", type=Path)
     return p
@@ -536,6 +541,64 @@ def _affinity(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    """``mtlab status OUT`` (reads the folder only; works while a command writes into it)."""
+    from collections import Counter
+
+    from mtlab.runs.executor import expand_dependencies
+    from mtlab.runs.store import RunStore
+
+    if not (args.out / "config.yaml").exists():
+        return _fail(f"{args.out} is not an mtlab run folder (no config.yaml)")
+    cfg = RunStore.read_config_at(args.out)
+    store = RunStore(args.out)
+    planned = {c.run_id(): c.method for phase in expand_dependencies(
+        [make_config_any(r) for r in cfg.get("runs", [])]) for c in phase}  # fmt: skip
+    rows = {r["run_id"]: r for r in store.rows() if r["run_id"] in planned}
+    failed = {k: r for k, r in rows.items() if r.get("status") == "failed"}
+    total = Counter(planned.values())
+    done: Counter[str] = Counter()
+    bad: Counter[str] = Counter()
+    for k in rows:
+        (bad if k in failed else done)[planned[k]] += 1
+    print(f"{args.out}: study {cfg.get('study')!r}, preset {cfg.get('preset')!r}")
+    print(f"{'method':14s} {'done':>6s} {'failed':>6s} {'pending':>7s} {'total':>6s}")
+    for m in sorted(total):
+        pending = total[m] - done[m] - bad[m]
+        print(f"{m:14s} {done[m]:6d} {bad[m]:6d} {pending:7d} {total[m]:6d}")
+    n_pending = len(planned) - len(rows)
+    print(f"{'all':14s} {sum(done.values()):6d} {len(failed):6d} {n_pending:7d} {len(planned):6d}")
+    for k, r in list(failed.items())[: args.failures]:
+        print(f"  failed {k} ({planned[k]}): {r.get('reason')}")
+    if len(failed) > args.failures:
+        print(f"  … and {len(failed) - args.failures} more failures (--failures N)")
+    _print_running(store, n_pending)
+    return 0
+
+
+def make_config_any(run: dict[str, Any]) -> Any:
+    from mtlab.runs.config import make_config
+
+    return make_config(run)
+
+
+def _print_running(store: Any, n_pending: int) -> None:
+    """Who writes into the folder now, and an ETA from its rate so far."""
+    holder = store.holder()
+    if holder is None:
+        print("not running" + (f" ({n_pending} runs pending: rerun the command to resume)"
+                               if n_pending else ""))  # fmt: skip
+        return
+    started = _dt.datetime.fromisoformat(holder["started"])
+    elapsed = (_dt.datetime.now() - started).total_seconds()
+    new = len(store.done_ids()) - int(holder.get("stored_at_start", 0))
+    eta = f", ETA {n_pending * elapsed / new / 60:.1f} min" if new > 0 and n_pending else ""
+    print(
+        f"running: pid {holder['pid']} on {holder['host']} since {holder['started']} "
+        f"({new} runs stored since{eta})"
+    )
+
+
 def _group(args: argparse.Namespace) -> int:
     from mtlab.grouping import AffinityFileError, Grouping, best_grouping, read_affinity
 
@@ -651,6 +714,8 @@ def main(argv: list[str] | None = None) -> int:
             return _trajectories(args)
         if args.command == "group":
             return _group(args)
+        if args.command == "status":
+            return _status(args)
         if args.command == "report":
             if not (args.out / "config.yaml").exists():
                 return _fail(f"{args.out} is not an mtlab run folder (no config.yaml)")

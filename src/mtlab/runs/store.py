@@ -96,6 +96,7 @@ class RunStore:
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "started": _dt.datetime.now().isoformat(timespec="seconds"),
+            "stored_at_start": len(self.done_ids()),  # for the rate and ETA of `mtlab status`
         }
         for _ in range(3):
             try:
@@ -121,6 +122,11 @@ class RunStore:
         finally:
             if self._holder() == mine:
                 self.lock_path.unlink(missing_ok=True)
+
+    def holder(self) -> dict[str, Any] | None:
+        """The lock record of the live process writing into this folder (None if none)."""
+        h = self._holder()
+        return h if h is not None and _alive(h) else None
 
     def _holder(self) -> dict[str, Any] | None:
         try:

@@ -545,6 +545,7 @@ def _status(args: argparse.Namespace) -> int:
     """``mtlab status OUT`` (reads the folder only; works while a command writes into it)."""
     from collections import Counter
 
+    from mtlab.runs.config import make_config
     from mtlab.runs.executor import expand_dependencies
     from mtlab.runs.store import RunStore
 
@@ -553,7 +554,7 @@ def _status(args: argparse.Namespace) -> int:
     cfg = RunStore.read_config_at(args.out)
     store = RunStore(args.out)
     planned = {c.run_id(): c.method for phase in expand_dependencies(
-        [make_config_any(r) for r in cfg.get("runs", [])]) for c in phase}  # fmt: skip
+        [make_config(r) for r in cfg.get("runs", [])]) for c in phase}  # fmt: skip
     rows = {r["run_id"]: r for r in store.rows() if r["run_id"] in planned}
     failed = {k: r for k, r in rows.items() if r.get("status") == "failed"}
     total = Counter(planned.values())
@@ -574,12 +575,6 @@ def _status(args: argparse.Namespace) -> int:
         print(f"  … and {len(failed) - args.failures} more failures (--failures N)")
     _print_running(store, n_pending)
     return 0
-
-
-def make_config_any(run: dict[str, Any]) -> Any:
-    from mtlab.runs.config import make_config
-
-    return make_config(run)
 
 
 def _print_running(store: Any, n_pending: int) -> None:

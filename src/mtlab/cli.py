@@ -189,13 +189,14 @@ def _fail(msg: str) -> int:
     return 2
 
 
-def _stored_ids(old: dict[str, Any]) -> set[str]:
-    """Run ids of the sweep a folder's ``config.yaml`` records."""
+def _stored_ids(old: dict[str, Any]) -> list[str]:
+    """Run ids of the sweep a folder's ``config.yaml`` records, in its order (folders written
+    before ``run_ids`` was recorded: recomputed from the runs)."""
     if "run_ids" in old:
-        return set(old["run_ids"])
+        return list(old["run_ids"])
     from mtlab.runs.config import make_config
 
-    return {make_config(r).run_id() for r in old.get("runs", [])}
+    return [make_config(r).run_id() for r in old.get("runs", [])]
 
 
 def _check_out(
@@ -217,7 +218,7 @@ def _check_out(
             f"choose another --out to run study {study!r} preset {preset!r}"
         )
     new = {c.run_id() for c in configs}
-    have = _stored_ids(old)
+    have = set(_stored_ids(old))
     if configs and new != have and not append:
         return (
             f"{out} already holds another sweep of study {study!r} ({len(have)} runs; this "
@@ -283,12 +284,6 @@ def _dry_run(configs: list[Any], label: str) -> int:
         + ", ".join(f"{m} {n}" for m, n in sorted(counts.items()))
     )
     return 0
-
-
-def make_config_id(run: dict[str, Any]) -> str:
-    from mtlab.runs.config import make_config
-
-    return make_config(run).run_id()
 
 
 def _record_session(store: Any, out: Path, stats: dict[str, Any], append: bool = False) -> None:
@@ -360,7 +355,7 @@ def _locked_run(
     if append and (args.out / "config.yaml").exists():
         old = store.read_config()
         old_runs = old.get("runs", [])
-        old_ids = old.get("run_ids") or [make_config_id(r) for r in old_runs]
+        old_ids = _stored_ids(old)
         known = set(ids)
         for r, rid in zip(old_runs, old_ids, strict=True):
             if rid not in known:  # the folder keeps every sweep appended to it
@@ -508,7 +503,7 @@ def _trajectories(args: argparse.Namespace) -> int:
 
 def _affinity(args: argparse.Namespace) -> int:
     from mtlab.grad.methods import check_methods
-    from mtlab.runs.store import RunStore as RunStoreCfg
+    from mtlab.runs.store import RunStore
     from mtlab.tasks.datasets import DATASETS
 
     if args.dataset not in DATASETS:
@@ -516,7 +511,7 @@ def _affinity(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.out.is_dir():
         return _fail(f"--out {args.out} is a file, not a folder")
     if (args.out / "config.yaml").exists():
-        held = RunStoreCfg.read_config_at(args.out)
+        held = RunStore.read_config_at(args.out)
         return _fail(
             f"{args.out} holds the runs of study {held.get('study')!r}; choose another --out for "
             "the affinity measurement"

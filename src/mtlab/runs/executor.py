@@ -27,7 +27,6 @@ from mtlab.runs.store import RunStore
 CANDIDATE_CHUNKS = (1, 4, 16, 64, 256)
 #: ``auto``: the families' deterministic cost model; ``measure``: timed once per folder
 CHUNKS = ("auto", "measure")
-MEMORY_BUDGET = 2 * 1024**3  # bytes of training data per ensemble
 _chunk_cache: dict[tuple[Any, ...], int] = {}
 
 
@@ -42,7 +41,7 @@ def plan_chunk(
     key = (fam.group_key(group[0]), len(group) >= CANDIDATE_CHUNKS[-1], str(device))
     if key in _chunk_cache:
         return min(_chunk_cache[key], len(group))
-    cap = max(1, MEMORY_BUDGET // max(fam.bytes_per_run(group[0]), 1))
+    cap = fam.memory_cap(group[0])
     sizes = [c for c in CANDIDATE_CHUNKS if c <= min(len(group), cap)]
     if len(group) > sizes[-1] and min(len(group), cap) not in sizes and len(group) <= cap:
         sizes.append(len(group))

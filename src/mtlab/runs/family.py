@@ -53,6 +53,9 @@ class RowSink(Protocol):
     ) -> None: ...
 
 
+#: bytes of training data per ensemble (bounds every ensemble size)
+MEMORY_BUDGET = 2 * 1024**3
+
 #: fields that never affect training (labels): per-run in every family
 LABEL_FIELDS = frozenset({"study"})
 
@@ -102,14 +105,15 @@ class Family(ABC):
         """The ensemble size of ``--chunk auto``: a deterministic cost model (never a timing), so
         the same command trains the same ensembles — and gives bitwise the same numbers — on an
         idle and on a loaded machine. Default: the whole group, at most 64 runs on a CPU (256 on
-        a GPU) and within the data budget of :data:`mtlab.runs.executor.MEMORY_BUDGET`."""
-        from mtlab.runs.executor import MEMORY_BUDGET
-
+        a GPU) and within :meth:`memory_cap`."""
         if not group or not self.batched(group[0]):
             return 1
         limit = 256 if str(device).startswith("cuda") else 64
-        cap = MEMORY_BUDGET // max(self.bytes_per_run(group[0]), 1)
-        return int(max(1, min(len(group), limit, cap)))
+        return int(min(len(group), limit, self.memory_cap(group[0])))
+
+    def memory_cap(self, cfg: Any) -> int:
+        """The most runs like ``cfg`` whose data fits in :data:`MEMORY_BUDGET` (at least 1)."""
+        return max(1, MEMORY_BUDGET // max(self.bytes_per_run(cfg), 1))
 
     #: the config fields that drive :meth:`bytes_per_run` (named when a run cannot fit)
     memory_fields: ClassVar[tuple[str, ...]] = ()

@@ -68,9 +68,8 @@ PAIR_COLUMNS = (
 def setting_group(row: pd.Series) -> str:
     """The kind of setting a run belongs to (what claim 2 compares across)."""
     if row.get("setting") == "teacher":
-        widths = row.get("widths")
-        first = widths[0] if isinstance(widths, (list, tuple)) else str(widths).strip("[()]")
-        return "teacher, bottleneck" if str(first).split(",")[0].strip() == "1" else "teacher, wide"
+        widths = list(row.get("widths") or [])  # a list: rows come from the store's JSON
+        return "teacher, bottleneck" if widths and min(widths) == 1 else "teacher, wide"
     if row.get("setting") == "dataset":
         return str(row.get("dataset"))
     return "file"

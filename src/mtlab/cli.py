@@ -81,6 +81,36 @@ def build_parser() -> argparse.ArgumentParser:  # long: one declarative table of
             "OUT/plan.json and reused) or a number; 1 = one at a time",
         )
         sp.add_argument("--device", type=_device, default="cpu", help="torch device (default cpu)")
+        cluster = sp.add_argument_group('cluster (Ray; pip install "mtlab[ray]")')
+        cluster.add_argument(
+            "--executor",
+            choices=("local", "ray"),
+            default="local",
+            help="where chunks run: in this process (default) or as Ray tasks",
+        )
+        cluster.add_argument(
+            "--address",
+            default=None,
+            help="Ray cluster to join ('auto' or host:port); default: start a local instance "
+            "on this machine's cores, taken down when mtlab exits",
+        )
+        cluster.add_argument(
+            "--cpus-per-chunk", type=float, default=1.0, help="CPUs a chunk declares (default 1)"
+        )
+        cluster.add_argument(
+            "--gpus-per-chunk",
+            type=float,
+            default=0.0,
+            help="GPUs a chunk declares, fractions allowed (0.25: four chunks per GPU); >0 "
+            "trains on cuda",
+        )
+        cluster.add_argument(
+            "--retries",
+            type=int,
+            default=3,
+            help="times a chunk whose worker died is retried before its runs are tried one at a "
+            "time, then stored as failed (default 3)",
+        )
         sp.add_argument("--quiet", action="store_true", help="no progress bar")
         sp.add_argument("--no-report", action="store_true", help="train only; no figures/report")
         sp.add_argument(
@@ -301,6 +331,42 @@ def _record_session(store: Any, out: Path, stats: dict[str, Any], append: bool =
     store.write_json("sessions.json", hist)
 
 
+def make_executor(args: argparse.Namespace) -> Any:
+    """The executor the command line asks for (checked, not started); ExecutorError if not."""
+    from mtlab.runs.executor import ExecutorError, LocalExecutor
+
+    if args.executor == "local":
+        given = [
+            flag
+            for flag, value, default in (
+                ("--address", args.address, None),
+                ("--cpus-per-chunk", args.cpus_per_chunk, 1.0),
+                ("--gpus-per-chunk", args.gpus_per_chunk, 0.0),
+                ("--retries", args.retries, 3),
+            )
+            if value != default
+        ]
+        if given:
+            raise ExecutorError(f"{', '.join(given)} only apply with --executor ray")
+        return LocalExecutor(args.device)
+    from mtlab.runs.ray_executor import RayExecutor, require_ray
+
+    require_ray()  # the install line, before any work
+    if args.chunk == "measure":
+        raise ExecutorError(
+            "--chunk measure times chunks on this machine, not on the cluster's workers: "
+            "with --executor ray use --chunk auto (the default) or a number"
+        )
+    device = None if args.device == "cpu" else args.device
+    return RayExecutor(
+        args.address,
+        cpus_per_chunk=args.cpus_per_chunk,
+        gpus_per_chunk=args.gpus_per_chunk,
+        retries=args.retries,
+        device=device,
+    )
+
+
 def _execute(
     args: argparse.Namespace,
     study: str,
@@ -310,28 +376,36 @@ def _execute(
     label: str | None = None,
 ) -> int:
     label = label or f"study {study!r} (preset {preset})"
-    from mtlab.runs.executor import expand_dependencies, memory_problem
+    from mtlab.runs.executor import ExecutorError, expand_dependencies, memory_problem
     from mtlab.runs.store import FolderLocked, RunStore
 
+    try:
+        executor = make_executor(args)
+    except ExecutorError as err:
+        return _fail(str(err))
     append = bool(getattr(args, "append", False))
     problem = _check_out(args.out, study, preset, configs, append)
-    problem = problem or memory_problem(
-        [c for phase in expand_dependencies(configs) for c in phase], args.device
-    )
+    if not problem and args.address is None and executor.device == "cpu":
+        # this machine's memory (a cluster's workers, or a GPU, are not known from here)
+        every = [c for phase in expand_dependencies(configs) for c in phase]
+        problem = memory_problem(every, args.device)
     if problem:
         return _fail(problem)
     if args.dry_run:
         return _dry_run(configs, label)
     try:
+        executor.start()  # resources that no node has are refused before the folder is touched
         store = RunStore(args.out)
         with store.lock():
-            return _locked_run(args, store, study, preset, configs, extra, label, append)
-    except FolderLocked as err:
+            return _locked_run(args, store, study, preset, configs, extra, label, append, executor)
+    except (FolderLocked, ExecutorError) as err:
         return _fail(str(err))
     except OSError as err:
         if not (args.out / "config.yaml").exists():  # refused before writing anything
             return _fail(f"cannot write to --out {args.out}: {err.strerror or err}")
         raise
+    finally:
+        executor.close()
 
 
 def _locked_run(
@@ -343,6 +417,7 @@ def _locked_run(
     extra: dict[str, Any],
     label: str,
     append: bool,
+    executor: Any,
 ) -> int:
     """The body of :func:`_execute` while the folder's lock is held."""
     from mtlab.runs.executor import execute, planned_ids
@@ -372,10 +447,13 @@ def _locked_run(
             "runs": runs,
         }
     )
-    print(f"mtlab: {len(planned_ids(configs))} runs of {label} -> {args.out}", file=sys.stderr)
+    where = "" if executor.name == "local" else f" on Ray ({args.address or 'local instance'})"
+    print(
+        f"mtlab: {len(planned_ids(configs))} runs of {label} -> {args.out}{where}", file=sys.stderr
+    )
     try:
         stats = execute(
-            configs, store, chunk=args.chunk, device=args.device, progress=not args.quiet
+            configs, store, chunk=args.chunk, progress=not args.quiet, executor=executor
         )
     except KeyboardInterrupt:
         print(

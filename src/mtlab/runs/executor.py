@@ -1,13 +1,18 @@
-"""The in-process executor: dedupe, resume, order by dependency, batch into ensembles, store.
+"""Executing a sweep: dedupe, resume, order by dependency, batch into ensembles, run, store.
 
-``execute(configs, store)`` trains every run of ``configs`` not yet in ``store`` — first the runs
-they depend on (pretraining), then the rest — grouping compatible runs (same family group key)
-into ensembles. The ensemble size per group: ``chunk="auto"`` (default) asks the family's
-deterministic cost model (:meth:`~mtlab.runs.family.Family.auto_chunk`), so the plan — and with
-it every number — does not depend on how busy the machine is; ``chunk="measure"`` times a few
-steps at a handful of sizes (1, 4, 16, 64, …), keeps the fastest and stores the choice in
-``OUT/plan.json``, reused on every rerun and resume of that folder; an ``int`` fixes it (1 = one
-run at a time). A progress bar counts finished runs. Rows are stored as each run finishes.
+``execute(configs, store, executor=…)`` trains every run of ``configs`` not yet in ``store`` —
+first the runs they depend on (pretraining), then the rest — grouping compatible runs (same family
+group key) into ensembles (chunks). Where the chunks run is the :class:`Executor`'s part: in this
+process (:class:`LocalExecutor`, the default) or as Ray tasks
+(:class:`mtlab.runs.ray_executor.RayExecutor`); the plan, the storing (this process is the only
+writer) and the run isolation are the same for both.
+
+The ensemble size per group: ``chunk="auto"`` (default) asks the family's deterministic cost
+model (:meth:`~mtlab.runs.family.Family.auto_chunk`), so the plan — and with it every number —
+does not depend on how busy the machine is; ``chunk="measure"`` times a few steps at a handful of
+sizes (1, 4, 16, 64, …), keeps the fastest and stores the choice in ``OUT/plan.json``, reused on
+every rerun and resume of that folder; an ``int`` fixes it (1 = one run at a time). A progress
+bar counts finished runs. Rows are stored as each run finishes (with Ray: as each chunk returns).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import json
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -109,35 +114,101 @@ def _skip_failed_dependencies(
             continue
         dep = rows[bad[0].run_id()]
         reason = f"dependency {dep['run_id']} ({dep.get('method')}) failed: {dep.get('reason')}"
-        sink({**cfg.row_fields(), "run_id": cfg.run_id(), "status": "failed", "reason": reason},
-             [], {})  # fmt: skip
+        sink(failed_row(cfg, reason), [], {})
     return keep
 
 
-def _run_isolated(
+def run_isolated(
     fam: Family,
     part: Sequence[RunConfig],
     pretrained: Pretrained,
     sink: Any,
     device: str | torch.device,
-    store: RunStore,
 ) -> None:
-    """Train ``part``; a chunk that raises is retried one run at a time, and a run that raises
-    alone is stored as failed with the exception as its reason — the sweep goes on."""
+    """Train ``part``; a chunk that raises is retried one run at a time (the runs it had already
+    handed to ``sink`` are kept), and a run that raises alone is handed to ``sink`` as failed with
+    the exception as its reason — the sweep goes on. Used by every executor, in its workers."""
+    emitted: set[str] = set()
+
+    def tracking(row: dict[str, Any], *rest: Any, **kw: Any) -> None:
+        emitted.add(row["run_id"])
+        sink(row, *rest, **kw)
+
     try:
-        fam.run_chunk(part, pretrained, sink=sink, device=device)
+        fam.run_chunk(part, pretrained, sink=tracking, device=device)
         return
     except Exception as err:
         if len(part) == 1:
-            cfg = part[0]
-            reason = f"raised {type(err).__name__}: {err}"
-            sink({**cfg.row_fields(), "run_id": cfg.run_id(), "status": "failed",
-                  "reason": reason[:500]}, [], {})  # fmt: skip
+            sink(failed_row(part[0], f"raised {type(err).__name__}: {err}"), [], {})
             return
-    done = store.done_ids()  # runs of the chunk stored before it raised are kept
     for cfg in part:
-        if cfg.run_id() not in done:
-            _run_isolated(fam, [cfg], pretrained, sink, device, store)
+        if cfg.run_id() not in emitted:
+            run_isolated(fam, [cfg], pretrained, sink, device)
+
+
+def failed_row(cfg: RunConfig, reason: str) -> dict[str, Any]:
+    """The stored row of a run that could not finish."""
+    return {**cfg.row_fields(), "run_id": cfg.run_id(), "status": "failed", "reason": reason[:500]}
+
+
+class Executor(Protocol):
+    """Where the chunks of a dependency phase run. The planning (dedupe, resume, dependency
+    phases, ensemble sizes) and the storing are the executor-independent part
+    (:func:`execute`); an executor only runs each chunk of one phase — through
+    :func:`run_isolated`, so a raising run fails alone — and hands every finished run to
+    ``sink`` in the driver, the only writer of the store. A phase starts once the previous
+    one is stored (pretraining before finetuning)."""
+
+    name: str
+    #: the torch device the chunks run on (for the ensemble cost model)
+    device: str
+
+    def start(self) -> bool:
+        """Acquire what the executor needs; True if this call did (False: already started).
+        Raises :class:`ExecutorError` if the requested resources do not exist."""
+
+    def close(self) -> None:
+        """Release it; safe to call twice."""
+
+    def run_phase(
+        self,
+        chunks: Sequence[Sequence[RunConfig]],
+        pretrained: Pretrained,
+        sink: Any,
+        on_chunk: Any,
+    ) -> None:
+        """Run every chunk; ``on_chunk(part, seconds, info)`` after each."""
+
+
+class ExecutorError(RuntimeError):
+    """An executor cannot run here (missing extra, resources that do not exist)."""
+
+
+class LocalExecutor:
+    """In this process, one chunk after another; every run is stored as it finishes."""
+
+    name = "local"
+
+    def __init__(self, device: str | torch.device = "cpu") -> None:
+        self.device = str(device)
+
+    def start(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        return None
+
+    def run_phase(
+        self,
+        chunks: Sequence[Sequence[RunConfig]],
+        pretrained: Pretrained,
+        sink: Any,
+        on_chunk: Any,
+    ) -> None:
+        for part in chunks:
+            t0 = time.perf_counter()
+            run_isolated(family_of(part[0]), part, pretrained, sink, self.device)
+            on_chunk(part, time.perf_counter() - t0, {})
 
 
 def _groups(phase: Sequence[RunConfig]) -> list[list[RunConfig]]:
@@ -220,12 +291,16 @@ def execute(
     chunk: int | str = "auto",
     device: str | torch.device = "cpu",
     progress: bool = True,
+    executor: Executor | None = None,
 ) -> dict[str, Any]:  # long: the loader cache and the sink share the store, stats and bar
-    """Train every run of ``configs`` missing from ``store``; returns counts and timings."""
+    """Train every run of ``configs`` missing from ``store`` with ``executor`` (default: in this
+    process on ``device``); returns counts and timings."""
     from tqdm.auto import tqdm
 
     if (isinstance(chunk, int) and chunk < 1) or (isinstance(chunk, str) and chunk not in CHUNKS):
         raise ValueError(f"chunk must be >= 1, 'auto' or 'measure'; got {chunk!r}")
+    executor = executor or LocalExecutor(device)
+    device = executor.device
     plan_path = store.root / "plan.json"
     stored_plan: dict[str, int] = json.loads(plan_path.read_text()) if plan_path.exists() else {}
     done = store.done_ids()
@@ -234,6 +309,7 @@ def execute(
     requested = planned_ids(configs)  # one counting rule: every planned run, dependencies too
     redone = sum(c.run_id() in done for phase in todo for c in phase)
     stats: dict[str, Any] = {
+        "executor": executor.name,
         "redone": redone,  # finished runs trained again for their missing / unreadable params
         "requested": len(requested),
         "trained": 0,
@@ -265,26 +341,29 @@ def execute(
             stats["failed"] += row.get("status") == "failed"
         bar.update(1)
 
+    def on_chunk(part: Sequence[RunConfig], seconds: float, info: dict[str, Any]) -> None:
+        stats["chunks"].append(
+            {"method": part[0].method, "size": len(part), "seconds": seconds, **info}
+        )
+        bar.set_postfix_str(f"{part[0].method} x{len(part)}")
+
+    opened = executor.start()  # the caller may have started it (to check its resources first)
     try:
         for phase in todo:
             phase = _skip_failed_dependencies(phase, store, sink)
+            chunks: list[list[RunConfig]] = []
             for group in _groups(phase):
                 fam = family_of(group[0])
                 size = _chunk_size(fam, group, chunk, pretrained, device, stored_plan)
                 if chunk == "measure":
                     store.write_json("plan.json", stored_plan)
-                for i in range(0, len(group), size):
-                    part = group[i : i + size]
-                    bar.set_postfix_str(f"{part[0].method} x{len(part)}")
-                    t0 = time.perf_counter()
-                    _run_isolated(fam, part, pretrained, sink, device, store)
-                    seconds = time.perf_counter() - t0
-                    stats["chunks"].append(
-                        {"method": part[0].method, "size": len(part), "seconds": seconds}
-                    )
-                store.write_tables()
+                chunks += [group[i : i + size] for i in range(0, len(group), size)]
+            executor.run_phase(chunks, pretrained, sink, on_chunk)
+            store.write_tables()
     finally:
         bar.close()
         stats["seconds"] = time.perf_counter() - t_start
         store.write_tables()
+        if opened:
+            executor.close()
     return stats

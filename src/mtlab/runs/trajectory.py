@@ -140,6 +140,8 @@ class TrajectoryFamily(SequentialFamily):
 
     def summary_rows(self, results: Any) -> Any:
         """The last checkpoint of each run and task (the end of training)."""
+        if "step" not in results.columns:  # no run got to measure (every run failed)
+            return results
         last = results.groupby(["run_id", "task"]).step.transform("max")
         return results[results.step == last]
 

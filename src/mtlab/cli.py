@@ -325,7 +325,10 @@ def _record_session(store: Any, out: Path, stats: dict[str, Any], append: bool =
             "finished": _dt.datetime.now().isoformat(timespec="seconds"),
             "command": " ".join(["mtlab", *sys.argv[1:]]),
             "append": append,
-            **{k: stats[k] for k in ("requested", "trained", "skipped", "failed", "seconds")},
+            **{
+                k: stats[k]
+                for k in ("executor", "requested", "trained", "skipped", "failed", "seconds")
+            },
         }
     )
     store.write_json("sessions.json", hist)

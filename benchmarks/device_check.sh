@@ -44,4 +44,13 @@ for k, (n, s) in sorted(by.items()):
 print("paper runs finished:", len(rows))
 PY
 cp /tmp/sp/rows.jsonl "$OUT/subspace_paper_rows.jsonl" 2>/dev/null
+echo "== subspace paper preset on Ray, 1 seed, 4 chunks per GPU, at most ${RAY_S:-200} s"
+if python3 -c "import ray" 2>/dev/null; then
+    /usr/bin/time -f "%e s" timeout "${RAY_S:-200}" python3 -m mtlab reproduce subspace \
+        --preset paper --seeds 1 --out /tmp/spr --quiet --no-report \
+        --executor ray --gpus-per-chunk 0.25
+    echo "ray paper exit: $?  runs finished: $(wc -l < /tmp/spr/rows.jsonl 2>/dev/null || echo 0)"
+else
+    echo "ray is not installed on this machine: skipped (pip install \"mtlab[ray]\")"
+fi
 } 2>&1 | tee "$LOG"

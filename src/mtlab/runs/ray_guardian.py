@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         ctx: Any = ray.init(
+            address="local",  # always a new instance, never one that `ray start` left running
             num_cpus=args.num_cpus,
             num_gpus=args.num_gpus,
             include_dashboard=False,

@@ -81,7 +81,7 @@ def overhead(n_chunks: int, root: Path) -> dict[str, Any]:
     }
 
 
-def preset(study: str, root: Path) -> dict[str, Any]:
+def preset(study: str, root: Path, worker_counts: tuple[int, ...] = (1, 2)) -> dict[str, Any]:
     cfgs = get_study(study).configs("quick")
     out: dict[str, Any] = {"study": study}
     torch.set_num_threads(1)
@@ -94,19 +94,26 @@ def preset(study: str, root: Path) -> dict[str, Any]:
         pd.Series([c["seconds"] / c["size"] for c in stats["chunks"]]).median()
     )
     ref = _frame(root / f"{study}-local")
-    for workers in (1, 2):
+    out["local_compute_s"] = sum(c["seconds"] for c in stats["chunks"])
+    for workers in worker_counts:
         ex = RayExecutor(num_cpus=workers)
         t0 = time.perf_counter()
         ex.start()
         startup = time.perf_counter() - t0
         folder = root / f"{study}-ray{workers}"
         t1 = time.perf_counter()
-        execute(cfgs, RunStore(folder), progress=False, executor=ex)
+        rstats = execute(cfgs, RunStore(folder), progress=False, executor=ex)
         wall = time.perf_counter() - t1
         ex.close()
         got = _frame(folder)
         same = ref.equals(got[ref.columns]) if list(got.run_id) == list(ref.run_id) else False
-        out[f"ray{workers}"] = {"startup_s": startup, "sweep_s": wall, "bitwise_equal": same}
+        out[f"ray{workers}"] = {
+            "startup_s": startup,
+            "sweep_s": wall,
+            "bitwise_equal": same,
+            # the workers' own time in the families' code (vs local_compute_s: the same work)
+            "worker_compute_s": sum(c["compute_seconds"] for c in rstats["chunks"]),
+        }
     return out
 
 
@@ -181,6 +188,7 @@ def main() -> None:
     ap.add_argument("--parts", default="overhead,presets,projection")
     ap.add_argument("--chunks", type=int, default=60)
     ap.add_argument("--studies", default="diagonal,relu-nested")
+    ap.add_argument("--workers", default="1,2", help="local Ray instances' worker counts")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     parts = args.parts.split(",")
@@ -194,7 +202,8 @@ def main() -> None:
             result["overhead"] = overhead(args.chunks, root)
             print(json.dumps(result["overhead"], indent=1), flush=True)
         if "presets" in parts:
-            result["presets"] = [preset(s, root) for s in args.studies.split(",")]
+            counts = tuple(int(w) for w in args.workers.split(","))
+            result["presets"] = [preset(s, root, counts) for s in args.studies.split(",")]
             print(json.dumps(result["presets"], indent=1), flush=True)
     if "projection" in parts:
         result["projection"] = projection()

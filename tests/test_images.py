@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from mtlab.cli import main
+from mtlab.loop import rescale_
 from mtlab.models.multitask import MultiTaskNet
 from mtlab.models.resnet import resnet18_trunk
 from mtlab.runs.config import ConfigError, make_config
-from mtlab.runs.images import build_net, rescale_all
+from mtlab.runs.images import build_net
 from mtlab.tasks.images import load_aux_main, split_aux_main
 from mtlab.tasks.loaders import DataFormatError, load_cifar, save_cifar
 from mtlab.train.transfer import Phase, PhaseTrainConfig, mtl_aux_weight, train_phases
@@ -113,12 +114,12 @@ def test_resnet18_trunk_and_multitask_net():
         resnet18_trunk(3, base=0)
 
 
-def test_rescale_all_scales_every_parameter_not_buffers():
+def test_rescale_scales_every_parameter_not_buffers():
     net = MultiTaskNet((3, 32, 32), [2, 3], "resnet18", (2,))
     net.train()
     net(torch.randn(4, 3, 32, 32))  # move the BatchNorm statistics
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    rescale_all(net, 0.25)
+    rescale_(net, 0.25)
     params = dict(net.named_parameters())
     for k, v in net.state_dict().items():
         want = 0.25 * before[k] if k in params else before[k]

@@ -327,3 +327,20 @@ def test_grouping_time_limit():
     A = np.random.default_rng(0).normal(size=(11, 11))
     with pytest.raises(TimeoutError, match="exceeded"):
         best_grouping(A, 4, time_limit=0.05)
+
+
+def test_group_singletons_score_zero_not_the_diagonal(tmp_path, capsys):
+    """A task alone scores 0 (no transfer), comparable with a member's mean affinity: the large
+    diagonal (a task's lookahead onto itself) no longer makes every task a singleton."""
+    import json
+
+    from mtlab.cli import main
+    from mtlab.grouping import write_affinity
+
+    A = np.full((4, 4), 0.02)
+    np.fill_diagonal(A, 0.2)  # 10× any cross entry, as measured lookahead diagonals are
+    A[3, :3] = A[:3, 3] = -0.05  # task d and the others hurt each other
+    path = write_affinity(tmp_path / "a.json", list("abcd"), A)
+    assert main(["group", str(path), "--budget", "2", "--singletons", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert sorted(map(sorted, got["groups"])) == [["a", "b", "c"], ["d"]]

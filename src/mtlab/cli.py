@@ -202,8 +202,40 @@ def build_parser() -> argparse.ArgumentParser:  # long: one declarative table of
     gp.add_argument(
         "--singletons",
         action="store_true",
-        help="also allow one-task groups (score: the matrix diagonal)",
+        help="also allow one-task groups; a task alone scores 0 (no transfer), so it is "
+        "chosen where every group would give it negative affinity",
     )
+    adv = sub.add_parser(
+        "advise",
+        help="your own table: which tasks together, MTL or PT+FT, which method, which rescaling "
+        "(advice.json, report.html)",
+    )
+    adv.add_argument("--data", type=Path, required=True, help="a CSV, Parquet or NPZ table")
+    adv.add_argument(
+        "--targets", default=None, help="comma-separated target columns (default for an NPZ: "
+        "every array but x)"
+    )  # fmt: skip
+    adv.add_argument("--features", default=None, help="comma-separated (default: all others)")
+    adv.add_argument(
+        "--kinds", default=None, help="override inferred task kinds: ltv=regression,churn=classification"
+    )  # fmt: skip
+    adv.add_argument("--split-column", default=None, help="a column of train / val / test")
+    adv.add_argument("--out", type=Path, required=True)
+    adv.add_argument("--budget", type=_positive, default=None,
+                     help="networks for the groups that are trained (default 2)")  # fmt: skip
+    adv.add_argument("--seeds", type=_positive, default=3)
+    adv.add_argument("--model", default="mlp:128,128", help="mlp:WIDTH,WIDTH,… (default 128,128)")
+    adv.add_argument("--steps", type=_positive, default=800, help="steps per training")
+    adv.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    adv.add_argument("--batch-size", type=_positive, default=128)
+    adv.add_argument("--methods", default="pcgrad,uw", help="methods tried on the groups")
+    adv.add_argument("--rescales", default="0.5,1,2", help="PT+FT rescalings s of the trunk")
+    adv.add_argument(
+        "--time-budget", type=float, default=600.0,
+        help="seconds; later stages that would not fit are skipped and reported (0: no limit)",
+    )  # fmt: skip
+    adv.add_argument("--device", type=_device, default="cpu")
+    adv.add_argument("--quiet", action="store_true")
     stp = sub.add_parser(
         "status", help="a run folder's progress: done / failed / pending per method, failures, ETA"
     )
@@ -212,6 +244,10 @@ def build_parser() -> argparse.ArgumentParser:  # long: one declarative table of
     rep = sub.add_parser("report", help="rebuild figures and the report of a run folder")
     rep.add_argument("out", type=Path)
     return p
+
+
+#: the score of a task trained alone in `mtlab group --singletons`: no inter-task transfer
+SINGLETON_SCORE = 0.0
 
 
 def _fail(msg: str) -> int:
@@ -677,7 +713,9 @@ def _group(args: argparse.Namespace) -> int:
         tasks, A, _ = read_affinity(args.affinity)
     except AffinityFileError as err:
         return _fail(str(err))
-    single = [float(A[i, i]) for i in range(len(tasks))] if args.singletons else None
+    # a task alone receives no transfer: score 0, on the same scale as a group member's mean
+    # affinity from its partners (the diagonal — a task's lookahead onto itself — is not)
+    single = [SINGLETON_SCORE] * len(tasks) if args.singletons else None
     if len(tasks) < 2 and single is None:  # one rule for the table and --json
         return _fail(
             f"{args.affinity} has {len(tasks)} task(s): a group needs at least 2 "
@@ -740,7 +778,7 @@ def configure_threads() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("reproduce", "run", "benchmark", "trajectories", "affinity"):
+    if args.command in ("reproduce", "run", "benchmark", "trajectories", "affinity", "advise"):
         configure_threads()
     from mtlab.runs.config import ConfigError
 
@@ -785,6 +823,10 @@ def main(argv: list[str] | None = None) -> int:
             return _trajectories(args)
         if args.command == "group":
             return _group(args)
+        if args.command == "advise":
+            from mtlab.advise.cli import advise_command
+
+            return advise_command(args)
         if args.command == "status":
             return _status(args)
         if args.command == "report":

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from mtlab._seeding import derive_seed
+from mtlab.loop import rescale_
 from mtlab.measure.representation import ensd, participation_ratio
 from mtlab.models.multitask import MultiTaskNet, init_seeded
 from mtlab.runs.config import ImagesRunConfig
@@ -37,13 +38,6 @@ def build_net(cfg: ImagesRunConfig, data: AuxMainImages) -> MultiTaskNet:
     """The network of ``cfg``: trunk + main head (2) + auxiliary head, seeded per (seed, trunk)."""
     net = MultiTaskNet(data.input_shape, [2, len(data.aux_classes)], cfg.trunk, cfg.widths)
     return init_seeded(net, derive_seed(cfg.seed, "images_init", cfg.source, cfg.trunk))
-
-
-def rescale_all(model: torch.nn.Module, s: float) -> None:
-    """Every parameter × s in place (buffers such as BatchNorm statistics are left alone)."""
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(s)
 
 
 class ImagesFamily(SequentialFamily):
@@ -84,7 +78,7 @@ class ImagesFamily(SequentialFamily):
             assert pretrained is not None, "ptft runs need their pretraining run"
             state = pretrained(cfg.pretraining().run_id())
             net.load_state_dict(state)
-            rescale_all(net, cfg.rescale)
+            rescale_(net, cfg.rescale)  # every parameter; BatchNorm statistics stay
             pre = features(net.to(device), rep, device)
             extra["pr_pre"] = participation_ratio(pre)
             pre_acc = evaluate(net, data.x_main_test, data.y_main_test, MAIN, device)
@@ -122,4 +116,4 @@ class ImagesFamily(SequentialFamily):
 
 
 FAMILY = register_family(ImagesFamily())
-__all__ = ["FAMILY", "ImagesFamily", "build_net", "rescale_all"]
+__all__ = ["FAMILY", "ImagesFamily", "build_net"]

@@ -1,0 +1,242 @@
+"""``mtlab advise``: which tasks together, MTL or PT+FT, which method, which rescaling — measured
+on the user's own table, within a time budget, with seeds and standard errors on every comparison.
+
+Stages (each training cached, so a rerun resumes; a stage that would not fit in the time budget
+left is skipped and said so):
+
+1. STL: every task alone, per seed.
+2. MTL on all tasks with lookahead affinity probes, per seed → the affinity matrix (mean and
+   standard error over seeds).
+3. The exact grouping for every budget 1 … T (a task alone scores 0: no transfer), and whether
+   each seed's own matrix chooses the same.
+4. The groups of the chosen budget trained (method ``mean``): predicted (the task's mean affinity
+   from its partners) vs realised (its validation metric in the group minus alone).
+5. A few multi-task methods on those groups.
+6. PT+FT for each task with a helpful source (:func:`~mtlab.advise.rules.helpful_source`): the
+   source's STL trunk × s for each rescaling s, finetuned on the task.
+7. Per task, the candidate with the best mean validation metric; recommended over STL only if it
+   is a :func:`~mtlab.advise.rules.clear_winner` on validation, else "no clear winner" (STL).
+   The numbers reported are on the test split.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mtlab.advise.engine import Cache, Outcome, Settings, Spec, run
+from mtlab.advise.rules import clear_winner, helpful_source, paired_difference, stable_grouping
+from mtlab.grouping import best_grouping
+from mtlab.tasks.tables import Prepared
+
+SINGLETON_SCORE = 0.0
+
+
+@dataclass(frozen=True)
+class Options:
+    seeds: int = 3
+    budget: int | None = None  # the grouping budget whose groups are trained (default 2)
+    methods: tuple[str, ...] = ("pcgrad", "uw")
+    rescales: tuple[float, ...] = (0.5, 1.0, 2.0)
+    time_budget: float | None = 600.0
+
+
+class _Runner:
+    """Runs specs through the cache, counting time, with an optional progress callback."""
+
+    def __init__(self, prep: Prepared, settings: Settings, cache: Cache, budget: float | None,
+                 progress: Callable[[str], None] | None) -> None:  # fmt: skip
+        self.prep, self.settings, self.cache = prep, settings, cache
+        self.budget, self.progress = budget, progress
+        self.t0 = time.perf_counter()
+        self.cost: list[float] = []  # seconds per task-step of trainings done here
+        self.skipped: list[str] = []
+
+    def fits(self, stage: str, specs: Sequence[Spec]) -> bool:
+        todo = [s for s in specs if self.cache.get(s) is None]
+        if self.budget is None or not todo or not self.cost:
+            return True
+        per = float(np.median(self.cost))
+        need = sum(per * len(s.tasks) * self.settings.steps * (1.5 if s.probe else 1) for s in todo)
+        left = self.budget - (time.perf_counter() - self.t0)
+        if need > left:
+            self.skipped.append(
+                f"{stage} ({len(todo)} trainings, ~{need:.0f} s > {left:.0f} s left)"
+            )
+            return False
+        return True
+
+    def __call__(self, specs: Sequence[Spec]) -> list[Outcome]:
+        out = []
+        for spec in specs:
+            cached = self.cache.get(spec) is not None
+            outcome = run(spec, self.prep, self.settings, self.cache)
+            if not cached:
+                self.cost.append(outcome.seconds / (len(spec.tasks) * self.settings.steps))
+                if self.progress is not None:
+                    self.progress(f"{spec.regime} {'+'.join(spec.tasks)} {spec.method} "
+                                  f"seed {spec.seed} ({outcome.seconds:.1f} s)")  # fmt: skip
+            out.append(outcome)
+        return out
+
+
+def _metric(outcomes: Sequence[Outcome], task: str, split: str = "val") -> list[float]:
+    return [float(o.metrics[task][f"{split}_metric"]) for o in outcomes]
+
+
+def _affinity(outcomes: Sequence[Outcome]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    mats = [np.asarray(o.affinity, float) for o in outcomes if o.affinity is not None]
+    if not mats:
+        raise RuntimeError("no affinity was measured (every MTL run diverged?)")
+    stack = np.stack(mats)
+    se = (
+        stack.std(0, ddof=1) / math.sqrt(len(mats))
+        if len(mats) > 1
+        else np.full_like(stack[0], np.nan)
+    )
+    return stack.mean(0), se, mats
+
+
+def _groupings(A: np.ndarray, tasks: list[str], per_seed: list[np.ndarray]) -> dict[str, Any]:
+    T = len(tasks)
+    out: dict[str, Any] = {}
+    single = [SINGLETON_SCORE] * T
+    for b in range(1, T + 1):
+        g = best_grouping(A, b, single, names=tasks)
+        seeds = [best_grouping(m, b, single, names=tasks).names or [] for m in per_seed]
+        stable, agree = stable_grouping(g.names or [], seeds)
+        out[str(b)] = {"groups": g.names, "value": g.value, "stable": stable, "seeds_agree": agree}
+    return out
+
+
+def _group_of(
+    task: str, groups: Sequence[Sequence[str]], A: np.ndarray, tasks: list[str]
+) -> list[str]:
+    """The task's group at this budget (the one giving it the best score when groups overlap)."""
+    i = tasks.index(task)
+    best, best_score = [task], SINGLETON_SCORE
+    for g in groups:
+        if task in g and len(g) > 1:
+            score = float(np.mean([A[i, tasks.index(j)] for j in g if j != task]))
+            if len(best) == 1 or score > best_score:
+                best, best_score = list(g), score
+    return best
+
+
+def advise(  # long: the stages read as one procedure
+    prep: Prepared,
+    settings: Settings,
+    options: Options,
+    out: Path,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run the stages (module doc) into ``out``; returns the advice (``advice.json``'s content)
+    plus the tables behind it."""
+    tasks = [t.name for t in prep.tasks]
+    T = len(tasks)
+    out.mkdir(parents=True, exist_ok=True)
+    runner = _Runner(prep, settings, Cache(out), options.time_budget, progress)
+    seeds = list(range(options.seeds))
+    stl = {t: runner([Spec((t,), seed=s) for s in seeds]) for t in tasks}
+    mtl_all = runner([Spec(tuple(tasks), seed=s, probe=True) for s in seeds])
+    A, A_se, per_seed = _affinity(mtl_all)
+    groupings = _groupings(A, tasks, per_seed)
+    budget = min(options.budget or 2, T)
+    groups = groupings[str(budget)]["groups"]
+    candidates: dict[str, list[dict[str, Any]]] = {t: [] for t in tasks}
+
+    def add(task: str, regime: str, outcomes: list[Outcome], **what: Any) -> None:
+        candidates[task].append({"regime": regime, "val": _metric(outcomes, task),
+                                 "test": _metric(outcomes, task, "test"), **what})  # fmt: skip
+
+    for t in tasks:
+        add(t, "stl", stl[t], partners=[], method=None, source=None, rescale=None)
+        add(t, "mtl", mtl_all, partners=[u for u in tasks if u != t], method="mean",
+            source=None, rescale=None)  # fmt: skip
+    trained_groups = sorted({tuple(g) for g in groups if 1 < len(g) < T})
+    verify: list[dict[str, Any]] = []
+    group_specs = [Spec(g, seed=s) for g in trained_groups for s in seeds]
+    if runner.fits("grouped MTL", group_specs):
+        for g in trained_groups:
+            res = runner([Spec(g, seed=s) for s in seeds])
+            for t in g:
+                add(t, "mtl", res, partners=[u for u in g if u != t], method="mean",
+                    source=None, rescale=None)  # fmt: skip
+                i = tasks.index(t)
+                predicted = float(np.mean([A[i, tasks.index(u)] for u in g if u != t]))
+                gain, se = paired_difference(_metric(stl[t], t), _metric(res, t))
+                verify.append({"task": t, "group": list(g), "predicted_affinity": predicted,
+                               "realised_change": gain, "realised_se": se,
+                               "agree": (predicted > 0) == (gain > 0)})  # fmt: skip
+    method_groups = trained_groups or [tuple(tasks)]
+    method_specs = [Spec(g, m, s) for g in method_groups for m in options.methods for s in seeds]
+    if options.methods and runner.fits("methods", method_specs):
+        for g in method_groups:
+            for m in options.methods:
+                res = runner([Spec(g, m, s) for s in seeds])
+                for t in g:
+                    add(t, "mtl", res, partners=[u for u in g if u != t], method=m,
+                        source=None, rescale=None)  # fmt: skip
+    sources = {t: helpful_source(A[i], A_se[i], i) for i, t in enumerate(tasks)}
+    ptft_specs = [Spec((t,), seed=s, source=tasks[j], rescale=r) for t, j in sources.items()
+                  if j is not None for r in options.rescales for s in seeds]  # fmt: skip
+    if ptft_specs and runner.fits("PT+FT", ptft_specs):
+        for t, j in sources.items():
+            if j is None:
+                continue
+            for r in options.rescales:
+                res = runner([Spec((t,), seed=s, source=tasks[j], rescale=r) for s in seeds])
+                add(t, "ptft", res, partners=[], method=None, source=tasks[j], rescale=r)
+    per_task = {t: _decide(t, candidates[t], prep) for t in tasks}
+    return {
+        "tasks": tasks,
+        "kinds": {t.name: t.kind for t in prep.tasks},
+        "groupings": groupings,
+        "budget": budget,
+        "per_task": per_task,
+        "verification": verify,
+        "affinity": {"mean": A.tolist(), "se": A_se.tolist(), "seeds": len(per_seed)},
+        "sources": {t: (None if j is None else tasks[j]) for t, j in sources.items()},
+        "skipped": runner.skipped,
+        "seconds": time.perf_counter() - runner.t0,
+        "candidates": candidates,
+    }
+
+
+def _decide(task: str, cands: list[dict[str, Any]], prep: Prepared) -> dict[str, Any]:
+    """The candidate with the best mean validation metric; recommended only if it clearly
+    beats STL on validation (rules.clear_winner), else STL with "no clear winner"."""
+    stl = cands[0]
+    best = max(cands, key=lambda c: np.nanmean(c["val"]) if len(c["val"]) else -np.inf)
+    clear = best is not stl and clear_winner(stl["val"], best["val"])
+    chosen = best if clear else stl
+    test = np.asarray(chosen["test"], float)
+    se = float(test.std(ddof=1) / math.sqrt(len(test))) if len(test) > 1 else math.nan
+    kind = next(t.kind for t in prep.tasks if t.name == task)
+    diff, diff_se = paired_difference(stl["val"], best["val"])
+    return {
+        "regime": chosen["regime"],
+        "partners": chosen["partners"],
+        "source": chosen["source"],
+        "rescale": chosen["rescale"],
+        "method": chosen["method"],
+        "stl": float(np.mean(stl["test"])),
+        "recommended": float(test.mean()),
+        "se": se,
+        "metric": "r2" if kind == "regression" else "accuracy",
+        "clear": clear,
+        "best_candidate": {
+            k: best[k] for k in ("regime", "partners", "source", "rescale", "method")
+        },
+        "val_gain_over_stl": diff,
+        "val_gain_se": diff_se,
+    }
+
+
+__all__ = ["Options", "advise"]

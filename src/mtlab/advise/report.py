@@ -1,0 +1,187 @@
+"""The advice folder: ``advice.json``, tables (Parquet and CSV), figures and a self-contained
+``report.html`` / ``report.md`` that say the recommendation in plain words with its evidence."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mtlab.advise.rules import CLEAR_MARGIN_SE, STABLE_FRACTION
+from mtlab.report.document import _json_safe, write_report
+from mtlab.studies.base import Analysis, Section
+
+ADVICE_KEYS = ("tasks", "groupings", "per_task")
+
+
+def candidates_table(advice: dict[str, Any]) -> pd.DataFrame:
+    """One row per task × candidate × seed (validation and test metric)."""
+    rows = []
+    for task, cands in advice["candidates"].items():
+        for c in cands:
+            for seed, (v, t) in enumerate(zip(c["val"], c["test"], strict=True)):
+                rows.append({
+                    "task": task, "regime": c["regime"], "partners": ",".join(c["partners"]),
+                    "method": c["method"], "source": c["source"], "rescale": c["rescale"],
+                    "seed": seed, "val_metric": v, "test_metric": t,
+                })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _label(c: dict[str, Any]) -> str:
+    if c["regime"] == "stl":
+        return "STL"
+    if c["regime"] == "ptft":
+        return f"PT+FT from {c['source']} s={c['rescale']:g}"
+    return f"MTL +{','.join(c['partners'])} ({c['method']})"
+
+
+def _sentence(task: str, d: dict[str, Any]) -> str:
+    metric = d["metric"]
+    se = "" if not math.isfinite(d["se"]) else f" ± {d['se']:.3f}"
+    best = d["best_candidate"]
+    if not d["clear"]:
+        if best["regime"] == "stl":
+            why = "nothing beat training it alone on validation"
+        else:
+            why = (f"the best alternative ({_label({**best})}) gained {d['val_gain_over_stl']:+.3f} "
+                   f"± {d['val_gain_se']:.3f} on validation — within {CLEAR_MARGIN_SE:g} standard "
+                   "errors, so no clear winner")  # fmt: skip
+        return f"**{task}**: train it alone (test {metric} {d['recommended']:.3f}{se}); {why}."
+    what = _label(d)
+    return (
+        f"**{task}**: {what} — test {metric} {d['recommended']:.3f}{se} vs {d['stl']:.3f} alone "
+        f"(validation gain {d['val_gain_over_stl']:+.3f} ± {d['val_gain_se']:.3f}, more than "
+        f"{CLEAR_MARGIN_SE:g} standard errors)."
+    )
+
+
+def _figures(advice: dict[str, Any], cands: pd.DataFrame, fig_dir: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    tasks = advice["tasks"]
+    A = np.asarray(advice["affinity"]["mean"])
+    se = np.asarray(advice["affinity"]["se"])
+    fig, ax = plt.subplots(figsize=(1.2 * len(tasks) + 2, 1.1 * len(tasks) + 1.5))
+    lim = float(np.nanmax(np.abs(A - np.diag(np.diag(A))))) or 1.0
+    im = ax.imshow(A, cmap="RdBu", vmin=-lim, vmax=lim)
+    for i in range(len(tasks)):
+        for j in range(len(tasks)):
+            ax.text(j, i, f"{A[i, j]:.3f}\n±{se[i, j]:.3f}", ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(len(tasks)), tasks, rotation=45, ha="right")
+    ax.set_yticks(range(len(tasks)), tasks)
+    ax.set_xlabel("source (a step on this task …)")
+    ax.set_ylabel("recipient (… changes this task's loss)")
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.tight_layout()
+    fig.savefig(fig_dir / "affinity.png", dpi=110)
+    plt.close(fig)
+
+    budgets = sorted(int(b) for b in advice["groupings"])
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(budgets, [advice["groupings"][str(b)]["value"] for b in budgets], "o-")
+    ax.axvline(advice["budget"], color="grey", ls=":", label="trained")
+    ax.set_xlabel("budget (networks)")
+    ax.set_ylabel("grouping value (mean affinity)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(fig_dir / "grouping_value.png", dpi=110)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        d = cands[cands.task == task]
+        order = d.groupby(["regime", "partners", "method", "source", "rescale"], dropna=False,
+                          sort=False)["test_metric"]  # fmt: skip
+        means, ses, labels = [], [], []
+        for key, vals in order:
+            regime, partners, method, source, rescale = key
+            c = {"regime": regime, "partners": partners.split(",") if partners else [],
+                 "method": method, "source": source, "rescale": rescale}  # fmt: skip
+            labels.append(_label(c))
+            means.append(vals.mean())
+            ses.append(vals.std(ddof=1) / math.sqrt(len(vals)) if len(vals) > 1 else 0)
+        ax.barh(range(len(means)), means, xerr=ses, color="tab:blue", alpha=0.7)
+        ax.set_yticks(range(len(means)), labels, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_title(f"{task} ({advice['per_task'][task]['metric']}, test)")
+    fig.tight_layout()
+    fig.savefig(fig_dir / "per_task.png", dpi=110)
+    plt.close(fig)
+    return ["affinity.png", "grouping_value.png", "per_task.png"]
+
+
+def write_advice(advice: dict[str, Any], out: Path, meta: dict[str, Any]) -> dict[str, Path]:
+    """Write everything of one advice into ``out``; returns the main paths."""
+    out = Path(out)
+    cands = candidates_table(advice)
+    cands.to_parquet(out / "candidates.parquet", index=False)
+    cands.to_csv(out / "candidates.csv", index=False)
+    groupings = pd.DataFrame([
+        {"budget": int(b), "groups": " | ".join(",".join(g) for g in v["groups"]),
+         "value": v["value"], "seeds_agree": v["seeds_agree"], "stable": v["stable"]}
+        for b, v in advice["groupings"].items()
+    ])  # fmt: skip
+    groupings.to_csv(out / "groupings.csv", index=False)
+    verify = pd.DataFrame(advice["verification"])
+    verify.to_csv(out / "verification.csv", index=False)
+    A = pd.DataFrame(advice["affinity"]["mean"], index=advice["tasks"], columns=advice["tasks"])
+    A.to_csv(out / "affinity.csv")
+    public = {k: advice[k] for k in advice if k != "candidates"}
+    (out / "advice.json").write_text(json.dumps(_json_safe(public), indent=2, default=str))
+    figures = _figures(advice, cands, out / "figures")
+    per_task = pd.DataFrame(advice["per_task"]).T[
+        ["regime", "partners", "source", "rescale", "method", "metric", "stl", "recommended", "se",
+         "clear"]
+    ]  # fmt: skip
+    b = advice["budget"]
+    g = advice["groupings"][str(b)]
+    stable = (
+        f"{g['seeds_agree']:.0%} of the seeds' own matrices choose it"
+        + ("" if g["stable"] else f" (fewer than {STABLE_FRACTION:.0%}: not distinguishable "
+           "from the groupings the other seeds chose — act on it with care)")
+    )  # fmt: skip
+    agree = int(verify["agree"].sum()) if len(verify) else 0
+    sections = [
+        Section("Recommendation", "\n\n".join(_sentence(t, advice["per_task"][t])
+                                              for t in advice["tasks"]),
+                tables=[("per task (test split; chosen on validation)", per_task)]),
+        Section(
+            "Which tasks together",
+            f"Lookahead affinity from MTL on all tasks ({advice['affinity']['seeds']} seeds). "
+            f"At budget {b}: {' | '.join(','.join(x) for x in g['groups'])} — {stable}. A task "
+            "alone scores 0 (no transfer).",
+            figures=figures[:2],
+            tables=[("best grouping per budget", groupings.set_index("budget"))],
+        ),
+        Section(
+            "Prediction vs reality",
+            f"The groups of budget {b} were trained: the sign of the predicted affinity matched the "
+            f"sign of the realised validation change for {agree} of {len(verify)} task(s)."
+            if len(verify) else "No group of two or more tasks below all tasks was trained.",
+            tables=[("predicted affinity vs realised change (validation)", verify)]
+            if len(verify) else [],
+        ),
+        Section("Every candidate", "Mean ± s.e. over seeds of the test metric.",
+                figures=figures[2:]),
+    ]  # fmt: skip
+    if advice["skipped"]:
+        sections.append(Section("Skipped for the time budget", "; ".join(advice["skipped"])))
+    summary = (
+        f"{sum(d['clear'] for d in advice['per_task'].values())} of {len(advice['tasks'])} tasks "
+        f"have a clear winner over training alone; {advice['seconds']:.0f} s."
+    )
+    paths = write_report(out, study="advise", preset="custom", meta=meta,
+                         analysis=Analysis([], sections, summary))  # fmt: skip
+    return {"advice": out / "advice.json", **paths}
+
+
+__all__ = ["ADVICE_KEYS", "candidates_table", "write_advice"]

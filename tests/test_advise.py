@@ -1,0 +1,101 @@
+"""``mtlab advise`` (issue 16): the decision rules on small tables where they must hold and fail,
+and the command end to end on a planted table (blocks recovered, the noise task never a
+partner, regression and classification in one run, missing labels, resume, bad input)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from mtlab.advise.rules import (
+    CLEAR_MARGIN_SE,
+    clear_winner,
+    helpful_source,
+    paired_difference,
+    stable_grouping,
+)
+from mtlab.advise.synthetic import planted_table
+from mtlab.cli import main
+
+
+def test_clear_winner_needs_more_than_its_noise():
+    base = [0.80, 0.82, 0.81]
+    assert clear_winner(base, [0.85, 0.87, 0.86])  # +0.05 every seed: se 0
+    assert not clear_winner(base, [0.90, 0.78, 0.83])  # +0.027 ± 0.033: noise
+    assert not clear_winner(base, [0.79, 0.81, 0.80])  # worse
+    assert not clear_winner([0.8], [0.9])  # one seed: no error bar, nothing is clear
+    mean, se = paired_difference(base, [0.90, 0.78, 0.83])
+    assert mean == pytest.approx(0.0267, abs=1e-3) and mean < CLEAR_MARGIN_SE * se
+    # exactly at the margin: not clear (strictly more than the margin)
+    d = np.array([0.1, 0.2, 0.3])
+    se = d.std(ddof=1) / math.sqrt(3)
+    assert clear_winner([0, 0, 0], list(d)) == (d.mean() > CLEAR_MARGIN_SE * se)
+
+
+def test_helpful_source_and_stable_grouping():
+    mean = [0.0, 0.05, 0.30, -0.2]
+    se = [0.0, 0.01, 0.20, 0.01]
+    assert helpful_source(mean, se, 0) == 1  # 0.30 ± 0.20 is not clear; 0.05 ± 0.01 is
+    assert helpful_source([0.0, -0.1, 0.01], [0.0, 0.01, 0.01], 0) is None
+    chosen = [["a", "b"], ["c"]]
+    assert stable_grouping(chosen, [[["b", "a"], ["c"]]] * 2 + [[["a"], ["b", "c"]]]) == (
+        True,
+        pytest.approx(2 / 3),
+    )
+    assert stable_grouping(chosen, [[["a"], ["b", "c"]]] * 2 + [chosen])[0] is False
+
+
+@pytest.mark.slow
+def test_advise_on_a_planted_table(tmp_path, capsys):
+    data = tmp_path / "t.csv"
+    planted_table(1500, seed=1).to_csv(data, index=False)
+    out = tmp_path / "adv"
+    args = ["advise", "--data", str(data), "--targets", "a,b,c,d,e,noise", "--out", str(out),
+            "--seeds", "2", "--steps", "150", "--model", "mlp:32,32", "--methods", "pcgrad",
+            "--rescales", "0.5,2", "--quiet", "--time-budget", "0"]  # fmt: skip
+    assert main(args) == 0
+    advice = json.loads((out / "advice.json").read_text())
+    assert advice["tasks"] == ["a", "b", "c", "d", "e", "noise"]
+    assert advice["kinds"]["b"] == "regression" and advice["kinds"]["a"] == "classification"
+    assert set(advice["groupings"]) == {str(b) for b in range(1, 7)}
+    for task, d in advice["per_task"].items():
+        assert d["regime"] in ("stl", "mtl", "ptft")
+        assert d["metric"] == ("r2" if task in ("b", "e") else "accuracy")
+        assert "noise" not in (d["partners"] or []) or d["regime"] != "mtl" or not d["clear"]
+        assert d["source"] != "noise"
+    A = np.asarray(advice["affinity"]["mean"])
+    block = A[np.ix_([0, 1, 2], [0, 1, 2])][~np.eye(3, dtype=bool)].mean()
+    across = A[np.ix_([0, 1, 2], [3, 4])].mean()
+    assert block > across  # tasks reading the same direction help each other more
+    for f in ("report.html", "report.md", "candidates.parquet", "groupings.csv", "affinity.csv",
+              "figures/affinity.png", "figures/per_task.png"):  # fmt: skip
+        assert (out / f).exists(), f
+    lines = (out / "trainings.jsonl").read_text().splitlines()
+    # a rerun resumes: nothing is trained again
+    assert main(args) == 0
+    assert (out / "trainings.jsonl").read_text().splitlines() == lines
+    # other settings into the same folder are refused
+    assert main([*args[:-2], "--time-budget", "0", "--lr", "0.01"]) == 2
+    assert "other data or settings" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--targets", "a,zz"], "no column(s) ['zz']"),
+        (["--targets", "a", "--features", "x0,x1"], "at least two target tasks"),
+        (["--targets", "a,b", "--model", "cnn"], "only mlp"),
+        (["--targets", "a,b", "--methods", "nope"], "unknown ['nope']"),
+        (["--targets", "a,b", "--kinds", "a=ordinal"], "kinds must be"),
+    ],
+)
+def test_advise_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, extra, message):
+    data = tmp_path / "t.csv"
+    planted_table(100, seed=0).to_csv(data, index=False)
+    out = tmp_path / "adv"
+    assert main(["advise", "--data", str(data), "--out", str(out), *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()

@@ -9,7 +9,7 @@ def test_readme_python_example_runs(capsys):
     assert blocks
     for code in blocks:
         exec(compile(code, "README.md", "exec"), {})
-    diagonal, subspace, relu, factors = capsys.readouterr().out.strip().splitlines()
+    diagonal, subspace, relu, factors, own = capsys.readouterr().out.strip().splitlines()
     status, steps, dist = diagonal.split()
     assert status in ("converged", "max_steps") and int(steps) > 0
     assert float(dist) < 0.05  # gradient descent lands near the theory's interpolator
@@ -20,3 +20,7 @@ def test_readme_python_example_runs(capsys):
     sharp_all, sharp_head, fisher = (float(v) for v in factors.split())
     # the head's block of the Hessian is a principal submatrix: its top eigenvalue is no larger
     assert 0 < sharp_head <= sharp_all * (1 + 1e-3) and fisher > 0
+    # own loop: the related task helps task a more than the noise task does; 5 probes
+    a_from_b, a_from_noise, conflict, steps = own.split(" ", 3)
+    assert float(a_from_b) > float(a_from_noise) and 0 <= float(conflict) <= 1
+    assert steps == "[0, 10, 20, 30, 40]"

@@ -84,7 +84,7 @@ def advise_command(args: Any) -> int:  # long: every check before any training, 
         return _fail(f"--out {out} is a file, not a folder")
     if (out / "config.yaml").exists():
         return _fail(f"{out} holds the runs of a study; choose another --out for the advice")
-    ident = _identity(args, settings)
+    ident = json.loads(json.dumps(_identity(args, settings)))  # as stored (tuples → lists)
     marker = out / "advise_config.json"
     if marker.exists() and json.loads(marker.read_text()) != ident:
         return _fail(

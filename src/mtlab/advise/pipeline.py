@@ -157,9 +157,14 @@ def advise(  # long: the stages read as one procedure
 
     for t in tasks:
         add(t, "stl", stl[t], partners=[], method=None, source=None, rescale=None)
-        add(t, "mtl", mtl_all, partners=[u for u in tasks if u != t], method="mean",
-            source=None, rescale=None)  # fmt: skip
-    trained_groups = sorted({tuple(g) for g in groups if 1 < len(g) < T})
+    # MTL candidates are the groups the affinity chose (all tasks together only if it chose
+    # that): a task's partners always come from the measured affinity
+    trained_groups = sorted({tuple(g) for g in groups if len(g) > 1})
+    for t in tasks:
+        if tuple(tasks) in trained_groups and t in tasks:
+            add(t, "mtl", mtl_all, partners=[u for u in tasks if u != t], method="mean",
+                source=None, rescale=None)  # fmt: skip
+    trained_groups = [g for g in trained_groups if len(g) < T]
     verify: list[dict[str, Any]] = []
     group_specs = [Spec(g, seed=s) for g in trained_groups for s in seeds]
     if runner.fits("grouped MTL", group_specs):
@@ -174,7 +179,7 @@ def advise(  # long: the stages read as one procedure
                 verify.append({"task": t, "group": list(g), "predicted_affinity": predicted,
                                "realised_change": gain, "realised_se": se,
                                "agree": (predicted > 0) == (gain > 0)})  # fmt: skip
-    method_groups = trained_groups or [tuple(tasks)]
+    method_groups = [g for g in sorted({tuple(g) for g in groups if len(g) > 1})]
     method_specs = [Spec(g, m, s) for g in method_groups for m in options.methods for s in seeds]
     if options.methods and runner.fits("methods", method_specs):
         for g in method_groups:

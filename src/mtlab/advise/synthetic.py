@@ -1,7 +1,7 @@
 """A synthetic table with planted structure, for trying ``mtlab advise`` and testing it:
-tasks ``a``, ``b``, ``c`` read one latent direction of the features, ``d`` and ``e`` another,
-``noise`` is unrelated to the features; ``b`` and ``e`` are regression tasks and miss a fraction
-of their labels. ``python -m mtlab.advise.synthetic table.csv [--rows 10000]`` writes one."""
+tasks ``a``, ``b``, ``c`` read one latent score of the features, ``d`` and ``e`` another,
+``noise`` is unrelated to the features; ``b`` and ``e`` are regression tasks, and every task
+misses a fraction of its labels. ``python -m mtlab.advise.synthetic table.csv [--rows 10000]`` writes one."""
 
 from __future__ import annotations
 
@@ -12,22 +12,27 @@ import pandas as pd
 
 
 def planted_table(
-    rows: int = 10_000, features: int = 20, seed: int = 0, missing: float = 0.2
+    rows: int = 10_000, features: int = 20, seed: int = 0, missing: float = 0.5
 ) -> pd.DataFrame:
-    """The table (module doc): ``x0 … x{features-1}`` and the six targets."""
+    """The table (module doc): ``x0 … x{features-1}`` and the six targets. Each block's latent
+    score is a product of two projections (an MLP needs data to learn it, so sharing the labels
+    of a block's tasks helps); every target misses a fraction ``missing`` of its labels
+    (independently), so no task alone has all the data."""
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(rows, features))
-    w1, w2 = rng.normal(size=features), rng.normal(size=features)
-    w1, w2 = w1 / np.linalg.norm(w1), w2 / np.linalg.norm(w2)
-    z1, z2 = x @ w1, x @ w2
+    w = rng.normal(size=(4, features))
+    w /= np.linalg.norm(w, axis=1, keepdims=True)
+    p = x @ w.T
+    s1, s2 = p[:, 0] * p[:, 1], p[:, 2] * p[:, 3]
+    noise = 0.3 * rng.normal(size=(5, rows))
     df = pd.DataFrame(x, columns=[f"x{i}" for i in range(features)])
-    df["a"] = np.where(z1 + 0.3 * rng.normal(size=rows) > 0, "yes", "no")
-    df["b"] = 2.0 * z1 + np.tanh(2 * z1) + 0.3 * rng.normal(size=rows)
-    df["c"] = np.digitize(z1 + 0.3 * rng.normal(size=rows), [-0.7, 0.7])
-    df["d"] = (z2 + 0.3 * rng.normal(size=rows) > 0.3).astype(int)
-    df["e"] = np.abs(z2) + 0.3 * rng.normal(size=rows)
+    df["a"] = np.where(s1 + noise[0] > 0, "yes", "no")
+    df["b"] = 2.0 * s1 + noise[1]
+    df["c"] = np.digitize(s1 + noise[2], [-0.5, 0.5])
+    df["d"] = (s2 + noise[3] > 0).astype(int)
+    df["e"] = 2.0 * s2 + noise[4]
     df["noise"] = rng.integers(0, 2, size=rows)
-    for col in ("b", "e"):
+    for col in ("a", "b", "c", "d", "e", "noise"):
         df.loc[rng.random(rows) < missing, col] = np.nan
     return df
 

@@ -108,3 +108,19 @@ def test_advise_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, extra, me
     assert main(["advise", "--data", str(data), "--out", str(out), *extra]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_affinity_on_an_own_table_over_seeds(tmp_path, capsys):
+    data = tmp_path / "t.csv"
+    planted_table(400, seed=2).drop(columns=["c", "noise"]).to_csv(data, index=False)
+    out = tmp_path / "aff"
+    args = ["affinity", "--data", str(data), "--targets", "a,b,d,e", "--out", str(out),
+            "--seeds", "2", "--steps", "60", "--probe-every", "20", "--widths", "16"]  # fmt: skip
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "standard error over 2 seeds" in text and "budget 2:" in text
+    saved = json.loads((out / "affinity.json").read_text())
+    assert saved["tasks"] == ["a", "b", "d", "e"] and len(saved["meta"]["per_seed"]) == 2
+    assert np.asarray(saved["meta"]["se"]).shape == (4, 4)
+    assert main([*args[:4], "a,zz", *args[5:]]) == 2
+    assert "no column(s) ['zz']" in capsys.readouterr().err

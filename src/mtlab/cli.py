@@ -159,9 +159,24 @@ def build_parser() -> argparse.ArgumentParser:  # long: one declarative table of
     ap = sub.add_parser(
         "affinity", help="train with lookahead probes → affinity.json, heatmap, affinity over time"
     )
-    ap.add_argument("--dataset", default="digit-attributes")
+    ap.add_argument(
+        "--dataset", default="digit-attributes",
+        help="a built-in dataset: digit-attributes, multi-digits or planted-groups",
+    )  # fmt: skip
+    ap.add_argument(
+        "--data", type=Path, default=None,
+        help="your own CSV / Parquet / NPZ table instead (with --targets; mixed classification "
+        "and regression, missing labels)",
+    )  # fmt: skip
+    ap.add_argument("--targets", default=None, help="comma-separated target columns (--data)")
     ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--epochs", type=_positive, default=50)
+    ap.add_argument("--epochs", type=_positive, default=50, help="built-in datasets")
+    ap.add_argument("--steps", type=_positive, default=800, help="training steps (--data)")
+    ap.add_argument("--seeds", type=_positive, default=1,
+                    help="seeds averaged (mean ± s.e. per entry; grouping stability)")  # fmt: skip
+    ap.add_argument("--widths", default="128,64", help="MLP trunk widths (default 128,64)")
+    ap.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    ap.add_argument("--batch-size", type=_positive, default=64)
     ap.add_argument("--probe-every", type=_positive, default=100, help="steps between probes")
     ap.add_argument(
         "--rule",
@@ -170,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:  # long: one declarative table of
         help="probe update: the optimiser's real (Adam) update, or lr·gradient",
     )
     ap.add_argument("--method", default="mean", help="how the network itself is trained")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="the first seed")
     ap.add_argument("--device", type=_device, default="cpu")
     tp = sub.add_parser(
         "trajectories",
@@ -623,7 +638,7 @@ def _affinity(args: argparse.Namespace) -> int:
     from mtlab.runs.store import RunStore
     from mtlab.tasks.datasets import DATASETS
 
-    if args.dataset not in DATASETS:
+    if args.data is None and args.dataset not in DATASETS:
         return _fail(f"--dataset: unknown dataset {args.dataset!r}; allowed: {', '.join(DATASETS)}")
     if args.out.exists() and not args.out.is_dir():
         return _fail(f"--out {args.out} is a file, not a folder")
@@ -637,18 +652,44 @@ def _affinity(args: argparse.Namespace) -> int:
         check_methods([args.method])
     except ValueError as err:
         return _fail(f"--method: {err}")
-    from mtlab.runs.affinity import measure_affinity
+    try:
+        widths = tuple(int(w) for w in args.widths.split(","))
+        if not widths or min(widths) < 1 or args.lr <= 0:
+            raise ValueError
+    except ValueError:
+        return _fail(f"--widths {args.widths!r} / --lr {args.lr}: positive integers / number")
+    from mtlab.runs.affinity import combine_seeds, measure_affinity, measure_table_affinity
     from mtlab.studies.transference import affinity_report
+    from mtlab.tasks.tables import TableError
 
-    result = measure_affinity(
-        args.dataset,
-        epochs=args.epochs,
-        probe_every=args.probe_every,
-        rule=args.rule,
-        method=args.method,
-        seed=args.seed,
-        device=args.device,
-    )
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    try:
+        if args.data is not None:
+            targets = None if args.targets is None else args.targets.split(",")
+            results = measure_table_affinity(
+                args.data, targets, seeds, steps=args.steps, widths=widths, lr=args.lr,
+                batch_size=args.batch_size, probe_every=args.probe_every, method=args.method,
+                device=args.device,
+            )  # fmt: skip
+        else:
+            results = [
+                measure_affinity(
+                    args.dataset,
+                    epochs=args.epochs,
+                    probe_every=args.probe_every,
+                    rule=args.rule,
+                    method=args.method,
+                    seed=s,
+                    device=args.device,
+                    widths=widths,
+                    lr=args.lr,
+                    batch_size=args.batch_size,
+                )
+                for s in seeds
+            ]
+    except (TableError, ValueError) as err:
+        return _fail(str(err))
+    result = combine_seeds(results)
     print(affinity_report(result, args.out))
     return 0
 

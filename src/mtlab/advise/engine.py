@@ -141,8 +141,15 @@ class _Prober:
         self.tasks = tasks
         self.first_order = len(tasks) > settings.first_order_above
         self.values: list[Tensor] = []
+        self.steps: list[int] = []
+        self.seconds = 0.0
 
     def __call__(self, step: int, model: MultiTaskNet) -> None:
+        t0 = time.perf_counter()
+        self._probe_now(step)
+        self.seconds += time.perf_counter() - t0
+
+    def _probe_now(self, step: int) -> None:
         ys = [y for _, y in self.batches]
 
         def losses_fn(out: list[Tensor]) -> Tensor:
@@ -152,6 +159,7 @@ class _Prober:
         Z = look.first_order if self.first_order else look.affinity
         if bool(torch.isfinite(Z).all()):
             self.values.append(Z.detach().double().cpu())
+            self.steps.append(step)
 
 
 def train(
@@ -214,7 +222,13 @@ def train(
         seconds,
         affinity,
         diverged=res.diverged_at is not None,
-        extra={"probes": len(prober.values) if prober else 0},
+        extra={
+            "probes": len(prober.values) if prober else 0,
+            "probe_steps": prober.steps if prober else [],
+            "per_probe": [v.tolist() for v in prober.values] if prober else [],
+            "first_order": bool(prober.first_order) if prober else False,
+            "probe_seconds": prober.seconds if prober else 0.0,
+        },
     )
     return outcome, {k: v.detach().cpu() for k, v in net.trunk.state_dict().items()}
 

@@ -92,6 +92,16 @@ def affinity_report(result: AffinityResult, out: Path) -> str:
     ]
     for i, t in enumerate(tasks):
         lines.append(f"{t[:18]:>18}: " + " ".join(f"{v:8.4f}" for v in A[i]))
+    if "se" in meta:  # several seeds: the standard error of each entry, and grouping stability
+        se = np.asarray(meta["se"])
+        lines.append(f"standard error over {len(meta['seeds'])} seeds:")
+        for i, t in enumerate(tasks):
+            lines.append(f"{t[:18]:>18}: " + " ".join(f"{v:8.4f}" for v in se[i]))
+        for b, st in meta.get("grouping_stability", {}).items():
+            groups = " | ".join(",".join(g) for g in st["groups"])
+            lines.append(f"budget {b}: {groups} — chosen by {st['seeds_agree']:.0%} of the seeds "
+                         "alone" + ("" if st["seeds_agree"] >= 2 / 3 else
+                                    " (not distinguishable from the alternatives)"))  # fmt: skip
     return "\n".join(lines)
 
 

@@ -344,3 +344,15 @@ def test_group_singletons_score_zero_not_the_diagonal(tmp_path, capsys):
     assert main(["group", str(path), "--budget", "2", "--singletons", "--json"]) == 0
     got = json.loads(capsys.readouterr().out)
     assert sorted(map(sorted, got["groups"])) == [["a", "b", "c"], ["d"]]
+
+
+def test_anytime_grouping_returns_a_certified_bound():
+    rng = np.random.default_rng(3)
+    A = rng.normal(0, 0.1, size=(8, 8))
+    exact = best_grouping(A, 3)  # 7 813 nodes
+    assert exact.optimal and exact.bound is None
+    quick = best_grouping(A, 3, time_limit=1e-6, anytime=True)  # stops at the first check
+    assert not quick.optimal and quick.nodes == 512
+    assert quick.value <= exact.value + 1e-12 <= quick.bound + 1e-12  # certified
+    small = best_grouping(A[:5, :5], 2, time_limit=60, anytime=True)
+    assert small.optimal and small.value == pytest.approx(brute_force_grouping(A[:5, :5], 2).value)

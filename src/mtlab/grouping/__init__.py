@@ -37,6 +37,10 @@ class Grouping:
     value: float
     names: list[list[str]] | None = None
     nodes: int = 0
+    #: False when a time limit stopped the search (``anytime=True``): ``value`` is then the best
+    #: grouping found and ``bound`` a certified upper bound on the optimum's value
+    optimal: bool = True
+    bound: float | None = None
 
 
 class AffinityFileError(ValueError):
@@ -93,10 +97,14 @@ def best_grouping(
     names: Sequence[str] | None = None,
     max_group_size: int | None = None,
     time_limit: float | None = None,
+    anytime: bool = False,
 ) -> Grouping:  # long: one branch-and-bound whose nested search shares the incumbent
     """The exact optimum of TAG's grouping objective with at most ``budget`` groups (see module
-    doc). Raises ``ValueError`` if no grouping covers every task within the budget, and
-    ``TimeoutError`` if the search exceeds ``time_limit`` seconds."""
+    doc). Raises ``ValueError`` if no grouping covers every task within the budget. If the search
+    exceeds ``time_limit`` seconds it raises ``TimeoutError`` — or, with ``anytime=True``, returns
+    the best grouping found so far with ``optimal=False`` and a certified upper ``bound`` on the
+    optimum: the smaller of the root's submodular bound (the ``budget`` largest single-group
+    gains) and the mean over tasks of each task's best score in any group."""
     import time
 
     deadline = None if time_limit is None else time.perf_counter() + time_limit
@@ -157,12 +165,27 @@ def best_grouping(
                 left - 1,
             )
 
-    search(np.arange(n), np.full(T, floor), np.zeros(T, dtype=bool), [], budget)
+    optimal = True
+    try:
+        search(np.arange(n), np.full(T, floor), np.zeros(T, dtype=bool), [], budget)
+    except TimeoutError:
+        if not anytime:
+            raise
+        optimal = False
+    bound = None
+    if not optimal:
+        gains = np.sort(np.maximum(Sf - floor, 0.0).sum(1))[::-1]
+        root = (floor * T + float(gains[:budget].sum())) / T
+        bound = min(root, float(S.max(0).mean()))
+        if not math.isfinite(best_val):
+            raise TimeoutError(
+                f"grouping search found no complete grouping in {time_limit} s ({nodes} nodes)"
+            )
     if not math.isfinite(best_val):
         raise ValueError(f"no grouping with at most {budget} groups covers all {T} tasks")
     chosen_groups = sorted((groups[k] for k in best_set), key=lambda g: (len(g), g))
     named = [[names[i] for i in g] for g in chosen_groups] if names is not None else None
-    return Grouping(chosen_groups, best_val, named, nodes)
+    return Grouping(chosen_groups, best_val, named, nodes, optimal, bound)
 
 
 def brute_force_grouping(

@@ -180,7 +180,7 @@ def _wait_rows(proc: subprocess.Popen, out: Path, n: int) -> None:
 
 @pytest.mark.parametrize("how", ["kill -9", "ctrl-c"])
 def test_the_driver_stopped_mid_sweep_then_rerun(tmp_path, how, one_thread):
-    sweep, cfgs = _configs(tmp_path, steps=3000)
+    sweep, cfgs = _configs(tmp_path, steps=8000)  # ≥ 1 s per run: the signal lands mid-sweep
     out = tmp_path / "o"
     proc = _driver(sweep, out)
     _wait_rows(proc, out, 2)

@@ -36,6 +36,8 @@ from mtlab.runs.family import Pretrained, family_of
 
 AUTH_MODE = "RAY_AUTH_MODE"
 INSTALL = 'pip install "mtlab[ray]"'
+#: the longest the driver waits inside Ray before it can react to Ctrl-C
+WAIT_S = 0.5
 #: how long a local instance may take to start before the driver gives up
 START_TIMEOUT_S = 120.0
 
@@ -234,7 +236,11 @@ class RayExecutor:
         pending = {self._submit(p, refs): (list(p), time.perf_counter()) for p in chunks}
         try:
             while pending:
-                [ref], _ = ray.wait(list(pending), num_returns=1)
+                # a bounded wait: Python handles a Ctrl-C between waits, not inside Ray's C++
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_S)
+                if not ready:
+                    continue
+                ref = ready[0]
                 part, t0 = pending.pop(ref)
                 try:
                     out = ray.get(ref)

@@ -165,7 +165,13 @@ def _driver(sweep: Path, out: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "mtlab", "run", str(sweep), "--out", str(out), "--quiet",
            "--no-report", "--chunk", "1", "--executor", "ray"]  # fmt: skip
     env = {**os.environ, "MTLAB_THREADS": "1"}
-    return subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
+
+    def default_sigint() -> None:  # a parent run in the background (nohup, CI) may ignore SIGINT
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    return subprocess.Popen(
+        cmd, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=default_sigint
+    )
 
 
 def _wait_rows(proc: subprocess.Popen, out: Path, n: int) -> None:

@@ -345,11 +345,12 @@ def execute(
         stats["chunks"].append(
             {"method": part[0].method, "size": len(part), "seconds": seconds, **info}
         )
-        bar.set_postfix_str(f"{part[0].method} x{len(part)}")
+        bar.set_postfix_str(f"{phase_label[0]}; done: {part[0].method} x{len(part)}")
 
+    phase_label = [""]
     opened = executor.start()  # the caller may have started it (to check its resources first)
     try:
-        for phase in todo:
+        for p, phase in enumerate(todo):
             phase = _skip_failed_dependencies(phase, store, sink)
             chunks: list[list[RunConfig]] = []
             for group in _groups(phase):
@@ -358,6 +359,8 @@ def execute(
                 if chunk == "measure":
                     store.write_json("plan.json", stored_plan)
                 chunks += [group[i : i + size] for i in range(0, len(group), size)]
+            phase_label[0] = f"phase {p + 1}/{len(todo)}, {len(chunks)} chunks"
+            bar.set_postfix_str(phase_label[0])
             executor.run_phase(chunks, pretrained, sink, on_chunk)
             store.write_tables()
     finally:

@@ -99,3 +99,17 @@ def test_rescale_before_finetuning():
     assert torch.allclose(net[0].weight, w)
     with pytest.raises(ValueError, match="positive"):
         loop.rescale_(net, 0.0)
+
+
+def test_first_order_only_probe_skips_the_lookahead_and_matches_the_estimate():
+    from mtlab.grad.lookahead import LookaheadProbe
+
+    torch.manual_seed(0)
+    model = Net()
+    x, ys = _data()
+    full = LookaheadProbe(model, SHARED, None, rule="sgd", eta=0.1)(x, _losses_fn(ys))
+    cheap = LookaheadProbe(model, SHARED, None, rule="sgd", eta=0.1, first_order_only=True)(
+        x, _losses_fn(ys)
+    )
+    assert torch.allclose(cheap.affinity, full.first_order)
+    assert torch.isnan(cheap.after).all() and torch.allclose(cheap.losses, full.losses)

@@ -131,7 +131,11 @@ class _Prober:
                  seed: int, dev: Any) -> None:  # fmt: skip
         self.wrapped = _PerTask(net)
         shared = [f"net.trunk.{n}" for n, _ in net.trunk.named_parameters()]
-        self.probe = LookaheadProbe(self.wrapped, shared, None, rule="sgd", eta=settings.probe_eta)
+        self.first_order = len(tasks) > settings.first_order_above
+        self.probe = LookaheadProbe(
+            self.wrapped, shared, None, rule="sgd", eta=settings.probe_eta,
+            first_order_only=self.first_order,
+        )  # fmt: skip
         g = generator(seed, "probe")
         self.batches = []
         for task in tasks:
@@ -139,7 +143,6 @@ class _Prober:
             idx = torch.randperm(n, generator=g)[: min(n, settings.probe_batch)]
             self.batches.append((task["train"].x[idx].to(dev), task["train"].y[idx].to(dev)))
         self.tasks = tasks
-        self.first_order = len(tasks) > settings.first_order_above
         self.values: list[Tensor] = []
         self.steps: list[int] = []
         self.seconds = 0.0

@@ -144,6 +144,7 @@ class LookaheadProbe:
         eta: float | None = None,
         sources: Sequence[Sequence[int]] | None = None,
         batched: bool | str = "auto",
+        first_order_only: bool = False,
     ) -> None:
         if rule not in RULES:
             raise ValueError(f"unknown lookahead rule {rule!r}; allowed: {', '.join(RULES)}")
@@ -156,6 +157,9 @@ class LookaheadProbe:
         self.optimizer, self.rule, self.eta = optimizer, rule, eta
         self.sources = None if sources is None else [tuple(s) for s in sources]
         self.batched = batched
+        #: skip the S lookahead forwards: ``affinity`` is then the first-order estimate (and
+        #: ``after`` NaN) — for many tasks, where the forwards dominate the probe's cost
+        self.first_order_only = first_order_only
 
     def _losses(self, out: Any) -> Tensor:
         if self.losses_fn is None:
@@ -192,7 +196,11 @@ class LookaheadProbe:
             for src in sources:
                 g = [torch.stack([rows[t][k] for t in src]).sum(0) for k in range(len(shared_t))]
                 updates.append(optimizer_update(self.optimizer, real, g, self.rule, self.eta))
-            after = self._lookahead(params, buffers, updates, x)
+            after = (
+                torch.full((len(sources), T), float("nan"), dtype=L.dtype, device=L.device)
+                if self.first_order_only
+                else self._lookahead(params, buffers, updates, x)
+            )
         J = torch.stack([torch.cat([g.reshape(-1) for g in r]) for r in rows])
         U = torch.stack([torch.cat([u.reshape(-1) for u in up]) for up in updates])
         lr = float(
@@ -200,12 +208,11 @@ class LookaheadProbe:
             if self.eta is not None
             else (self.optimizer.param_groups[0]["lr"] if self.optimizer else 0.1)
         )
-        Z = (1 - after.T / L[:, None]).detach()
+        first = first_order_affinity(J, U, L).detach()
+        Z = first if self.first_order_only else (1 - after.T / L[:, None]).detach()
         n = J.norm(dim=1).clamp_min(1e-30)
         cos = (J @ J.T / (n[:, None] * n[None, :])).detach()
-        return Lookahead(
-            Z, Z / lr, L, after.detach(), first_order_affinity(J, U, L).detach(), lr, cos
-        )
+        return Lookahead(Z, Z / lr, L, after.detach(), first, lr, cos)
 
     def evaluate(self, x, losses_fn: LossesFn, vectors: Sequence[Tensor]) -> Tensor:
         """Losses ``(K, T)`` after applying each candidate combined *gradient* ``vectors[k]``

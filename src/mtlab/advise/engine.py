@@ -256,11 +256,14 @@ class Cache:
     def get(self, spec: Spec) -> Outcome | None:
         return self.done.get(spec.key())
 
+    def save_trunk(self, spec: Spec, trunk: dict[str, Tensor]) -> None:
+        self.trunks.mkdir(parents=True, exist_ok=True)
+        torch.save(trunk, self.trunks / f"{spec.key()}.pt")
+
     def add(self, outcome: Outcome, trunk: dict[str, Tensor] | None) -> None:
         key = outcome.spec.key()
         if trunk is not None and outcome.spec.regime == "stl":  # a possible pretraining
-            self.trunks.mkdir(parents=True, exist_ok=True)
-            torch.save(trunk, self.trunks / f"{key}.pt")
+            self.save_trunk(outcome.spec, trunk)
         d = {**asdict(outcome), "spec": asdict(outcome.spec)}
         with open(self.path, "a") as f:
             f.write(json.dumps(d) + "\n")
@@ -285,8 +288,7 @@ def run(spec: Spec, prep: Prepared, settings: Settings, cache: Cache) -> Outcome
             if cache.get(pre) is None:
                 cache.add(outcome, trunk)
             else:
-                cache.trunks.mkdir(parents=True, exist_ok=True)
-                torch.save(trunk, cache.trunks / f"{pre.key()}.pt")
+                cache.save_trunk(pre, trunk)
     outcome, new_trunk = train(spec, prep, settings, trunk)
     cache.add(outcome, new_trunk)
     return outcome

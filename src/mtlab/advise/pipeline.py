@@ -160,8 +160,8 @@ def advise(  # long: the stages read as one procedure
     # MTL candidates are the groups the affinity chose (all tasks together only if it chose
     # that): a task's partners always come from the measured affinity
     trained_groups = sorted({tuple(g) for g in groups if len(g) > 1})
-    for t in tasks:
-        if tuple(tasks) in trained_groups and t in tasks:
+    if tuple(tasks) in trained_groups:  # the grouping chose all tasks together
+        for t in tasks:
             add(t, "mtl", mtl_all, partners=[u for u in tasks if u != t], method="mean",
                 source=None, rescale=None)  # fmt: skip
     trained_groups = [g for g in trained_groups if len(g) < T]

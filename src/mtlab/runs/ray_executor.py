@@ -79,6 +79,11 @@ def mtlab_chunk(
     }
 
 
+def _dependency_ids(part: Sequence[RunConfig]) -> set[str]:
+    """The run ids whose parameters the chunk's runs start from."""
+    return {d.run_id() for cfg in part for d in cfg.dependencies()}
+
+
 def start_local_instance(num_cpus: int, num_gpus: int | None = None) -> tuple[Any, str]:
     """Start a local Ray instance under a guardian process; returns (guardian, address)."""
     cmd = [sys.executable, "-m", "mtlab.runs.ray_guardian", "--num-cpus", str(num_cpus)]
@@ -208,7 +213,7 @@ class RayExecutor:
                 guardian.kill()
 
     def _submit(self, part: Sequence[RunConfig], refs: dict[str, Any]) -> Any:
-        deps = {d.run_id() for cfg in part for d in cfg.dependencies()}
+        deps = _dependency_ids(part)
         return self._task.options(
             num_cpus=self.cpus_per_chunk,
             num_gpus=self.gpus_per_chunk,
@@ -230,7 +235,7 @@ class RayExecutor:
         ray = self._ray
         refs: dict[str, Any] = {}
         for part in chunks:
-            for d in {d.run_id() for cfg in part for d in cfg.dependencies()}:
+            for d in _dependency_ids(part):
                 if d not in refs:  # each pretrained model is put once per phase
                     refs[d] = ray.put(pretrained(d))
         pending = {self._submit(p, refs): (list(p), time.perf_counter()) for p in chunks}

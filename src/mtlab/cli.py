@@ -249,6 +249,12 @@ def build_parser() -> argparse.ArgumentParser:  # long: one declarative table of
         "--time-budget", type=float, default=600.0,
         help="seconds; later stages that would not fit are skipped and reported (0: no limit)",
     )  # fmt: skip
+    adv.add_argument(
+        "--affinity", choices=("auto", "pairs", "lookahead"), default="auto",
+        help="what drives the grouping: the realised transfer of every pair of tasks trained "
+        "together (pairs), the lookahead affinity of MTL on all tasks (lookahead), or pairs up "
+        "to 8 tasks and lookahead beyond (auto, the default)",
+    )  # fmt: skip
     adv.add_argument("--device", type=_device, default="cpu")
     adv.add_argument("--quiet", action="store_true")
     stp = sub.add_parser(

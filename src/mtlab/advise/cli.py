@@ -78,7 +78,8 @@ def advise_command(args: Any) -> int:  # long: every check before any training, 
     except (ValueError, TableError) as err:
         return _fail(str(err))
     settings = Settings(widths, args.lr, args.batch_size, args.steps, device=args.device)
-    options = Options(args.seeds, args.budget, methods, rescales, args.time_budget or None)
+    options = Options(args.seeds, args.budget, methods, rescales, args.time_budget or None,
+                      args.affinity)  # fmt: skip
     out: Path = args.out
     if out.exists() and not out.is_dir():
         return _fail(f"--out {out} is a file, not a folder")

@@ -54,6 +54,7 @@ class Spec:
     source: str | None = None
     rescale: float | None = None
     probe: bool = False
+    steps: int | None = None  # None: the settings' steps (an STL as long as a PT+FT sets it)
 
     @property
     def regime(self) -> str:
@@ -62,7 +63,10 @@ class Spec:
         return "stl" if len(self.tasks) == 1 else "mtl"
 
     def key(self) -> str:
-        text = json.dumps(asdict(self), sort_keys=True)
+        d = asdict(self)
+        if d["steps"] is None:  # keys of the default length stay what they were
+            del d["steps"]
+        text = json.dumps(d, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def pretraining(self) -> Spec | None:
@@ -186,12 +190,13 @@ def train(
     method = make_method(spec.method, len(tasks))
     # probes after the first tenth of training: at step 0 the heads are random, and so is the
     # direction each task pulls the trunk in
-    start = max(settings.probe_every, settings.steps // 10)
-    probe_steps = set(range(start, settings.steps, settings.probe_every)) if spec.probe else set()
-    eval_steps = set(range(settings.eval_every, settings.steps + 1, settings.eval_every))
-    eval_steps.add(settings.steps)
+    steps = spec.steps or settings.steps
+    start = max(settings.probe_every, steps // 10)
+    probe_steps = set(range(start, steps, settings.probe_every)) if spec.probe else set()
+    eval_steps = set(range(settings.eval_every, steps + 1, settings.eval_every))
+    eval_steps.add(steps)
     cfg = TrajectoryTrainConfig(
-        steps=settings.steps,
+        steps=steps,
         lr=settings.lr,
         optimizer="adam",
         batch_size=settings.batch_size,

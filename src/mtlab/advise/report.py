@@ -27,14 +27,15 @@ def candidates_table(advice: dict[str, Any]) -> pd.DataFrame:
                 rows.append({
                     "task": task, "regime": c["regime"], "partners": ",".join(c["partners"]),
                     "method": c["method"], "source": c["source"], "rescale": c["rescale"],
-                    "seed": seed, "val_metric": v, "test_metric": t,
+                    "steps": c.get("steps"), "seed": seed, "val_metric": v, "test_metric": t,
                 })  # fmt: skip
     return pd.DataFrame(rows)
 
 
 def _label(c: dict[str, Any]) -> str:
     if c["regime"] == "stl":
-        return "STL"
+        steps = c.get("steps")
+        return "STL" if steps is None or steps != steps else f"STL ({int(steps)} steps)"
     if c["regime"] == "ptft":
         return f"PT+FT from {c['source']} s={c['rescale']:g}"
     return f"MTL +{','.join(c['partners'])} ({c['method']})"
@@ -45,18 +46,42 @@ def _sentence(task: str, d: dict[str, Any]) -> str:
     se = "" if not math.isfinite(d["se"]) else f" ± {d['se']:.3f}"
     best = d["best_candidate"]
     if not d["clear"]:
-        if best["regime"] == "stl":
+        if best["regime"] == "stl" and best.get("steps"):
+            why = (
+                f"trained alone for {best['steps']} steps (as long as pretraining plus "
+                "finetuning) it did at least as well as every alternative on validation"
+            )
+        elif best["regime"] == "stl":
             why = "nothing beat training it alone on validation"
         else:
             why = (f"the best alternative ({_label({**best})}) gained {d['val_gain_over_stl']:+.3f} "
                    f"± {d['val_gain_se']:.3f} on validation — within {CLEAR_MARGIN_SE:g} standard "
                    "errors, so no clear winner")  # fmt: skip
-        return f"**{task}**: train it alone (test {metric} {d['recommended']:.3f}{se}); {why}."
+        alone = "train it alone" + (f" for {d['steps']} steps" if d.get("steps") else "")
+        return f"**{task}**: {alone} (test {metric} {d['recommended']:.3f}{se}); {why}."
     what = _label(d)
     return (
-        f"**{task}**: {what} — test {metric} {d['recommended']:.3f}{se} vs {d['stl']:.3f} alone "
+        f"**{task}**: {what} — test {metric} {d['recommended']:.3f}{se} vs {d['stl']:.3f} alone"
+        + (f" for {d['stl_steps']} steps" if d.get("stl_steps") else "")
+        + " "
         f"(validation gain {d['val_gain_over_stl']:+.3f} ± {d['val_gain_se']:.3f}, more than "
         f"{CLEAR_MARGIN_SE:g} standard errors)."
+    )
+
+
+def _affinity_text(aff: dict[str, Any]) -> str:
+    n = aff["seeds"]
+    if aff["source"] == "lookahead":
+        return f"Grouped by the lookahead affinity from MTL on all tasks ({n} seeds)."
+    r = aff.get("lookahead_vs_used_corr")
+    corr = "" if r is None or not math.isfinite(r) else (
+        f" The lookahead affinity measured in MTL on all tasks correlates r = {r:.2f} with it "
+        "(off-diagonal entries)."
+    )  # fmt: skip
+    return (
+        f"Grouped by the realised pairwise transfer: each pair of tasks trained together "
+        f"({n} seeds), entry = 1 − (the recipient's validation loss with the source) / (alone)."
+        + corr
     )
 
 
@@ -78,8 +103,12 @@ def _figures(advice: dict[str, Any], cands: pd.DataFrame, fig_dir: Path) -> list
             ax.text(j, i, f"{A[i, j]:.3f}\n±{se[i, j]:.3f}", ha="center", va="center", fontsize=7)
     ax.set_xticks(range(len(tasks)), tasks, rotation=45, ha="right")
     ax.set_yticks(range(len(tasks)), tasks)
-    ax.set_xlabel("source (a step on this task …)")
+    pairs = advice["affinity"]["source"] == "pairs"
+    ax.set_xlabel(
+        "source (trained with this task …)" if pairs else "source (a step on this task …)"
+    )
     ax.set_ylabel("recipient (… changes this task's loss)")
+    ax.set_title("realised pairwise transfer" if pairs else "lookahead affinity")
     fig.colorbar(im, ax=ax, shrink=0.8)
     fig.tight_layout()
     fig.savefig(fig_dir / "affinity.png", dpi=110)
@@ -103,16 +132,17 @@ def _figures(advice: dict[str, Any], cands: pd.DataFrame, fig_dir: Path) -> list
         ax.set_visible(False)
     for ax, task in zip(axes.flat, tasks, strict=False):
         d = cands[cands.task == task]
-        stl = d[d.regime == "stl"].set_index("seed")["test_metric"]
-        groups = d.groupby(["regime", "partners", "method", "source", "rescale"], dropna=False,
-                           sort=False)  # fmt: skip
+        stl = d[(d.regime == "stl") & d.steps.isna()].set_index("seed")["test_metric"]
+        groups = d.groupby(["regime", "partners", "method", "source", "rescale", "steps"],
+                           dropna=False, sort=False)  # fmt: skip
         means, ses, labels = [], [], []
         for key, rows in groups:
-            regime, partners, method, source, rescale = key
-            if regime == "stl":
+            regime, partners, method, source, rescale, steps = key
+            if regime == "stl" and steps != steps:  # the baseline itself (NaN steps)
                 continue
             c = {"regime": regime, "partners": partners.split(",") if partners else [],
-                 "method": method, "source": source, "rescale": rescale}  # fmt: skip
+                 "method": method, "source": source, "rescale": rescale,
+                 "steps": steps}  # fmt: skip
             diff = rows.set_index("seed")["test_metric"] - stl  # paired by seed
             labels.append(_label(c))
             means.append(diff.mean())
@@ -145,6 +175,10 @@ def write_advice(advice: dict[str, Any], out: Path, meta: dict[str, Any]) -> dic
     verify.to_csv(out / "verification.csv", index=False)
     A = pd.DataFrame(advice["affinity"]["mean"], index=advice["tasks"], columns=advice["tasks"])
     A.to_csv(out / "affinity.csv")
+    look = advice["affinity"]["lookahead"]["mean"]
+    pd.DataFrame(look, index=advice["tasks"], columns=advice["tasks"]).to_csv(
+        out / "lookahead_affinity.csv"
+    )
     public = {k: advice[k] for k in advice if k != "candidates"}
     (out / "advice.json").write_text(json.dumps(_json_safe(public), indent=2, default=str))
     figures = _figures(advice, cands, out / "figures")
@@ -166,9 +200,9 @@ def write_advice(advice: dict[str, Any], out: Path, meta: dict[str, Any]) -> dic
                 tables=[("per task (test split; chosen on validation)", per_task)]),
         Section(
             "Which tasks together",
-            f"Lookahead affinity from MTL on all tasks ({advice['affinity']['seeds']} seeds). "
-            f"At budget {b}: {' | '.join(','.join(x) for x in g['groups'])} — {stable}. A task "
-            "alone scores 0 (no transfer).",
+            f"{_affinity_text(advice['affinity'])} At budget {b}: "
+            f"{' | '.join(','.join(x) for x in g['groups'])} — {stable}. A task alone scores 0 "
+            "(no transfer).",
             figures=figures[:2],
             tables=[("best grouping per budget", groupings.set_index("budget"))],
         ),

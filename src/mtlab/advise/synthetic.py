@@ -1,7 +1,8 @@
 """A synthetic table with planted structure, for trying ``mtlab advise`` and testing it:
 tasks ``a``, ``b``, ``c`` read one latent score of the features, ``d`` and ``e`` another,
 ``noise`` is unrelated to the features; ``b`` and ``e`` are regression tasks, and every task
-misses a fraction of its labels. ``python -m mtlab.advise.synthetic table.csv [--rows 10000]`` writes one."""
+misses a fraction of its labels (70 % by default: a task alone has few labels, its block more).
+``python -m mtlab.advise.synthetic table.csv [--rows 10000]`` writes one."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pandas as pd
 
 
 def planted_table(
-    rows: int = 10_000, features: int = 20, seed: int = 0, missing: float = 0.5
+    rows: int = 10_000, features: int = 20, seed: int = 0, missing: float = 0.7
 ) -> pd.DataFrame:
     """The table (module doc): ``x0 … x{features-1}`` and the six targets. Each block's latent
     score is a product of two projections (an MLP needs data to learn it, so sharing the labels

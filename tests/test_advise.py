@@ -117,7 +117,7 @@ def test_advise_on_a_planted_table(tmp_path, capsys):
     [
         (["--targets", "a,zz"], "no column(s) ['zz']"),
         (["--targets", "a", "--features", "x0,x1"], "at least two target tasks"),
-        (["--targets", "a,b", "--model", "cnn"], "only mlp"),
+        (["--targets", "a,b", "--model", "cnn"], "a CNN needs image inputs"),
         (["--targets", "a,b", "--methods", "nope"], "unknown ['nope']"),
         (["--targets", "a,b", "--kinds", "a=ordinal"], "kinds must be"),
     ],

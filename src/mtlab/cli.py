@@ -62,6 +62,31 @@ def _positive(value: str) -> int:
     return n
 
 
+def data_opts(p: argparse.ArgumentParser, required: bool) -> None:
+    """A user's own data: a table, a label table with an image folder, or IDX files."""
+    p.add_argument(
+        "--data", type=Path, required=required,
+        help="your own data: a CSV, Parquet or NPZ table; with --images a label table naming "
+        "image files; with --labels an IDX image file",
+    )  # fmt: skip
+    p.add_argument(
+        "--targets", default=None, help="comma-separated target columns (default for an NPZ: "
+        "every array but x; for IDX: the label columns)",
+    )  # fmt: skip
+    p.add_argument("--features", default=None, help="comma-separated (default: all others)")
+    p.add_argument(
+        "--kinds", default=None, help="override inferred task kinds: ltv=regression,churn=classification"
+    )  # fmt: skip
+    p.add_argument("--split-column", default=None, help="a column of train / val / test")
+    p.add_argument("--images", type=Path, default=None, help="a folder of images named in --data")
+    p.add_argument("--image-column", default="file", help="the column naming each row's image")
+    p.add_argument(
+        "--image-size", type=_positive, default=None,
+        help="resize every image to N×N (default: all must have the first one's size)",
+    )  # fmt: skip
+    p.add_argument("--labels", type=Path, default=None, help="IDX labels for an IDX --data")
+
+
 def build_parser() -> argparse.ArgumentParser:  # long: one declarative table of commands
     p = argparse.ArgumentParser(prog="mtlab", description="A lab bench for multi-task learning.")
     p.add_argument("--version", action="version", version=f"mtlab {__version__}")
@@ -225,21 +250,15 @@ def build_parser() -> argparse.ArgumentParser:  # long: one declarative table of
         help="your own table: which tasks together, MTL or PT+FT, which method, which rescaling "
         "(advice.json, report.html)",
     )
-    adv.add_argument("--data", type=Path, required=True, help="a CSV, Parquet or NPZ table")
-    adv.add_argument(
-        "--targets", default=None, help="comma-separated target columns (default for an NPZ: "
-        "every array but x)"
-    )  # fmt: skip
-    adv.add_argument("--features", default=None, help="comma-separated (default: all others)")
-    adv.add_argument(
-        "--kinds", default=None, help="override inferred task kinds: ltv=regression,churn=classification"
-    )  # fmt: skip
-    adv.add_argument("--split-column", default=None, help="a column of train / val / test")
+    data_opts(adv, required=True)
     adv.add_argument("--out", type=Path, required=True)
     adv.add_argument("--budget", type=_positive, default=None,
                      help="networks for the groups that are trained (default 2)")  # fmt: skip
     adv.add_argument("--seeds", type=_positive, default=3)
-    adv.add_argument("--model", default="mlp:128,128", help="mlp:WIDTH,WIDTH,… (default 128,128)")
+    adv.add_argument(
+        "--model", default=None, help="mlp:WIDTH,WIDTH,… (default mlp:128,128) or, for images, "
+        "cnn:CHANNELS,… (default cnn:16,32 with --images or --labels)",
+    )  # fmt: skip
     adv.add_argument("--steps", type=_positive, default=800, help="steps per training")
     adv.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     adv.add_argument("--batch-size", type=_positive, default=128)

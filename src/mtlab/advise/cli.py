@@ -19,29 +19,85 @@ def _names(value: str | None) -> list[str] | None:
     return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
 
 
-def _model(value: str) -> tuple[int, ...]:
-    kind, _, widths = value.partition(":")
-    if kind != "mlp":
-        raise ValueError(f"--model {value!r}: only mlp:WIDTH,… is supported for tables")
+DEFAULT_WIDTHS = {"mlp": (128, 128), "cnn": (16, 32)}
+
+
+def model_spec(value: str | None, images: bool) -> tuple[str, tuple[int, ...]]:
+    """``--model``: ``mlp:W,W,…`` or ``cnn:C,C,…`` (image inputs only) → (trunk, widths)."""
+    kind, _, widths = (value or ("cnn" if images else "mlp")).partition(":")
+    if kind not in DEFAULT_WIDTHS:
+        raise ValueError(f"--model {value!r}: mlp:WIDTH,… or (for images) cnn:CHANNELS,…")
+    if kind == "cnn" and not images:
+        raise ValueError(f"--model {value!r}: a CNN needs image inputs (--images or --labels)")
     try:
-        out = tuple(int(w) for w in widths.split(",")) if widths else (128, 128)
+        out = tuple(int(w) for w in widths.split(",")) if widths else DEFAULT_WIDTHS[kind]
     except ValueError:
         raise ValueError(f"--model {value!r}: widths must be integers") from None
     if not out or min(out) < 1:
         raise ValueError(f"--model {value!r}: widths must be positive")
-    return out
+    return kind, out
+
+
+def kinds_option(value: str | None) -> dict[str, Any]:
+    kinds: dict[str, Any] = {}  # checked by the readers
+    for item in _names(value) or []:
+        name, _, kind = item.partition("=")
+        kinds[name] = kind
+    return kinds
+
+
+def read_user_data(args: Any) -> Any:
+    """The user's data from the shared options (``mtlab.cli.data_opts``): a table, a label
+    table with ``--images``, or IDX images with ``--labels``; raises TableError / ValueError."""
+    from mtlab.tasks.tables import read_idx_table, read_image_table, read_table
+
+    kinds = kinds_option(args.kinds) or None
+    if args.images is not None and args.labels is not None:
+        raise ValueError("--images (a label table naming image files) and --labels (IDX) "
+                         "exclude each other")  # fmt: skip
+    if args.labels is not None:
+        if args.features or args.split_column:
+            raise ValueError("--features / --split-column do not apply to IDX data")
+        table = read_idx_table(args.data, args.labels, kinds)
+        wanted = _names(args.targets)
+        if wanted:
+            unknown = [t for t in wanted if t not in table.tasks]
+            if unknown:
+                raise ValueError(f"--targets: no label column(s) {unknown} in {args.labels}; "
+                                 f"columns: {table.tasks}")  # fmt: skip
+            table.targets = [t for t in table.targets if t.name in wanted]
+            table.y = {k: v for k, v in table.y.items() if k in wanted}
+        return table
+    if args.images is not None:
+        targets = _names(args.targets)
+        if not targets:
+            raise ValueError("--targets: name the label columns of --data")
+        if args.features:
+            raise ValueError("--features does not apply to images (the image is the input)")
+        return read_image_table(args.data, args.images, args.image_column, targets, kinds,
+                                args.split_column, args.image_size)  # fmt: skip
+    return read_table(args.data, _names(args.targets), _names(args.features), kinds,
+                      args.split_column)  # fmt: skip
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _identity(args: Any, settings: Any) -> dict[str, Any]:
-    """What must match for a folder to resume: the data (its bytes) and the training settings."""
-    digest = hashlib.sha256(args.data.read_bytes()).hexdigest()
+    """What must match for a folder to resume: the data (the bytes of the table / IDX files;
+    an image folder by its path and the image size) and the training settings."""
     return {
         "data": str(args.data),
-        "sha256": digest,
+        "sha256": _digest(args.data),
         "targets": args.targets,
         "features": args.features,
         "kinds": args.kinds,
         "split_column": args.split_column,
+        "images": None if args.images is None else str(args.images),
+        "image_column": args.image_column if args.images is not None else None,
+        "image_size": args.image_size,
+        "labels_sha256": None if args.labels is None else _digest(args.labels),
         "settings": asdict(settings),
     }
 
@@ -52,14 +108,11 @@ def advise_command(args: Any) -> int:  # long: every check before any training, 
     from mtlab.advise.report import write_advice
     from mtlab.grad.methods import check_methods, method_names
     from mtlab.runs.store import FolderLocked, RunStore
-    from mtlab.tasks.tables import TableError, prepare, read_table
+    from mtlab.tasks.tables import TableError, prepare
 
     try:
-        widths = _model(args.model)
-        kinds: dict[str, Any] = {}  # checked by read_table
-        for item in _names(args.kinds) or []:
-            name, _, kind = item.partition("=")
-            kinds[name] = kind
+        images = args.images is not None or args.labels is not None
+        trunk, widths = model_spec(args.model, images)
         methods = tuple(_names(args.methods) or [])
         unknown = [m for m in methods if m not in method_names()]
         if unknown:
@@ -70,14 +123,14 @@ def advise_command(args: Any) -> int:  # long: every check before any training, 
             raise ValueError("--rescales must be positive")
         if args.lr <= 0:
             raise ValueError("--lr must be positive")
-        table = read_table(args.data, _names(args.targets), _names(args.features), kinds or None,
-                           args.split_column)  # fmt: skip
+        table = read_user_data(args)
         if len(table.targets) < 2:
             raise ValueError("advise needs at least two target tasks")
         prep = prepare(table, seed=0)
     except (ValueError, TableError) as err:
         return _fail(str(err))
-    settings = Settings(widths, args.lr, args.batch_size, args.steps, device=args.device)
+    settings = Settings(widths, args.lr, args.batch_size, args.steps, device=args.device,
+                        trunk=trunk)  # fmt: skip
     options = Options(args.seeds, args.budget, methods, rescales, args.time_budget or None,
                       args.affinity)  # fmt: skip
     out: Path = args.out
@@ -105,7 +158,7 @@ def advise_command(args: Any) -> int:  # long: every check before any training, 
                       "same command to resume)", file=sys.stderr)  # fmt: skip
                 return 130
             meta = {"data": str(args.data), "rows": table.n, "seeds": args.seeds,
-                    "model": args.model, "steps": args.steps}  # fmt: skip
+                    "model": f"{trunk}:{','.join(map(str, widths))}", "steps": args.steps}  # fmt: skip
             paths = write_advice(advice, out, meta)
     except FolderLocked as err:
         return _fail(str(err))

@@ -31,7 +31,7 @@ from mtlab.train.trajectory import TrajectoryTrainConfig, task_output, train_tra
 class Settings:
     """How every training of one advice runs (the same for all, so they compare)."""
 
-    widths: tuple[int, ...] = (128, 128)
+    widths: tuple[int, ...] = (128, 128)  # hidden widths (mlp) or channels (cnn)
     lr: float = 1e-3
     batch_size: int = 128
     steps: int = 800
@@ -41,6 +41,7 @@ class Settings:
     probe_eta: float = 0.1  # the probe's step: lr·g with this lr (TAG's SGD lookahead)
     first_order_above: int = 12  # tasks: beyond this the probe's first-order estimate is used
     device: str = "cpu"
+    trunk: str = "mlp"  # "mlp", or "cnn" for image inputs (then ``widths`` are channels)
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,8 @@ class _PerTask(nn.Module):
 
 
 def build(spec: Spec, tasks: Sequence[SupervisedTask], settings: Settings) -> MultiTaskNet:
-    d = tasks[0]["train"].x.shape[1]
-    net = MultiTaskNet((d,), [t.n_out for t in tasks], "mlp", settings.widths)
+    shape = tuple(tasks[0]["train"].x.shape[1:])
+    net = MultiTaskNet(shape, [t.n_out for t in tasks], settings.trunk, settings.widths)
     init_seeded(net.trunk, derive_seed(spec.seed, "trunk"))
     for head, task in zip(net.heads, tasks, strict=True):
         init_seeded(head, derive_seed(spec.seed, "head", task.name))
@@ -191,8 +192,9 @@ def train(
     # probes after the first tenth of training: at step 0 the heads are random, and so is the
     # direction each task pulls the trunk in
     steps = spec.steps or settings.steps
-    start = max(settings.probe_every, steps // 10)
-    probe_steps = set(range(start, steps, settings.probe_every)) if spec.probe else set()
+    every = min(settings.probe_every, max(1, steps // 8))  # short trainings probe often enough
+    start = max(every, steps // 10)
+    probe_steps = set(range(start, steps, every)) if spec.probe else set()
     eval_steps = set(range(settings.eval_every, steps + 1, settings.eval_every))
     eval_steps.add(steps)
     cfg = TrajectoryTrainConfig(

@@ -15,14 +15,17 @@ from torch import Tensor
 
 @dataclass(frozen=True)
 class Split:
-    """One split of one task: inputs ``x: (n, d)`` and targets ``y: (n,)`` (regression) or class labels."""
+    """One split of one task: inputs ``x: (n, d)`` (or images ``(n, C, H, W)``) and targets
+    ``y: (n,)`` (regression) or class labels."""
 
     x: Tensor
     y: Tensor
 
     def __post_init__(self) -> None:
-        if self.x.ndim != 2:
-            raise ValueError(f"Split.x must be 2-D (n, d); got shape {tuple(self.x.shape)}")
+        if self.x.ndim not in (2, 4):
+            raise ValueError(
+                f"Split.x must be (n, d) or (n, C, H, W); got shape {tuple(self.x.shape)}"
+            )
         if self.y.shape[0] != self.x.shape[0]:
             raise ValueError(
                 f"Split.y has {self.y.shape[0]} rows but Split.x has {self.x.shape[0]}"

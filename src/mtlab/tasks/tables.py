@@ -11,6 +11,10 @@ targets the same way, and returns one :class:`~mtlab.tasks.supervised.Supervised
 holding only the rows where that target is present — a missing label is thereby left out of its
 task's loss, not imputed.
 
+:func:`read_image_table` reads a label table whose column names image files in a folder, and
+:func:`read_idx_table` MNIST-format IDX images and labels; their inputs are images ``(n, C, H, W)``
+(standardised per channel), for a CNN.
+
 Task kinds are inferred per column (overridable): a non-numeric or boolean column, or an integer
 column with at most ``MAX_CLASSES_INFERRED`` distinct values, is a classification task; any other
 numeric column is a regression task. Categorical features are one-hot encoded up to
@@ -53,7 +57,8 @@ class Target:
 
 @dataclass
 class Table:
-    """A checked table: numeric features ``x (n, d)`` (categoricals one-hot encoded), one
+    """A checked table: numeric features ``x (n, d)`` (categoricals one-hot encoded) or images
+    ``x (n, C, H, W)``, one
     target vector per task (class index or value, NaN where missing) and optional user splits."""
 
     path: Path
@@ -230,16 +235,9 @@ def read_table(
             raise TableError(f"{path}: name the target columns (--targets a,b,c)")
         targets = [c for c in df.columns if not c.startswith("x")]
     targets = list(targets)
-    if not targets:
-        raise TableError(f"{path}: no target columns")
     kinds = dict(kinds or {})
-    named = [*targets, *(features or []), *([split_column] if split_column else []), *kinds]
-    unknown = [c for c in dict.fromkeys(named) if c not in df.columns]
-    if unknown:
-        raise TableError(f"{path}: no column(s) {unknown}; columns: {list(df.columns)}")
-    bad_kind = {t: k for t, k in kinds.items() if k not in ("classification", "regression")}
-    if bad_kind:
-        raise TableError(f"kinds must be 'classification' or 'regression' (got {bad_kind})")
+    _check_names(path, df, targets, kinds,
+                 [*(features or []), *([split_column] if split_column else [])])  # fmt: skip
     overlap = [c for c in (features or []) if c in targets]
     if overlap:
         raise TableError(f"{path}: column(s) {overlap} are both features and targets")
@@ -247,6 +245,14 @@ def read_table(
         c for c in df.columns if c not in targets and c != split_column
     ]  # fmt: skip
     columns, x, encoded = _features(path, df, feats)
+    specs, ys, split = _targets_and_split(path, df, targets, kinds, split_column)
+    return Table(path, columns, x, specs, ys, split, encoded)
+
+
+def _targets_and_split(
+    path: Path, df: Any, targets: Sequence[str], kinds: Mapping[str, Kind],
+    split_column: str | None,
+) -> tuple[list[Target], dict[str, np.ndarray], np.ndarray | None]:  # fmt: skip
     specs, ys = [], {}
     for name in targets:
         spec, y = _target(path, df, name, kinds.get(name))
@@ -263,7 +269,130 @@ def read_table(
                 f"at row {row}; allowed: train, val, test"
             )
         split = raw.map(SPLIT_VALUES).to_numpy()
-    return Table(path, columns, x, specs, ys, split, encoded)
+    return specs, ys, split
+
+
+def _check_names(
+    path: Path, df: Any, targets: Sequence[str], kinds: Mapping[str, Kind], other: Sequence[str]
+) -> None:
+    if not targets:
+        raise TableError(f"{path}: no target columns")
+    named = [*targets, *other, *kinds]
+    unknown = [c for c in dict.fromkeys(named) if c not in df.columns]
+    if unknown:
+        raise TableError(f"{path}: no column(s) {unknown}; columns: {list(df.columns)}")
+    bad_kind = {t: k for t, k in kinds.items() if k not in ("classification", "regression")}
+    if bad_kind:
+        raise TableError(f"kinds must be 'classification' or 'regression' (got {bad_kind})")
+
+
+def _images(path: Path, folder: Path, names: Any, column: str, size: int | None) -> np.ndarray:
+    """The images named by ``names`` (files in ``folder``) as ``(n, C, H, W)`` floats in [0, 1]:
+    grayscale (C = 1) if the first image is, else RGB (C = 3); all of the first image's size,
+    or resized to ``size`` × ``size``."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not folder.is_dir():
+        raise TableError(f"--images {folder}: no such folder")
+    out: list[np.ndarray] = []
+    mode, shape = None, None
+    for i, name in enumerate(names):
+        file = folder / str(name)
+        where = f"{path}: column {column!r}, row {i + 1}"
+        if not file.is_file():
+            raise TableError(f"{where}: image {file} does not exist")
+        try:
+            with Image.open(file) as raw:
+                raw.load()
+                if mode is None:
+                    mode = "L" if raw.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB"
+                img = raw.convert(mode)
+                if size is not None:
+                    img = img.resize((size, size), Image.Resampling.BILINEAR)
+                arr = np.asarray(img, dtype=np.uint8)
+        except (UnidentifiedImageError, OSError, ValueError) as err:
+            raise TableError(f"{where}: {file} is not a readable image ({err})") from None
+        if shape is None:
+            shape = arr.shape
+        elif arr.shape != shape:
+            raise TableError(
+                f"{where}: image {file} is {arr.shape[1]}×{arr.shape[0]}, the first one "
+                f"{shape[1]}×{shape[0]}; pass --image-size N to resize them all to N×N"
+            )
+        out.append(arr)
+    x = np.stack(out).astype(np.float32) / 255.0
+    return x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
+
+
+def read_image_table(
+    path: str | os.PathLike[str],
+    images: str | os.PathLike[str],
+    image_column: str,
+    targets: Sequence[str],
+    kinds: Mapping[str, Kind] | None = None,
+    split_column: str | None = None,
+    size: int | None = None,
+) -> Table:
+    """A label table whose ``image_column`` names image files in the folder ``images`` (any
+    format Pillow reads): the images are the inputs ``x (n, C, H, W)``, the ``targets`` columns
+    the tasks (kinds, missing labels and splits as in :func:`read_table`). A missing or
+    unreadable image, or one of another size (without ``size``), is a :class:`TableError`
+    naming the table, the column and the row."""
+    path, folder = Path(path), Path(images)
+    if not path.is_file():
+        raise TableError(f"{path}: no such file")
+    df = _frame(path)
+    if len(df) == 0:
+        raise TableError(f"{path}: no rows")
+    kinds = dict(kinds or {})
+    targets = list(targets)
+    _check_names(path, df, targets, kinds,
+                 [image_column, *([split_column] if split_column else [])])  # fmt: skip
+    if image_column in targets:
+        raise TableError(f"{path}: the image column {image_column!r} is also a target")
+    missing = df[image_column].isna().to_numpy()
+    if missing.any():
+        raise TableError(
+            f"{path}: column {image_column!r} names no image at row {_row(df, missing)}"
+        )
+    specs, ys, split = _targets_and_split(path, df, targets, kinds, split_column)
+    x = _images(path, folder, df[image_column].tolist(), image_column, size)
+    return Table(path, [image_column], x, specs, ys, split)
+
+
+def read_idx_table(
+    images: str | os.PathLike[str],
+    labels: str | os.PathLike[str],
+    kinds: Mapping[str, Kind] | None = None,
+) -> Table:
+    """MNIST-format IDX files: images ``(n, H, W)`` (uint8 scaled to [0, 1]) and labels ``(n,)``
+    (one task, ``label``) or ``(n, k)`` (tasks ``label0 … label{k−1}``), kinds inferred as for a
+    table."""
+    import pandas as pd
+
+    from mtlab.tasks.loaders import DataFormatError, load_idx
+
+    ipath, lpath = Path(images), Path(labels)
+    try:
+        x, y = load_idx(ipath), load_idx(lpath)
+    except DataFormatError as err:
+        raise TableError(str(err)) from None
+    if x.ndim != 3:
+        raise TableError(f"{ipath}: expected images of shape (n, H, W), got {x.shape}")
+    if y.ndim not in (1, 2) or y.shape[0] != x.shape[0]:
+        raise TableError(
+            f"{lpath}: mismatched lengths: {x.shape[0]} images in {ipath.name}, labels of "
+            f"shape {y.shape}"
+        )
+    y2 = y.reshape(len(y), -1)
+    names = ["label"] if y.ndim == 1 else [f"label{k}" for k in range(y2.shape[1])]
+    df = pd.DataFrame({n: y2[:, k] for k, n in enumerate(names)})
+    kinds = dict(kinds or {})
+    _check_names(lpath, df, names, kinds, [])
+    specs, ys, _ = _targets_and_split(lpath, df, names, kinds, None)
+    scale = 255.0 if x.dtype == np.uint8 else 1.0
+    xf = (x.astype(np.float32) / scale)[:, None]
+    return Table(ipath, ["pixels"], xf, specs, ys)
 
 
 @dataclass
@@ -312,10 +441,14 @@ def prepare(
     """Split, standardise on the training split only, and build one task per target (with only
     the rows where that target is present)."""
     rows = split_rows(table, seed, fractions)
-    train = table.x[rows["train"]].astype(np.float64)
-    mean, std = train.mean(0), train.std(0)
+    train = table.x[rows["train"]]
+    if table.x.ndim == 4:  # images: one mean and standard deviation per channel
+        mean = train.mean((0, 2, 3), dtype=np.float64)[:, None, None]
+        std = train.std((0, 2, 3), dtype=np.float64)[:, None, None]
+    else:
+        mean, std = train.mean(0, dtype=np.float64), train.std(0, dtype=np.float64)
     std[std == 0] = 1.0
-    x = torch.as_tensor((table.x - mean) / std, dtype=dtype)
+    x = torch.as_tensor(((table.x - mean) / std).astype(np.float32), dtype=dtype)
     tasks, scale = [], {}
     for target in table.targets:
         y = table.y[target.name]
@@ -355,6 +488,8 @@ __all__ = [
     "Target",
     "infer_kind",
     "prepare",
+    "read_idx_table",
+    "read_image_table",
     "read_table",
     "split_rows",
 ]

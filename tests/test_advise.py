@@ -8,6 +8,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from mtlab.advise.rules import (
@@ -145,3 +146,52 @@ def test_affinity_on_an_own_table_over_seeds(tmp_path, capsys):
     assert np.asarray(saved["meta"]["se"]).shape == (4, 4)
     assert main([*args[:4], "a,zz", *args[5:]]) == 2
     assert "no column(s) ['zz']" in capsys.readouterr().err
+
+
+def test_benchmark_on_an_own_table(tmp_path, capsys):
+    data = tmp_path / "t.csv"
+    planted_table(600, seed=3).drop(columns=["c", "noise"]).to_csv(data, index=False)
+    out = tmp_path / "bench"
+    args = ["benchmark", "--data", str(data), "--targets", "a,b,d,e", "--out", str(out),
+            "--methods", "mean,pcgrad", "--seeds", "2", "--steps", "60", "--model", "mlp:16",
+            "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("method,delta_m,delta_m_se,n_seeds")
+    dm = pd.read_csv(out / "delta_m.csv")
+    assert set(dm.method) == {"stl", "mean", "pcgrad"} and (dm.n_seeds == 2).all()
+    res = pd.read_parquet(out / "results.parquet")
+    # Δm recomputed by hand from the stored table: accuracy for a, d; RMSE (lower better) for b, e
+    test = res[res.split == "test"]
+    ref = test[test.method == "stl"].groupby(["task", "metric"]).value.mean()
+    got = test[test.method == "mean"].groupby(["task", "metric"]).value.mean()
+    keys = [("a", "accuracy"), ("b", "rmse"), ("d", "accuracy"), ("e", "rmse")]
+    sign = {"accuracy": 1, "rmse": -1}
+    by_hand = 100 * np.mean([sign[m] * (got[(t, m)] - ref[(t, m)]) / ref[(t, m)] for t, m in keys])
+    assert dm.set_index("method").delta_m["mean"] == pytest.approx(by_hand)
+    for f in ("report.html", "results.csv", "per_task.csv", "figures/delta_m.png"):
+        assert (out / f).exists(), f
+    lines = (out / "trainings.jsonl").read_text().splitlines()
+    assert len(lines) == 2 * (4 + 2)  # per seed: STL × 4 tasks, MTL × 2 methods
+    assert main(args) == 0  # resumes: nothing trained again
+    assert (out / "trainings.jsonl").read_text().splitlines() == lines
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--targets", "a,b", "--out", "X"], "--targets is for your own data (--data)"),
+        (["--data", "D", "--targets", "a,b", "--out", "X", "--widths", "8"], "--widths is for"),
+        (["--data", "D", "--targets", "a,b", "--out", "X", "--methods", "nope"], "unknown"),
+        (["--data", "D", "--targets", "a,zz", "--out", "X"], "no column(s) ['zz']"),
+        (["--data", "D", "--targets", "a,b", "--out", "X", "--executor", "ray"], "in-process"),
+    ],
+)
+def test_benchmark_bad_own_data_exits_2_and_writes_nothing(tmp_path, capsys, args, message):
+    data = tmp_path / "t.csv"
+    planted_table(100, seed=0)[["x0", "x1", "a", "b"]].to_csv(data, index=False)
+    out = tmp_path / "bench"
+    args = [{"D": str(data), "X": str(out)}.get(a, a) for a in args]
+    assert main(["benchmark", *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()

@@ -127,6 +127,8 @@ def test_benchmark_cli_end_to_end(tmp_path):
         ["--methods", "mean,adamw"],
         ["--dataset", "cifar10"],
         ["--preset", "huge"],
+        ["--widths", "8,x"],
+        ["--lr", "-1"],
     ],
 )
 def test_benchmark_rejects_bad_input_before_any_work(tmp_path, args, capsys):
@@ -134,6 +136,15 @@ def test_benchmark_rejects_bad_input_before_any_work(tmp_path, args, capsys):
     assert main(["benchmark", *args, "--out", str(out), "--quiet"]) == 2
     assert not out.exists()
     assert "error" in capsys.readouterr().err
+
+
+def test_benchmark_width_lr_batch_size_reach_every_run():
+    from mtlab.studies import get_study
+    from mtlab.studies.base import StudyInputs
+
+    given = StudyInputs(dataset="digit-attributes", widths=(8, 4), lr=0.01, batch_size=16)
+    configs = get_study("benchmark").configs("tiny", 1, given)
+    assert configs and all((c.widths, c.lr, c.batch_size) == ((8, 4), 0.01, 16) for c in configs)
 
 
 def test_benchmark_list_methods(capsys):

@@ -62,7 +62,7 @@ def _positive(value: str) -> int:
     return n
 
 
-def data_opts(p: argparse.ArgumentParser, required: bool) -> None:
+def data_opts(p: Any, required: bool) -> None:  # a parser or an argument group
     """A user's own data: a table, a label table with an image folder, or IDX files."""
     p.add_argument(
         "--data", type=Path, required=required,
@@ -171,7 +171,10 @@ def build_parser() -> argparse.ArgumentParser:  # long: one declarative table of
         "benchmark",
         help="STL vs MTL with multi-task methods on a real dataset (Δm, delta_m.csv, report)",
     )
-    bp.add_argument("--dataset", default="multi-digits", help="digit-attributes or multi-digits")
+    bp.add_argument(
+        "--dataset", default="multi-digits",
+        help="a built-in dataset: digit-attributes, multi-digits or planted-groups",
+    )  # fmt: skip
     bp.add_argument(
         "--methods",
         default=None,
@@ -180,6 +183,14 @@ def build_parser() -> argparse.ArgumentParser:  # long: one declarative table of
     bp.add_argument("--preset", default="quick", help="tiny, quick or full")
     bp.add_argument("--seeds", type=_positive, default=None, help="default: the preset's")
     bp.add_argument("--list", action="store_true", help="print the available methods and exit")
+    bp.add_argument("--widths", default=None, help="built-in datasets: hidden widths, e.g. 256,256")
+    bp.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3)")
+    bp.add_argument("--batch-size", type=_positive, default=None,
+                    help="default: the preset's (built-in), 128 (--data)")  # fmt: skip
+    own = bp.add_argument_group("your own data (instead of --dataset)")
+    data_opts(own, required=False)
+    own.add_argument("--model", default=None, help="as for advise: mlp:W,W,… or cnn:C,C,…")
+    own.add_argument("--steps", type=_positive, default=800, help="steps per training (--data)")
     run_opts(bp, out_required=False)
     ap = sub.add_parser(
         "affinity", help="train with lookahead probes → affinity.json, heatmap, affinity over time"
@@ -571,6 +582,14 @@ def _benchmark(args: argparse.Namespace) -> int:
         print("loss weightings: " + ", ".join(method_names("weighting")))
         print("Jacobian aggregators (torchjd): " + ", ".join(method_names("jacobian")))
         return 0
+    if args.data is not None:
+        from mtlab.advise.cli import benchmark_command
+
+        return benchmark_command(args)
+    own = [f for f in ("targets", "features", "kinds", "split_column", "images", "labels", "model")
+           if getattr(args, f) is not None]  # fmt: skip
+    if own:
+        return _fail(f"--{own[0].replace('_', '-')} is for your own data (--data)")
     if args.out is None:
         return _fail("benchmark: --out is required")
     study = get_study("benchmark")
@@ -583,8 +602,16 @@ def _benchmark(args: argparse.Namespace) -> int:
             return _fail(f"--methods: unknown method(s) {', '.join(unknown)}; allowed: {allowed}")
     try:
         study.preset(args.preset)
+        try:
+            widths = None if args.widths is None else tuple(int(w) for w in args.widths.split(","))
+        except ValueError:
+            raise ValueError(f"--widths {args.widths!r}: comma-separated integers") from None
         given = StudyInputs(
-            dataset=args.dataset, methods=None if methods is None else tuple(methods)
+            dataset=args.dataset,
+            methods=None if methods is None else tuple(methods),
+            widths=widths,
+            lr=args.lr,
+            batch_size=args.batch_size,
         )
         configs = study.configs(args.preset, args.seeds, given)
     except ValueError as err:

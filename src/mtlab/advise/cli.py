@@ -102,73 +102,156 @@ def _identity(args: Any, settings: Any) -> dict[str, Any]:
     }
 
 
-def advise_command(args: Any) -> int:  # long: every check before any training, then one run
+def _methods(value: str | None) -> tuple[str, ...]:
+    from mtlab.grad.methods import check_methods, method_names
+
+    methods = tuple(_names(value) or [])
+    unknown = [m for m in methods if m not in method_names()]
+    if unknown:
+        raise ValueError(f"--methods: unknown {unknown}; allowed: {', '.join(method_names())}")
+    check_methods(methods)
+    return methods
+
+
+def _prepared(args: Any, command: str) -> tuple[Any, Any, Any]:
+    """The checked data, prepared, and the training settings (raises ValueError / TableError)."""
     from mtlab.advise.engine import Settings
+    from mtlab.tasks.tables import prepare
+
+    images = args.images is not None or args.labels is not None
+    trunk, widths = model_spec(args.model, images)
+    if args.lr <= 0:
+        raise ValueError("--lr must be positive")
+    table = read_user_data(args)
+    if len(table.targets) < 2:
+        raise ValueError(f"{command} needs at least two target tasks")
+    settings = Settings(widths, args.lr, args.batch_size, args.steps, device=args.device,
+                        trunk=trunk)  # fmt: skip
+    return table, prepare(table, seed=0), settings
+
+
+class _Folder:
+    """An output folder of one command on one data set with one set of settings: refused if it
+    holds a study's runs or another identity (``marker``), locked while it is written."""
+
+    def __init__(self, out: Path, ident: dict[str, Any], marker: str, what: str) -> None:
+        self.out, self.marker, self.what = out, out / marker, what
+        self.ident = json.loads(json.dumps(ident))  # as stored (tuples → lists)
+
+    def problem(self) -> str | None:
+        out = self.out
+        if out.exists() and not out.is_dir():
+            return f"--out {out} is a file, not a folder"
+        if (out / "config.yaml").exists():
+            return f"{out} holds the runs of a study; choose another --out for the {self.what}"
+        if self.marker.exists() and json.loads(self.marker.read_text()) != self.ident:
+            return (f"{out} holds {self.what} for other data or settings ({self.marker}); "
+                    "choose another --out")  # fmt: skip
+        return None
+
+    def run(self, body: Any) -> int:
+        """``body()`` inside the folder's lock (its return: the exit status)."""
+        from mtlab.runs.store import FolderLocked, RunStore
+
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            with RunStore(self.out).lock():
+                self.marker.write_text(json.dumps(self.ident, indent=2))
+                try:
+                    return int(body())
+                except KeyboardInterrupt:
+                    print(f"\nmtlab: interrupted; finished trainings are kept in {self.out} "
+                          "(rerun the same command to resume)", file=sys.stderr)  # fmt: skip
+                    return 130
+        except FolderLocked as err:
+            return _fail(str(err))
+        except OSError as err:
+            return _fail(f"cannot write to --out {self.out}: {err.strerror or err}")
+
+
+def _model_text(settings: Any) -> str:
+    return f"{settings.trunk}:{','.join(map(str, settings.widths))}"
+
+
+def advise_command(args: Any) -> int:
     from mtlab.advise.pipeline import Options, advise
     from mtlab.advise.report import write_advice
-    from mtlab.grad.methods import check_methods, method_names
-    from mtlab.runs.store import FolderLocked, RunStore
-    from mtlab.tasks.tables import TableError, prepare
+    from mtlab.tasks.tables import TableError
 
     try:
-        images = args.images is not None or args.labels is not None
-        trunk, widths = model_spec(args.model, images)
-        methods = tuple(_names(args.methods) or [])
-        unknown = [m for m in methods if m not in method_names()]
-        if unknown:
-            raise ValueError(f"--methods: unknown {unknown}; allowed: {', '.join(method_names())}")
-        check_methods(methods)
+        methods = _methods(args.methods)
         rescales = tuple(float(v) for v in _names(args.rescales) or [])
         if any(r <= 0 for r in rescales):
             raise ValueError("--rescales must be positive")
-        if args.lr <= 0:
-            raise ValueError("--lr must be positive")
-        table = read_user_data(args)
-        if len(table.targets) < 2:
-            raise ValueError("advise needs at least two target tasks")
-        prep = prepare(table, seed=0)
+        table, prep, settings = _prepared(args, "advise")
     except (ValueError, TableError) as err:
         return _fail(str(err))
-    settings = Settings(widths, args.lr, args.batch_size, args.steps, device=args.device,
-                        trunk=trunk)  # fmt: skip
     options = Options(args.seeds, args.budget, methods, rescales, args.time_budget or None,
                       args.affinity)  # fmt: skip
-    out: Path = args.out
-    if out.exists() and not out.is_dir():
-        return _fail(f"--out {out} is a file, not a folder")
-    if (out / "config.yaml").exists():
-        return _fail(f"{out} holds the runs of a study; choose another --out for the advice")
-    ident = json.loads(json.dumps(_identity(args, settings)))  # as stored (tuples → lists)
-    marker = out / "advise_config.json"
-    if marker.exists() and json.loads(marker.read_text()) != ident:
-        return _fail(
-            f"{out} holds an advice for other data or settings ({marker}); choose another --out"
-        )
+    folder = _Folder(args.out, _identity(args, settings), "advise_config.json", "an advice")
+    if (problem := folder.problem()) is not None:
+        return _fail(problem)
+
+    def body() -> int:
+        print(f"mtlab: advising on {len(table.targets)} tasks of {args.data} "
+              f"({table.n} rows) -> {args.out}", file=sys.stderr)  # fmt: skip
+        say = None if args.quiet else (lambda m: print(f"  {m}", file=sys.stderr))
+        advice = advise(prep, settings, options, args.out, progress=say)
+        meta = {"data": str(args.data), "rows": table.n, "seeds": args.seeds,
+                "model": _model_text(settings), "steps": args.steps}  # fmt: skip
+        paths = write_advice(advice, args.out, meta)
+        for task in advice["tasks"]:
+            d = advice["per_task"][task]
+            what = d["regime"] if d["clear"] else "stl (no clear winner)"
+            extra = d["partners"] or d["source"] or ""
+            print(f"  {task:16s} {what:22s} {extra!s:24s} {d['metric']} "
+                  f"{d['recommended']:.3f} (alone {d['stl']:.3f})")  # fmt: skip
+        print(f"advice: {paths['advice']}\nreport: {paths['html']}")
+        return 0
+
+    return folder.run(body)
+
+
+DEFAULT_BENCHMARK_METHODS = "mean,pcgrad,upgrad,uw"
+
+
+def benchmark_command(args: Any) -> int:
+    """``mtlab benchmark --data``: the methods on the user's own data (mtlab.advise.benchmark)."""
+    from mtlab.advise.benchmark import benchmark_table, write_benchmark
+    from mtlab.tasks.tables import TableError
+
+    if args.out is None:
+        return _fail("benchmark: --out is required")
+    if getattr(args, "executor", "local") != "local" or getattr(args, "dry_run", False):
+        return _fail("benchmark --data runs in-process: --executor ray / --dry-run do not apply")
+    if args.widths is not None:
+        return _fail("--widths is for the built-in datasets; with --data use --model mlp:W,W")
+    args.lr = 1e-3 if args.lr is None else args.lr
+    args.batch_size = args.batch_size or 128
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        with RunStore(out).lock():
-            marker.write_text(json.dumps(ident, indent=2))
-            print(f"mtlab: advising on {len(table.targets)} tasks of {args.data} "
-                  f"({table.n} rows) -> {out}", file=sys.stderr)  # fmt: skip
-            say = None if args.quiet else (lambda m: print(f"  {m}", file=sys.stderr))
-            try:
-                advice = advise(prep, settings, options, out, progress=say)
-            except KeyboardInterrupt:
-                print(f"\nmtlab: interrupted; finished trainings are kept in {out} (rerun the "
-                      "same command to resume)", file=sys.stderr)  # fmt: skip
-                return 130
-            meta = {"data": str(args.data), "rows": table.n, "seeds": args.seeds,
-                    "model": f"{trunk}:{','.join(map(str, widths))}", "steps": args.steps}  # fmt: skip
-            paths = write_advice(advice, out, meta)
-    except FolderLocked as err:
+        methods = _methods(args.methods or DEFAULT_BENCHMARK_METHODS)
+        methods = tuple(m for m in methods if m != "stl")  # STL is always the baseline
+        if not methods:
+            raise ValueError("--methods: name at least one multi-task method")
+        table, prep, settings = _prepared(args, "benchmark")
+    except (ValueError, TableError) as err:
         return _fail(str(err))
-    except OSError as err:
-        return _fail(f"cannot write to --out {out}: {err.strerror or err}")
-    for task in advice["tasks"]:
-        d = advice["per_task"][task]
-        what = d["regime"] if d["clear"] else "stl (no clear winner)"
-        extra = d["partners"] or d["source"] or ""
-        print(f"  {task:16s} {what:22s} {extra!s:24s} {d['metric']} {d['recommended']:.3f} "
-              f"(alone {d['stl']:.3f})")  # fmt: skip
-    print(f"advice: {paths['advice']}\nreport: {paths['html']}")
-    return 0
+    seeds = args.seeds or 3
+    ident = {**_identity(args, settings), "command": "benchmark"}
+    folder = _Folder(args.out, ident, "benchmark_config.json", "a benchmark")
+    if (problem := folder.problem()) is not None:
+        return _fail(problem)
+
+    def body() -> int:
+        print(f"mtlab: benchmarking {', '.join(methods)} on {len(table.targets)} tasks of "
+              f"{args.data} ({table.n} rows, {seeds} seeds) -> {args.out}", file=sys.stderr)  # fmt: skip
+        say = None if args.quiet else (lambda m: print(f"  {m}", file=sys.stderr))
+        results = benchmark_table(prep, settings, methods, seeds, args.out, progress=say)
+        meta = {"data": str(args.data), "rows": table.n, "seeds": seeds, "methods": list(methods),
+                "model": _model_text(settings), "steps": args.steps}  # fmt: skip
+        paths = write_benchmark(results, args.out, meta)
+        print(paths["delta_m"].read_text().rstrip())
+        print(f"report: {paths['html']}")
+        return 0
+
+    return folder.run(body)

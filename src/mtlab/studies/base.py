@@ -73,6 +73,9 @@ class StudyInputs:
     methods: tuple[str, ...] | None = None
     tasks: tuple[str, ...] | None = None
     data_path: str | None = None
+    widths: tuple[int, ...] | None = None
+    lr: float | None = None
+    batch_size: int | None = None
 
     def given(self) -> set[str]:
         return {k for k, v in self.__dict__.items() if v is not None}

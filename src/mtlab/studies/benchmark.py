@@ -67,7 +67,7 @@ class BenchmarkStudy(Study):
     paper = "multi-task optimisers as collected by torchjd; Δm as in Maninis et al. 2019"
     presets: ClassVar[dict[str, Preset]] = PRESETS
 
-    inputs = frozenset({"dataset", "methods"})
+    inputs = frozenset({"dataset", "methods", "widths", "lr", "batch_size"})
 
     def configs(
         self, preset: str, seeds: int | None = None, inputs: StudyInputs | None = None
@@ -92,10 +92,12 @@ class BenchmarkStudy(Study):
         others = [m for m in methods if m != "stl"]
         if others:
             grids.append({"seed": seeds_, "method": others})
+        chosen = {f: getattr(given, f) for f in ("widths", "lr", "batch_size")}
+        overrides = {f: v for f, v in chosen.items() if v is not None}
         spec = {
             "study": self.name,
             "family": "mtbench",
-            "base": {"dataset": dataset, **{f: k[f] for f in fields}},
+            "base": {"dataset": dataset, **{f: k[f] for f in fields}, **overrides},
             "grids": grids,
         }
         return expand(spec)

@@ -1,0 +1,157 @@
+"""``mtlab benchmark --data``: multi-task methods on a user's own data (a table, images with a
+label table, or IDX): STL per task and MTL on all tasks with each method, over seeds, each task
+scored at its best validation checkpoint; Δm over STL (accuracy for classification, RMSE for
+regression; :func:`mtlab.measure.benchmark.delta_m`), per-task metrics with standard errors,
+tables, figures and a report. Trainings are those of ``mtlab advise`` (:mod:`mtlab.advise.engine`),
+cached in the folder, so an interrupted benchmark resumes."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mtlab.advise.engine import Cache, Outcome, Settings, Spec, run
+from mtlab.tasks.tables import Prepared
+
+DELTA_M_METRICS = ("accuracy", "rmse")  # per kind: classification, regression
+
+
+def results_rows(method: str, seed: int, outcome: Outcome, prep: Prepared) -> list[dict]:
+    """The long results rows of one training (``mtlab.measure.benchmark.REQUIRED`` columns)."""
+    kinds = {t.name: t.kind for t in prep.tasks}
+    rows = []
+    for task, m in outcome.metrics.items():
+        for split in ("val", "test"):
+            metric = "r2" if kinds[task] == "regression" else "accuracy"
+            base = {"method": method, "seed": seed, "task": task, "split": split}
+            rows.append({**base, "metric": metric, "value": m[f"{split}_metric"],
+                         "higher_is_better": True})  # fmt: skip
+            if kinds[task] == "regression":
+                rows.append({**base, "metric": "rmse", "value": m[f"{split}_rmse"],
+                             "higher_is_better": False})  # fmt: skip
+    return rows
+
+
+def benchmark_table(
+    prep: Prepared,
+    settings: Settings,
+    methods: Sequence[str],
+    seeds: int,
+    out: Path,
+    progress: Callable[[str], None] | None = None,
+) -> pd.DataFrame:
+    """Train STL per task and MTL with each method (every seed) into ``out``; the long results
+    table (one row per method × seed × task × split × metric)."""
+    cache = Cache(out)
+    tasks = [t.name for t in prep.tasks]
+    plan: list[tuple[str, Spec]] = []
+    for s in range(seeds):
+        plan += [("stl", Spec((t,), seed=s)) for t in tasks]
+        plan += [(m, Spec(tuple(tasks), m, s)) for m in methods]
+    rows: list[dict] = []
+    for k, (label, spec) in enumerate(plan, 1):
+        cached = cache.get(spec) is not None
+        outcome = run(spec, prep, settings, cache)
+        if progress is not None and not cached:
+            what = spec.tasks[0] if label == "stl" else "all tasks"
+            progress(f"[{k}/{len(plan)}] {label} on {what}, seed {spec.seed} "
+                     f"({outcome.seconds:.1f} s)")  # fmt: skip
+        rows += results_rows(label, spec.seed, outcome, prep)
+    return pd.DataFrame(rows)
+
+
+def summarise(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(Δm per method with its standard error; per task × method: the test metric's mean and
+    standard error over seeds)."""
+    from mtlab.measure.benchmark import delta_m
+
+    dm = delta_m(results, metrics=DELTA_M_METRICS).sort_values("delta_m", ascending=False)
+    test = results[results.split == "test"]
+    per = test.groupby(["task", "metric", "method"]).value.agg(["mean", "std", "count"])
+    per["se"] = per["std"] / np.sqrt(per["count"])
+    return dm.reset_index(drop=True), per.drop(columns="std").reset_index()
+
+
+def _figures(dm: pd.DataFrame, per: pd.DataFrame, fig_dir: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(5.5, 0.45 * len(dm) + 1.5))
+    ax.barh(range(len(dm)), dm.delta_m, xerr=dm.delta_m_se, color="tab:blue", alpha=0.75)
+    ax.axvline(0, color="0.3", lw=0.8)
+    ax.set_yticks(range(len(dm)), dm.method)
+    ax.invert_yaxis()
+    ax.set_xlabel("Δm over STL (%; mean ± s.e. over seeds)")
+    fig.tight_layout()
+    fig.savefig(fig_dir / "delta_m.png", dpi=110)
+    plt.close(fig)
+
+    main = per[per.metric.isin(["accuracy", "r2"])]
+    tasks = list(dict.fromkeys(main.task))
+    ncols = min(3, len(tasks))
+    nrows = math.ceil(len(tasks) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.0 * nrows), squeeze=False)
+    for ax in axes.flat[len(tasks) :]:
+        ax.set_visible(False)
+    for ax, task in zip(axes.flat, tasks, strict=False):
+        d = main[main.task == task].set_index("method").loc[list(dm.method)]
+        ax.bar(range(len(d)), d["mean"], yerr=d["se"], color="tab:green", alpha=0.75)
+        ax.set_xticks(range(len(d)), d.index, rotation=45, ha="right", fontsize=8)
+        lo = float((d["mean"] - d["se"].fillna(0)).min())
+        hi = float((d["mean"] + d["se"].fillna(0)).max())
+        pad = 0.1 * (hi - lo) + 1e-3
+        ax.set_ylim(lo - pad, hi + pad)
+        ax.set_title(f"{task}: test {d.metric.iloc[0]}")
+    fig.tight_layout()
+    fig.savefig(fig_dir / "per_task.png", dpi=110)
+    plt.close(fig)
+    return ["delta_m.png", "per_task.png"]
+
+
+def write_benchmark(results: pd.DataFrame, out: Path, meta: dict[str, Any]) -> dict[str, Path]:
+    """``results.parquet/csv``, ``delta_m.csv``, ``per_task.csv``, figures and the report."""
+    from mtlab.report.document import write_report
+    from mtlab.studies.base import Analysis, Section
+
+    results.to_parquet(out / "results.parquet", index=False)
+    results.to_csv(out / "results.csv", index=False)
+    dm, per = summarise(results)
+    dm.to_csv(out / "delta_m.csv", index=False)
+    per.to_csv(out / "per_task.csv", index=False)
+    figures = _figures(dm, per, out / "figures")
+    best = dm[dm.method != "stl"].iloc[0] if (dm.method != "stl").any() else None
+    summary = (
+        f"best Δm: {best.method} {best.delta_m:+.2f} % (± {best.delta_m_se:.2f}) over STL, "
+        f"{int(best.n_seeds)} seeds" if best is not None else "STL only"
+    )  # fmt: skip
+    sections = [
+        Section(
+            "Δm over single-task training",
+            "Δm = 100 · mean over tasks of the relative change of the test metric against STL "
+            "(accuracy for classification, RMSE — lower is better — for regression), on "
+            "seed-averaged metrics; its standard error over seeds. Every training has the same "
+            "steps; each task is scored at its best validation checkpoint.",
+            figures=figures[:1],
+            tables=[("Δm per method", dm.round(4))],
+        ),
+        Section(
+            "Per task",
+            "Test metric per task and method (mean ± s.e. over seeds).",
+            figures=figures[1:],
+            tables=[("per task", per.round(4))],
+        ),
+    ]
+    paths = write_report(out, study="benchmark", preset="custom", meta=meta,
+                         analysis=Analysis([], sections, summary))  # fmt: skip
+    return {"delta_m": out / "delta_m.csv", **paths}
+
+
+__all__ = ["DELTA_M_METRICS", "benchmark_table", "results_rows", "summarise", "write_benchmark"]

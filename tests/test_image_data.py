@@ -142,3 +142,15 @@ def test_advise_on_images_with_a_cnn_and_on_idx(tmp_path, capsys):
     config = json.loads((out2 / "advise_config.json").read_text())
     assert config["settings"]["trunk"] == "cnn" and config["settings"]["widths"] == [16, 32]
     assert json.loads((out2 / "advice.json").read_text())["tasks"] == ["label0", "label1"]
+
+
+def test_affinity_on_images(tmp_path, capsys):
+    labels, folder, _ = write_folder(tmp_path, n=80)
+    out = tmp_path / "aff"
+    args = ["affinity", "--data", str(labels), "--images", str(folder), "--targets", "left,row",
+            "--out", str(out), "--steps", "40", "--widths", "4,8", "--batch-size", "16"]  # fmt: skip
+    assert main(args) == 0
+    saved = json.loads((out / "affinity.json").read_text())
+    assert saved["tasks"] == ["left", "row"]
+    assert main(["affinity", "--targets", "left", "--out", str(tmp_path / "x")]) == 2
+    assert "--targets is for your own data" in capsys.readouterr().err

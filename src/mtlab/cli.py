@@ -199,18 +199,14 @@ def build_parser() -> argparse.ArgumentParser:  # long: one declarative table of
         "--dataset", default="digit-attributes",
         help="a built-in dataset: digit-attributes, multi-digits or planted-groups",
     )  # fmt: skip
-    ap.add_argument(
-        "--data", type=Path, default=None,
-        help="your own CSV / Parquet / NPZ table instead (with --targets; mixed classification "
-        "and regression, missing labels)",
-    )  # fmt: skip
-    ap.add_argument("--targets", default=None, help="comma-separated target columns (--data)")
+    data_opts(ap.add_argument_group("your own data (instead of --dataset)"), required=False)
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--epochs", type=_positive, default=50, help="built-in datasets")
     ap.add_argument("--steps", type=_positive, default=800, help="training steps (--data)")
     ap.add_argument("--seeds", type=_positive, default=1,
                     help="seeds averaged (mean ± s.e. per entry; grouping stability)")  # fmt: skip
-    ap.add_argument("--widths", default="128,64", help="MLP trunk widths (default 128,64)")
+    ap.add_argument("--widths", default="128,64",
+                    help="MLP trunk widths (default 128,64); CNN channels for images")  # fmt: skip
     ap.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     ap.add_argument("--batch-size", type=_positive, default=64)
     ap.add_argument("--probe-every", type=_positive, default=100, help="steps between probes")
@@ -573,6 +569,13 @@ def _locked_run(
     return 0
 
 
+def _own_data_options(args: argparse.Namespace) -> str | None:
+    """Options of your own data given without --data (they would be ignored silently)."""
+    names = ("targets", "features", "kinds", "split_column", "images", "labels", "model")
+    own = [f for f in names if getattr(args, f, None) is not None]
+    return None if not own else f"--{own[0].replace('_', '-')} is for your own data (--data)"
+
+
 def _benchmark(args: argparse.Namespace) -> int:
     from mtlab.grad.methods import method_names
     from mtlab.studies import get_study
@@ -586,10 +589,8 @@ def _benchmark(args: argparse.Namespace) -> int:
         from mtlab.advise.cli import benchmark_command
 
         return benchmark_command(args)
-    own = [f for f in ("targets", "features", "kinds", "split_column", "images", "labels", "model")
-           if getattr(args, f) is not None]  # fmt: skip
-    if own:
-        return _fail(f"--{own[0].replace('_', '-')} is for your own data (--data)")
+    if (problem := _own_data_options(args)) is not None:
+        return _fail(problem)
     if args.out is None:
         return _fail("benchmark: --out is required")
     study = get_study("benchmark")
@@ -692,6 +693,8 @@ def _affinity(args: argparse.Namespace) -> int:
 
     if args.data is None and args.dataset not in DATASETS:
         return _fail(f"--dataset: unknown dataset {args.dataset!r}; allowed: {', '.join(DATASETS)}")
+    if args.data is None and (problem := _own_data_options(args)) is not None:
+        return _fail(problem)
     if args.out.exists() and not args.out.is_dir():
         return _fail(f"--out {args.out} is a file, not a folder")
     if (args.out / "config.yaml").exists():
@@ -717,11 +720,15 @@ def _affinity(args: argparse.Namespace) -> int:
     seeds = list(range(args.seed, args.seed + args.seeds))
     try:
         if args.data is not None:
-            targets = None if args.targets is None else args.targets.split(",")
+            from mtlab.advise.cli import read_user_data
+            from mtlab.tasks.tables import prepare
+
+            images = args.images is not None or args.labels is not None
             results = measure_table_affinity(
-                args.data, targets, seeds, steps=args.steps, widths=widths, lr=args.lr,
-                batch_size=args.batch_size, probe_every=args.probe_every, method=args.method,
-                device=args.device,
+                prepare(read_user_data(args), seed=0), seeds, steps=args.steps, widths=widths,
+                lr=args.lr, batch_size=args.batch_size, probe_every=args.probe_every,
+                method=args.method, device=args.device, trunk="cnn" if images else "mlp",
+                label=str(args.data),
             )  # fmt: skip
         else:
             results = [

@@ -82,8 +82,7 @@ def measure_affinity(
 
 
 def measure_table_affinity(
-    path: Any,
-    targets: list[str] | None,
+    prep: Any,
     seeds: list[int],
     steps: int = 800,
     widths: tuple[int, ...] = (128, 64),
@@ -92,17 +91,20 @@ def measure_table_affinity(
     probe_every: int = 100,
     method: str = "mean",
     device: str = "cpu",
+    trunk: str = "mlp",
+    label: str = "",
 ) -> list[AffinityResult]:
-    """The affinity of a user table's tasks (``mtlab.tasks.tables``: mixed kinds, missing labels),
-    one result per seed: MTL on all targets with lookahead probes (the SGD probe of TAG, after
-    the first tenth of training) — the same measurement as ``mtlab advise``'s."""
+    """The affinity of the tasks of a user's prepared data (``mtlab.tasks.tables.prepare``: a
+    table, images or IDX; mixed kinds, missing labels), one result per seed: MTL on all targets
+    with lookahead probes (the SGD probe of TAG, after the first tenth of training) — the same
+    measurement as ``mtlab advise``'s. ``label`` names the data in the metadata."""
     from mtlab.advise.engine import Settings, Spec, train
-    from mtlab.tasks.tables import prepare, read_table
 
-    prep = prepare(read_table(path, targets), seed=0)
     if len(prep.tasks) < 2:
         raise ValueError("affinity needs at least two target tasks")
-    settings = Settings(widths, lr, batch_size, steps, probe_every=probe_every, device=device)
+    settings = Settings(widths, lr, batch_size, steps, probe_every=probe_every, device=device,
+                        trunk=trunk)  # fmt: skip
+    path = label
     names = [t.name for t in prep.tasks]
     out = []
     for seed in seeds:

@@ -195,3 +195,14 @@ def test_benchmark_bad_own_data_exits_2_and_writes_nothing(tmp_path, capsys, arg
     assert main(["benchmark", *args]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_helpful_partners_only_clearly_positive_members():
+    from mtlab.advise.rules import helpful_partners
+
+    mean = [0.0, 0.10, 0.01, -0.2, 0.05]
+    se = [0.0, 0.02, 0.01, 0.01, 0.03]
+    assert helpful_partners(mean, se, 0) == [1]  # 0.01 ± 0.01 and 0.05 ± 0.03: within noise
+    assert helpful_partners(mean, se, 0, members=[2, 3, 4]) == []
+    assert helpful_partners(mean, [0.0, 0.02, 0.001, 0.01, 0.01], 0) == [1, 2, 4]
+    assert helpful_partners(mean, [math.nan] * 5, 0) == []  # one seed: nothing is clear

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from mtlab.advise.engine import Cache, Outcome, Settings, Spec, run
+from mtlab.advise.pipeline import describe
 from mtlab.tasks.tables import Prepared
 
 DELTA_M_METRICS = ("accuracy", "rmse")  # per kind: classification, regression
@@ -58,8 +59,7 @@ def benchmark_table(
         cached = cache.get(spec) is not None
         outcome = run(spec, prep, settings, cache)
         if progress is not None and not cached:
-            what = spec.tasks[0] if label == "stl" else "all tasks"
-            progress(f"[{k}/{len(plan)}] {label} on {what}, seed {spec.seed} "
+            progress(f"[{k}/{len(plan)}] {describe(spec)}, seed {spec.seed} "
                      f"({outcome.seconds:.1f} s)")  # fmt: skip
         rows += results_rows(label, spec.seed, outcome, prep)
     return pd.DataFrame(rows)

@@ -78,8 +78,9 @@ class Spec:
 class Outcome:
     """Per task, at the checkpoint with its best validation metric (early stopping per task, so
     that no regime is judged undertrained): validation / test metric (accuracy or R²; higher is
-    better) and loss, RMSE for regression, and that ``step``; the affinity ``(T, T)`` (recipient
-    × source) averaged over probes, if probed."""
+    better) and loss, RMSE for regression, and that ``step``; ``min_val_loss``: the lowest
+    validation loss at any checkpoint; the affinity ``(T, T)`` (recipient × source) averaged
+    over probes, if probed."""
 
     spec: Spec
     metrics: dict[str, dict[str, float]]
@@ -214,15 +215,17 @@ def train(
             prober(step, model)
         if step in eval_steps:
             for name, m in evaluate(model, tasks, prep, dev).items():
+                low = min(m["val_loss"], best.get(name, {}).get("min_val_loss", math.inf))
                 if name not in best or m["val_metric"] > best[name]["val_metric"]:
                     best[name] = {**m, "step": float(step)}
+                best[name]["min_val_loss"] = low
 
     t0 = time.perf_counter()
     res = train_trajectory(net, tasks, method, cfg, measure=measure, device=dev)
     seconds = time.perf_counter() - t0
     if res.diverged_at is not None or not best:  # the state it stopped in
         for name, m in evaluate(net, tasks, prep, dev).items():
-            best.setdefault(name, {**m, "step": float(res.steps)})
+            best.setdefault(name, {**m, "step": float(res.steps), "min_val_loss": m["val_loss"]})
     affinity = None
     if prober is not None and prober.values:
         affinity = torch.stack(prober.values).mean(0).tolist()

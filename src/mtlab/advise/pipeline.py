@@ -8,17 +8,19 @@ left is skipped and said so):
 2. MTL on all tasks with lookahead affinity probes, per seed → the lookahead affinity (mean and
    standard error over seeds).
 2b. With ``affinity="pairs"`` (the default up to ``PAIRS_MAX_TASKS`` tasks): every pair of tasks
-   trained together, per seed → the *realised* pairwise transfer ``1 − L_i(i with j) / L_i(i
-   alone)`` on validation (the unit of the lookahead affinity: a relative loss change), which
-   then drives the grouping (the pairwise approximation of higher-order groups, as in Standley
-   et al. 2020). Measured on planted tables: the lookahead affinity of a wide MLP with separate
-   heads does not see transfer that comes from learning shared features (its cross-task entries
-   are within their noise), the pairwise transfer does; the report gives their correlation.
+   trained together, per seed → the *realised* pairwise transfer ``1 − L_i(i with j) /
+   L_i(i alone)``, ``L`` the lowest validation loss over checkpoints (the unit of the lookahead
+   affinity: a relative loss change), which then drives the grouping (the pairwise
+   approximation of higher-order groups, as in Standley et al. 2020). Measured on planted
+   tables: the lookahead affinity of a wide MLP with separate heads can miss transfer that
+   comes from learning shared features (its cross-task entries within their noise), the
+   pairwise transfer does not; the report gives their correlation.
 3. The exact grouping for every budget 1 … T (a task alone scores 0: no transfer), and whether
    each seed's own matrix chooses the same.
 4. The groups of the chosen budget trained (method ``mean``): predicted (the task's mean affinity
    from its partners) vs realised (its validation metric in the group minus alone).
-5. A few multi-task methods on those groups.
+5. MTL candidates: each task with the members of its group that clearly help it
+   (:func:`~mtlab.advise.rules.helpful_partners`), with ``mean`` and a few multi-task methods.
 6. PT+FT for each task with a helpful source (:func:`~mtlab.advise.rules.helpful_source`): the
    source's STL trunk × s for each rescaling s, finetuned on the task.
 7. Per task, the candidate with the best mean validation metric; recommended over STL only if it
@@ -38,7 +40,13 @@ from typing import Any
 import numpy as np
 
 from mtlab.advise.engine import Cache, Outcome, Settings, Spec, run
-from mtlab.advise.rules import clear_winner, helpful_source, paired_difference, stable_grouping
+from mtlab.advise.rules import (
+    clear_winner,
+    helpful_partners,
+    helpful_source,
+    paired_difference,
+    stable_grouping,
+)
 from mtlab.grouping import best_grouping
 from mtlab.tasks.tables import Prepared
 
@@ -97,10 +105,20 @@ class _Runner:
             if not cached:
                 self.cost.append(outcome.seconds / (len(spec.tasks) * self._steps(spec)))
                 if self.progress is not None:
-                    self.progress(f"{spec.regime} {'+'.join(spec.tasks)} {spec.method} "
-                                  f"seed {spec.seed} ({outcome.seconds:.1f} s)")  # fmt: skip
+                    self.progress(f"{describe(spec)}, seed {spec.seed} ({outcome.seconds:.1f} s)")
             out.append(outcome)
         return out
+
+
+def describe(spec: Spec) -> str:
+    """One training in words, for progress lines."""
+    tasks = "+".join(spec.tasks)
+    if spec.regime == "ptft":
+        return f"PT+FT {tasks} from {spec.source}, s={spec.rescale:g}"
+    steps = f" ({spec.steps} steps)" if spec.steps else ""
+    if spec.regime == "stl":
+        return f"STL {tasks}{steps}"
+    return f"MTL {tasks} ({spec.method}{', probes' if spec.probe else ''}){steps}"
 
 
 def _metric(outcomes: Sequence[Outcome], task: str, split: str = "val") -> list[float]:
@@ -123,16 +141,22 @@ def _affinity(outcomes: Sequence[Outcome]) -> tuple[np.ndarray, np.ndarray, list
 def _pair_affinity(
     stl: dict[str, list[Outcome]], pairs: dict[tuple[int, int], list[Outcome]], tasks: list[str]
 ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """Per seed, ``Z[i, j] = 1 − L_i(i with j) / L_i(i alone)`` (validation loss at each run's
-    best checkpoint); the mean, its standard error and the per-seed matrices."""
+    """Per seed, ``Z[i, j] = 1 − L_i(i with j) / L_i(i alone)``, each ``L`` the lowest validation
+    loss over the run's checkpoints (early stopping on the loss: a task a network can only
+    memorise — pure noise — then gains nothing from a partner that merely slows its
+    overfitting); the mean, its standard error and the per-seed matrices."""
+
+    def low(o: Outcome, task: str) -> float:
+        m = o.metrics[task]
+        return float(m.get("min_val_loss", m["val_loss"]))
+
     T = len(tasks)
     n = len(next(iter(stl.values())))
     mats = [np.zeros((T, T)) for _ in range(n)]
     for (i, j), outcomes in pairs.items():
         for s, o in enumerate(outcomes):
             for r, src in ((i, j), (j, i)):
-                alone = stl[tasks[r]][s].metrics[tasks[r]]["val_loss"]
-                mats[s][r, src] = 1.0 - o.metrics[tasks[r]]["val_loss"] / alone
+                mats[s][r, src] = 1.0 - low(o, tasks[r]) / low(stl[tasks[r]][s], tasks[r])
     stack = np.stack(mats)
     se = stack.std(0, ddof=1) / math.sqrt(n) if n > 1 else np.full((T, T), np.nan)
     return stack.mean(0), se, mats
@@ -213,37 +237,50 @@ def advise(  # long: the stages read as one procedure
 
     for t in tasks:
         add(t, "stl", stl[t], partners=[], method=None, source=None, rescale=None, steps=None)
-    # MTL candidates are the groups the affinity chose (all tasks together only if it chose
-    # that): a task's partners always come from the measured affinity
-    trained_groups = sorted({tuple(g) for g in groups if len(g) > 1})
-    if tuple(tasks) in trained_groups:  # the grouping chose all tasks together
-        for t in tasks:
-            add(t, "mtl", mtl_all, partners=[u for u in tasks if u != t], method="mean",
-                source=None, rescale=None, steps=None)  # fmt: skip
-    trained_groups = [g for g in trained_groups if len(g) < T]
+    chosen = sorted({tuple(g) for g in groups if len(g) > 1})
+
+    def trained(g: tuple[str, ...], method: str = "mean") -> list[Outcome]:
+        if g == tuple(tasks) and method == "mean":  # MTL on all tasks is trained already (the
+            return mtl_all  # probes have no side effect on training)
+        return runner([Spec(g, method, s) for s in seeds])
+
+    def specs(gs: Sequence[tuple[str, ...]], methods: Sequence[str]) -> list[Spec]:
+        return [Spec(g, m, s) for g in gs for m in methods for s in seeds
+                if not (g == tuple(tasks) and m == "mean")]  # fmt: skip
+
+    # the chosen groups as they are: predicted vs realised change per task
     verify: list[dict[str, Any]] = []
-    group_specs = [Spec(g, seed=s) for g in trained_groups for s in seeds]
-    if runner.fits("grouped MTL", group_specs):
-        for g in trained_groups:
-            res = runner([Spec(g, seed=s) for s in seeds])
+    if runner.fits("grouped MTL", specs(chosen, ["mean"])):
+        for g in chosen:
+            res = trained(g)
             for t in g:
-                add(t, "mtl", res, partners=[u for u in g if u != t], method="mean",
-                    source=None, rescale=None, steps=None)  # fmt: skip
                 i = tasks.index(t)
                 predicted = float(np.mean([A[i, tasks.index(u)] for u in g if u != t]))
                 gain, se = paired_difference(_metric(stl[t], t), _metric(res, t))
                 verify.append({"task": t, "group": list(g), "predicted_affinity": predicted,
                                "realised_change": gain, "realised_se": se,
                                "agree": (predicted > 0) == (gain > 0)})  # fmt: skip
-    method_groups = [g for g in sorted({tuple(g) for g in groups if len(g) > 1})]
-    method_specs = [Spec(g, m, s) for g in method_groups for m in options.methods for s in seeds]
-    if options.methods and runner.fits("methods", method_specs):
-        for g in method_groups:
-            for m in options.methods:
-                res = runner([Spec(g, m, s) for s in seeds])
+    # MTL candidates: each task with the members of its group that clearly help it
+    # (rules.helpful_partners) — a partner always comes from the measured affinity, never one
+    # that merely shares the task's network
+    own: dict[str, tuple[str, ...]] = {}
+    for i, t in enumerate(tasks):
+        members = [tasks.index(u) for u in _group_of(t, groups, A, tasks) if u != t]
+        keep = helpful_partners(A[i], A_se[i], i, members)
+        if keep:
+            own[t] = tuple(u for j, u in enumerate(tasks) if j == i or j in keep)
+    cand_groups = sorted(set(own.values()))
+    methods = ["mean", *options.methods]
+    for stage, ms in (("MTL with helpful partners", methods[:1]), ("methods", methods[1:])):
+        if not ms or not runner.fits(stage, specs(cand_groups, ms)):
+            continue
+        for g in cand_groups:
+            for m in ms:
+                res = trained(g, m)
                 for t in g:
-                    add(t, "mtl", res, partners=[u for u in g if u != t], method=m,
-                        source=None, rescale=None, steps=None)  # fmt: skip
+                    if own.get(t) == g:
+                        add(t, "mtl", res, partners=[u for u in g if u != t], method=m,
+                            source=None, rescale=None, steps=None)  # fmt: skip
     sources = {t: helpful_source(A[i], A_se[i], i) for i, t in enumerate(tasks)}
     ptft_specs = [Spec((t,), seed=s, source=tasks[j], rescale=r) for t, j in sources.items()
                   if j is not None for r in options.rescales for s in seeds]  # fmt: skip

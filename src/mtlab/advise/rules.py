@@ -4,8 +4,9 @@ tables where they must hold and where they must fail.
 * :func:`clear_winner`: a candidate beats STL only if its mean paired difference over seeds
   exceeds ``CLEAR_MARGIN_SE`` standard errors of that difference (and is positive); with fewer
   than ``MIN_SEEDS`` seeds nothing is clear.
-* :func:`helpful_source`: a source task helps a recipient if its mean affinity onto it exceeds
-  ``CLEAR_MARGIN_SE`` standard errors (over seeds) above zero; the most helpful such source.
+* :func:`helpful_partners`: a source task helps a recipient if its mean affinity onto it exceeds
+  ``CLEAR_MARGIN_SE`` standard errors (over seeds) above zero; a task's MTL partners are the
+  members of its group that help it. :func:`helpful_source`: the most helpful such source.
 * :func:`stable_grouping`: a grouping is acted on with confidence only if at least
   ``STABLE_FRACTION`` of the seeds' own affinity matrices choose it too; else it is reported
   as not distinguishable from the alternatives the other seeds chose.
@@ -44,20 +45,28 @@ def clear_winner(
     return mean > 0 and mean > margin * se
 
 
+def helpful_partners(
+    mean_row: Sequence[float], se_row: Sequence[float], recipient: int,
+    members: Sequence[int] | None = None, margin: float = CLEAR_MARGIN_SE,
+) -> list[int]:  # fmt: skip
+    """The sources (among ``members``; default all) whose mean affinity onto ``recipient`` is
+    clearly above zero: more than ``margin`` standard errors over seeds."""
+    out = []
+    for j in range(len(mean_row)) if members is None else members:
+        m, s = float(mean_row[j]), float(se_row[j])
+        if j != recipient and math.isfinite(m) and math.isfinite(s) and m > 0 and m > margin * s:
+            out.append(j)
+    return out
+
+
 def helpful_source(
     mean_row: Sequence[float], se_row: Sequence[float], recipient: int,
     margin: float = CLEAR_MARGIN_SE,
 ) -> int | None:  # fmt: skip
     """The source index with the largest mean affinity onto ``recipient`` among those clearly
     above zero (None: no source helps beyond noise)."""
-    best, best_val = None, -math.inf
-    for j, (m, s) in enumerate(zip(mean_row, se_row, strict=True)):
-        if j == recipient or not math.isfinite(m):
-            continue
-        clear = m > 0 and (math.isfinite(s) and m > margin * s)
-        if clear and m > best_val:
-            best, best_val = j, float(m)
-    return best
+    helpful = helpful_partners(mean_row, se_row, recipient, margin=margin)
+    return max(helpful, key=lambda j: float(mean_row[j])) if helpful else None
 
 
 def stable_grouping(
@@ -81,6 +90,7 @@ __all__ = [
     "MIN_SEEDS",
     "STABLE_FRACTION",
     "clear_winner",
+    "helpful_partners",
     "helpful_source",
     "paired_difference",
     "stable_grouping",

@@ -24,3 +24,39 @@ def test_readme_python_example_runs(capsys):
     a_from_b, a_from_noise, conflict, steps = own.split(" ", 3)
     assert float(a_from_b) > float(a_from_noise) and 0 <= float(conflict) <= 1
     assert steps == "[0, 10, 20, 30, 40]"
+
+
+def readme_commands() -> list[str]:
+    """Every ``mtlab …`` command line of the README's shell blocks (continuations joined,
+    comments dropped)."""
+    text = (Path(__file__).parents[1] / "README.md").read_text().replace("\\\n", " ")
+    out, lang = [], None  # lang: the open block's language, None outside a block
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("```"):
+            lang = line[3:] if lang is None else None
+            continue
+        if lang in ("", "bash", "sh"):
+            line = line.split(" #")[0].strip()
+            for prefix in ("mtlab ", ".venv/bin/mtlab "):
+                if line.startswith(prefix):
+                    out.append(line[len(prefix) :])
+    return out
+
+
+def test_readme_command_lines_parse():
+    """The README's command lines are valid for the CLI as built (options renamed or removed
+    would fail here, not in a user's shell)."""
+    import shlex
+
+    from mtlab.cli import build_parser
+
+    commands = readme_commands()
+    assert len(commands) > 20 and any(c.startswith("advise ") for c in commands)
+    parser = build_parser()
+    for command in commands:
+        # (--device cuda is checked against the machine at parse time; this one has none)
+        try:
+            parser.parse_args(shlex.split(command.replace("--device cuda", "--device cpu")))
+        except SystemExit as err:
+            raise AssertionError(f"README: `mtlab {command}` does not parse") from err

@@ -182,3 +182,11 @@ def test_csv_and_npz_tables(tmp_path):
     np.savez(tmp_path / "neg.npz", x=np.zeros((4, 2)), y=np.array([0, 1, -1, 0]))
     with pytest.raises(DataFormatError, match="non-negative integers"):
         load_table(tmp_path / "neg.npz", tasks=["p"])
+    # a NaN feature and a single-class task are refused, naming column and row (were accepted)
+    df.loc[6, "f3"] = np.nan
+    df.to_csv(tmp_path / "nan.csv", index=False)
+    with pytest.raises(DataFormatError, match=r"feature 'f3' is missing or not finite .* row 7"):
+        load_table(tmp_path / "nan.csv", tasks=["a"])
+    df.assign(f3=1.0, a=1).to_csv(tmp_path / "one.csv", index=False)
+    with pytest.raises(DataFormatError, match=r"task 'a' has a single class \(1\)"):
+        load_table(tmp_path / "one.csv", tasks=["a", "b"])

@@ -259,8 +259,23 @@ def load_table(
         y = df[list(tasks)].to_numpy()
     if len(x) != len(y):
         raise DataFormatError(f"{path}: {len(x)} inputs but {len(y)} label rows")
+    x = x.reshape(len(x), -1)
+    nonfinite = ~np.isfinite(x)
+    if nonfinite.any():
+        row, col = (int(v) for v in np.argwhere(nonfinite)[0])
+        name = feats[col] if path.suffix != ".npz" else f"x[:, {col}]"
+        raise DataFormatError(
+            f"{path}: feature {name!r} is missing or not finite (NaN / inf) at row {row + 1}"
+        )
     if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
         raise DataFormatError(f"{path}: task labels must be non-negative integers")
+    for t, name in enumerate(tasks):
+        classes = np.unique(y[:, t])
+        if len(classes) < 2:
+            raise DataFormatError(
+                f"{path}: task {name!r} has a single class ({int(classes[0])}); a classification "
+                "task needs at least 2"
+            )
     return _dataset(path.stem, x, y.astype(np.int64), tasks, seed, fractions, {"file": str(path)})
 
 

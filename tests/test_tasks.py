@@ -103,8 +103,11 @@ def test_linear_task_targets_and_noise():
 
 
 def test_split_and_taskdata_validation():
-    with pytest.raises(ValueError, match="2-D"):
+    with pytest.raises(ValueError, match=r"\(n, d\) or \(n, C, H, W\)"):
         Split(torch.zeros(3), torch.zeros(3))
+    with pytest.raises(ValueError, match=r"got shape \(3, 2, 2\)"):
+        Split(torch.zeros(3, 2, 2), torch.zeros(3))
+    assert Split(torch.zeros(3, 1, 4, 4), torch.zeros(3)).n == 3  # images
     with pytest.raises(ValueError, match="rows"):
         Split(torch.zeros(3, 2), torch.zeros(4))
     td = TaskData("a", {"train": Split(torch.zeros(3, 2), torch.zeros(3))})

@@ -7,7 +7,6 @@ cached in the folder, so an interrupted benchmark resumes."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -78,30 +77,22 @@ def summarise(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _figures(dm: pd.DataFrame, per: pd.DataFrame, fig_dir: Path) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from mtlab.studies.plotting import panel_grid, plt, save
 
     fig_dir.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(5.5, 0.45 * len(dm) + 1.5))
+    fig, ax = plt().subplots(figsize=(5.5, 0.45 * len(dm) + 1.5))
     ax.barh(range(len(dm)), dm.delta_m, xerr=dm.delta_m_se, color="tab:blue", alpha=0.75)
     ax.axvline(0, color="0.3", lw=0.8)
     ax.set_yticks(range(len(dm)), dm.method)
     ax.invert_yaxis()
     ax.set_xlabel("Δm over STL (%; mean ± s.e. over seeds)")
     fig.tight_layout()
-    fig.savefig(fig_dir / "delta_m.png", dpi=110)
-    plt.close(fig)
+    save(fig, fig_dir, "delta_m.png")
 
     main = per[per.metric.isin(["accuracy", "r2"])]
     tasks = list(dict.fromkeys(main.task))
-    ncols = min(3, len(tasks))
-    nrows = math.ceil(len(tasks) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.0 * nrows), squeeze=False)
-    for ax in axes.flat[len(tasks) :]:
-        ax.set_visible(False)
-    for ax, task in zip(axes.flat, tasks, strict=False):
+    fig, axes = panel_grid(len(tasks), size=(4.2, 3.0))
+    for ax, task in zip(axes, tasks, strict=True):
         d = main[main.task == task].set_index("method").loc[list(dm.method)]
         ax.bar(range(len(d)), d["mean"], yerr=d["se"], color="tab:green", alpha=0.75)
         ax.set_xticks(range(len(d)), d.index, rotation=45, ha="right", fontsize=8)
@@ -110,10 +101,7 @@ def _figures(dm: pd.DataFrame, per: pd.DataFrame, fig_dir: Path) -> list[str]:
         pad = 0.1 * (hi - lo) + 1e-3
         ax.set_ylim(lo - pad, hi + pad)
         ax.set_title(f"{task}: test {d.metric.iloc[0]}")
-    fig.tight_layout()
-    fig.savefig(fig_dir / "per_task.png", dpi=110)
-    plt.close(fig)
-    return ["delta_m.png", "per_task.png"]
+    return ["delta_m.png", save(fig, fig_dir, "per_task.png")]
 
 
 def write_benchmark(results: pd.DataFrame, out: Path, meta: dict[str, Any]) -> dict[str, Path]:

@@ -169,6 +169,12 @@ class _Folder:
             return _fail(f"cannot write to --out {self.out}: {err.strerror or err}")
 
 
+def _announce(what: str, args: Any) -> Any:
+    """Say what starts (stderr); the progress callback for each training (None with --quiet)."""
+    print(f"mtlab: {what} -> {args.out}", file=sys.stderr)
+    return None if args.quiet else (lambda m: print(f"  {m}", file=sys.stderr))
+
+
 def _model_text(settings: Any) -> str:
     return f"{settings.trunk}:{','.join(map(str, settings.widths))}"
 
@@ -193,9 +199,8 @@ def advise_command(args: Any) -> int:
         return _fail(problem)
 
     def body() -> int:
-        print(f"mtlab: advising on {len(table.targets)} tasks of {args.data} "
-              f"({table.n} rows) -> {args.out}", file=sys.stderr)  # fmt: skip
-        say = None if args.quiet else (lambda m: print(f"  {m}", file=sys.stderr))
+        say = _announce(f"advising on {len(table.targets)} tasks of {args.data} ({table.n} rows)",
+                        args)  # fmt: skip
         advice = advise(prep, settings, options, args.out, progress=say)
         meta = {"data": str(args.data), "rows": table.n, "seeds": args.seeds,
                 "model": _model_text(settings), "steps": args.steps}  # fmt: skip
@@ -243,9 +248,8 @@ def benchmark_command(args: Any) -> int:
         return _fail(problem)
 
     def body() -> int:
-        print(f"mtlab: benchmarking {', '.join(methods)} on {len(table.targets)} tasks of "
-              f"{args.data} ({table.n} rows, {seeds} seeds) -> {args.out}", file=sys.stderr)  # fmt: skip
-        say = None if args.quiet else (lambda m: print(f"  {m}", file=sys.stderr))
+        say = _announce(f"benchmarking {', '.join(methods)} on {len(table.targets)} tasks of "
+                        f"{args.data} ({table.n} rows, {seeds} seeds)", args)  # fmt: skip
         results = benchmark_table(prep, settings, methods, seeds, args.out, progress=say)
         meta = {"data": str(args.data), "rows": table.n, "seeds": seeds, "methods": list(methods),
                 "model": _model_text(settings), "steps": args.steps}  # fmt: skip

@@ -125,12 +125,10 @@ def _figures(advice: dict[str, Any], cands: pd.DataFrame, fig_dir: Path) -> list
     fig.savefig(fig_dir / "grouping_value.png", dpi=110)
     plt.close(fig)
 
-    ncols = min(3, len(tasks))
-    nrows = math.ceil(len(tasks) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
-    for ax in axes.flat[len(tasks) :]:
-        ax.set_visible(False)
-    for ax, task in zip(axes.flat, tasks, strict=False):
+    from mtlab.studies.plotting import panel_grid, save
+
+    fig, axes = panel_grid(len(tasks), size=(4.6, 3.4))
+    for ax, task in zip(axes, tasks, strict=True):
         d = cands[cands.task == task]
         stl = d[(d.regime == "stl") & d.steps.isna()].set_index("seed")["test_metric"]
         groups = d.groupby(["regime", "partners", "method", "source", "rescale", "steps"],
@@ -153,9 +151,7 @@ def _figures(advice: dict[str, Any], cands: pd.DataFrame, fig_dir: Path) -> list
         ax.invert_yaxis()
         ax.set_xlabel(f"test {advice['per_task'][task]['metric']} − STL (mean ± s.e. over seeds)")
         ax.set_title(f"{task}: alone {stl.mean():.3f}")
-    fig.tight_layout()
-    fig.savefig(fig_dir / "per_task.png", dpi=110)
-    plt.close(fig)
+    save(fig, fig_dir, "per_task.png")
     return ["affinity.png", "grouping_value.png", "per_task.png"]
 
 

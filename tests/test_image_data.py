@@ -154,3 +154,15 @@ def test_affinity_on_images(tmp_path, capsys):
     assert saved["tasks"] == ["left", "row"]
     assert main(["affinity", "--targets", "left", "--out", str(tmp_path / "x")]) == 2
     assert "--targets is for your own data" in capsys.readouterr().err
+
+
+def test_digit_images_round_trip(tmp_path):
+    from mtlab.advise.synthetic import digit_images
+    from mtlab.tasks.datasets import _digits
+
+    labels = digit_images(tmp_path / "digits", tasks=("odd", "prime"))
+    table = read_image_table(labels, tmp_path / "digits", "file", ["odd", "prime", "ink"])
+    images, digits = _digits()
+    assert table.x.shape == (1797, 1, 8, 8)
+    np.testing.assert_allclose(table.x[:, 0], np.round(images * 255) / 255, atol=1e-6)
+    assert (table.y["odd"] == digits % 2).all() and table.targets[2].kind == "regression"

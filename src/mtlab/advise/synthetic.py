@@ -2,11 +2,14 @@
 tasks ``a``, ``b``, ``c`` read one latent score of the features, ``d`` and ``e`` another,
 ``noise`` is unrelated to the features; ``b`` and ``e`` are regression tasks, and every task
 misses a fraction of its labels (70 % by default: a task alone has few labels, its block more).
-``python -m mtlab.advise.synthetic table.csv [--rows 10000]`` writes one."""
+``python -m mtlab.advise.synthetic table.csv [--rows 10000]`` writes one;
+``python -m mtlab.advise.synthetic DIR --digits`` writes scikit-learn's digits as images with a
+label table (:func:`digit_images`)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -38,13 +41,42 @@ def planted_table(
     return df
 
 
+def digit_images(folder: str | Path, tasks: tuple[str, ...] = ("odd", "ge5", "prime", "closed_loop")
+                 ) -> Path:  # fmt: skip
+    """scikit-learn's handwritten digits (offline; 1797 images, 8 × 8) as PNG files in
+    ``folder`` with ``folder/labels.csv``: ``file``, the digit attributes ``tasks`` (see
+    :mod:`mtlab.tasks.datasets`) and ``ink`` (the image's mean intensity, a regression target) —
+    a real image set for ``mtlab advise --images``. Returns the label table's path."""
+    from PIL import Image
+
+    from mtlab.tasks.datasets import DIGIT_ATTRIBUTES, _digits
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    images, digits = _digits()
+    rows = []
+    for i, (img, d) in enumerate(zip(images, digits, strict=True)):
+        name = f"digit{i:04d}.png"
+        Image.fromarray((img * 255).round().astype(np.uint8)).save(folder / name)
+        rows.append({"file": name, **{t: int(d in DIGIT_ATTRIBUTES[t]) for t in tasks},
+                     "ink": float(img.mean())})  # fmt: skip
+    path = folder / "labels.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("path")
+    ap.add_argument("path", help="the table to write (with --digits: the image folder)")
     ap.add_argument("--rows", type=int, default=10_000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--digits", action="store_true",
+                    help="write scikit-learn's digits as PNG files + labels.csv instead")  # fmt: skip
     args = ap.parse_args(argv)
-    planted_table(args.rows, seed=args.seed).to_csv(args.path, index=False)
+    if args.digits:
+        print(digit_images(args.path))
+    else:
+        planted_table(args.rows, seed=args.seed).to_csv(args.path, index=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

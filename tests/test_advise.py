@@ -206,3 +206,30 @@ def test_helpful_partners_only_clearly_positive_members():
     assert helpful_partners(mean, se, 0, members=[2, 3, 4]) == []
     assert helpful_partners(mean, [0.0, 0.02, 0.001, 0.01, 0.01], 0) == [1, 2, 4]
     assert helpful_partners(mean, [math.nan] * 5, 0) == []  # one seed: nothing is clear
+
+
+def test_groupings_of_many_tasks_are_bounded_in_time_and_size(monkeypatch):
+    """Above 16 tasks groups are capped (the candidate groups fit in memory), the searches
+    share a fixed time, and a search that stops early says so with a certified bound."""
+    import time
+
+    from mtlab.advise import pipeline
+
+    monkeypatch.setattr(pipeline, "GROUPING_SECONDS", 4.0)
+    rng = np.random.default_rng(0)
+    for T in (10, 18):
+        tasks = [f"t{i}" for i in range(T)]
+        A = rng.normal(0, 0.1, (T, T))
+        per_seed = [A + rng.normal(0, 0.02, (T, T)) for _ in range(2)]
+        t0 = time.perf_counter()
+        out = pipeline._groupings(A, tasks, per_seed)
+        assert time.perf_counter() - t0 < 60  # the share (plus building the candidate groups)
+        for b, g in out.items():
+            assert sorted({t for grp in g["groups"] for t in grp}) == sorted(tasks), b
+            if T > pipeline.LARGE_T:
+                assert max(len(grp) for grp in g["groups"]) <= pipeline.MAX_GROUP_SIZE_LARGE_T
+            if not g["optimal"]:
+                assert g["bound"] >= g["value"]
+        if T > pipeline.LARGE_T:  # 3 groups of ≤ 6 cannot cover 18 tasks
+            assert "3" in out and "2" not in out
+        assert any(not g["optimal"] for g in out.values())  # the share did stop some searches

@@ -51,6 +51,9 @@ from mtlab.grouping import best_grouping
 from mtlab.tasks.tables import Prepared
 
 SINGLETON_SCORE = 0.0
+GROUPING_SECONDS = 60.0  # all grouping searches of one advice together (anytime beyond)
+LARGE_T = 16  # above this many tasks, groups hold at most MAX_GROUP_SIZE_LARGE_T tasks
+MAX_GROUP_SIZE_LARGE_T = 6
 PAIRS_MAX_TASKS = 8  # ``affinity="auto"``: pairs up to this many tasks (28 pairs), else lookahead
 AFFINITIES = ("auto", "pairs", "lookahead")
 
@@ -171,15 +174,30 @@ def _offdiag_corr(A: np.ndarray, B: np.ndarray) -> float:
 
 
 def _groupings(A: np.ndarray, tasks: list[str], per_seed: list[np.ndarray]) -> dict[str, Any]:
+    """The best grouping for every budget 1 … T, and each seed's own choice. The searches share
+    ``GROUPING_SECONDS``; one stopped by its share returns the best grouping found with a
+    certified upper bound on the optimum (``optimal`` false, ``bound``). Above
+    ``LARGE_T`` tasks groups hold at most ``MAX_GROUP_SIZE_LARGE_T`` tasks (``max_group_size``),
+    so that the candidate groups fit in memory."""
     T = len(tasks)
     out: dict[str, Any] = {}
     single = [SINGLETON_SCORE] * T
+    limit = GROUPING_SECONDS / (T * (1 + len(per_seed)))
+    size = MAX_GROUP_SIZE_LARGE_T if T > LARGE_T else None
+
+    def search(M: np.ndarray, b: int) -> Any:
+        return best_grouping(M, b, single, names=tasks, max_group_size=size, time_limit=limit,
+                             anytime=True)  # fmt: skip
+
     for b in range(1, T + 1):
-        g = best_grouping(A, b, single, names=tasks)
-        seeds = [best_grouping(m, b, single, names=tasks).names or [] for m in per_seed]
+        if size is not None and b * size < T:
+            continue  # no grouping of at most b groups of ≤ size tasks covers every task
+        g = search(A, b)
+        seeds = [search(m, b).names or [] for m in per_seed]
         stable, agree = stable_grouping(g.names or [], seeds)
         out[str(b)] = {"groups": g.names, "value": g.value, "stable": stable, "seeds_agree": agree,
-                       "per_seed": seeds}  # fmt: skip
+                       "per_seed": seeds, "optimal": g.optimal, "bound": g.bound,
+                       "max_group_size": size}  # fmt: skip
     return out
 
 
@@ -227,7 +245,22 @@ def advise(  # long: the stages read as one procedure
         A, A_se, per_seed = _pair_affinity(stl, pairs, tasks)
         source = "pairs"
     groupings = _groupings(A, tasks, per_seed)
-    budget = min(options.budget or 2, T)
+    notes: list[str] = []
+    wanted = min(options.budget or 2, T)
+    feasible = sorted(int(b) for b in groupings)
+    budget = next((b for b in feasible if b >= wanted), feasible[-1])
+    if budget != wanted:
+        notes.append(f"budget {wanted} cannot cover {T} tasks with groups of at most "
+                     f"{MAX_GROUP_SIZE_LARGE_T}; budget {budget} was trained")  # fmt: skip
+    inexact = [b for b in feasible if not groupings[str(b)]["optimal"]]
+    if inexact:
+        notes.append(
+            f"budget(s) {', '.join(map(str, inexact))}: the grouping search stopped at its share "
+            f"of {GROUPING_SECONDS:g} s; the grouping is the best found, and its value is within "
+            "the certified bound in groupings.csv of the optimum"
+        )
+    if T > LARGE_T:
+        notes.append(f"{T} tasks: groups were limited to {MAX_GROUP_SIZE_LARGE_T} tasks each")
     groups = groupings[str(budget)]["groups"]
     candidates: dict[str, list[dict[str, Any]]] = {t: [] for t in tasks}
 
@@ -319,6 +352,7 @@ def advise(  # long: the stages read as one procedure
         },
         "sources": {t: (None if j is None else tasks[j]) for t, j in sources.items()},
         "skipped": runner.skipped,
+        "notes": notes,
         "seconds": time.perf_counter() - runner.t0,
         "candidates": candidates,
     }

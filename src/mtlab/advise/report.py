@@ -100,7 +100,9 @@ def _figures(advice: dict[str, Any], cands: pd.DataFrame, fig_dir: Path) -> list
     im = ax.imshow(A, cmap="RdBu", vmin=-lim, vmax=lim)
     for i in range(len(tasks)):
         for j in range(len(tasks)):
-            ax.text(j, i, f"{A[i, j]:.3f}\n±{se[i, j]:.3f}", ha="center", va="center", fontsize=7)
+            dark = abs(A[i, j]) > 0.6 * lim  # white text on the darkest cells
+            ax.text(j, i, f"{A[i, j]:.3f}\n±{se[i, j]:.3f}", ha="center", va="center", fontsize=7,
+                    color="white" if dark else "black")  # fmt: skip
     ax.set_xticks(range(len(tasks)), tasks, rotation=45, ha="right")
     ax.set_yticks(range(len(tasks)), tasks)
     pairs = advice["affinity"]["source"] == "pairs"
@@ -163,7 +165,8 @@ def write_advice(advice: dict[str, Any], out: Path, meta: dict[str, Any]) -> dic
     cands.to_csv(out / "candidates.csv", index=False)
     groupings = pd.DataFrame([
         {"budget": int(b), "groups": " | ".join(",".join(g) for g in v["groups"]),
-         "value": v["value"], "seeds_agree": v["seeds_agree"], "stable": v["stable"]}
+         "value": v["value"], "optimal": v["optimal"], "bound": v["bound"],
+         "seeds_agree": v["seeds_agree"], "stable": v["stable"]}
         for b, v in advice["groupings"].items()
     ])  # fmt: skip
     groupings.to_csv(out / "groupings.csv", index=False)
@@ -216,6 +219,8 @@ def write_advice(advice: dict[str, Any], out: Path, meta: dict[str, Any]) -> dic
     ]  # fmt: skip
     if advice["skipped"]:
         sections.append(Section("Skipped for the time budget", "; ".join(advice["skipped"])))
+    if advice.get("notes"):
+        sections.append(Section("Notes", "\n\n".join(advice["notes"])))
     summary = (
         f"{sum(d['clear'] for d in advice['per_task'].values())} of {len(advice['tasks'])} tasks "
         f"have a clear winner over training alone; {advice['seconds']:.0f} s."

@@ -73,9 +73,17 @@ def group_scores(
     T = A.shape[0]
     groups = list(groups)
     S = np.full((len(groups), T), -np.inf)
+    by_size: dict[int, list[int]] = {}
     for k, g in enumerate(groups):
-        for i in g:
-            S[k, i] = np.mean([A[i, j] for j in g if j != i])
+        by_size.setdefault(len(g), []).append(k)
+    for size, rows in by_size.items():  # vectorised per group size: s_i(G) = mean_{j∈G∖i} A_ij
+        if size < 2:
+            raise ValueError(f"candidate groups hold two or more tasks (got size {size})")
+        idx = np.asarray(rows)
+        G = np.asarray([groups[k] for k in rows])  # (n, size)
+        block = A[G[:, :, None], G[:, None, :]]  # (n, size, size)
+        within = block.sum(2) - np.diagonal(block, axis1=1, axis2=2)
+        S[idx[:, None], G] = within / (size - 1)
     if singleton_scores is not None:
         if len(singleton_scores) != T:
             raise ValueError(f"need one singleton score per task ({T})")
@@ -102,7 +110,8 @@ def best_grouping(
     """The exact optimum of TAG's grouping objective with at most ``budget`` groups (see module
     doc). Raises ``ValueError`` if no grouping covers every task within the budget. If the search
     exceeds ``time_limit`` seconds it raises ``TimeoutError`` — or, with ``anytime=True``, returns
-    the best grouping found so far with ``optimal=False`` and a certified upper ``bound`` on the
+    the best grouping found so far (searching on to the first one if none was found yet) with
+    ``optimal=False`` and a certified upper ``bound`` on the
     optimum: the smaller of the root's submodular bound (the ``budget`` largest single-group
     gains) and the mean over tasks of each task's best score in any group."""
     import time
@@ -126,14 +135,16 @@ def best_grouping(
     Sf = np.where(member, S, floor)
     best_val, best_set = -math.inf, []
     nodes = 0
+    largest = max((len(g) for g in groups), default=1)
 
     def search(
         allowed: np.ndarray, cur: np.ndarray, covered: np.ndarray, picked: list[int], left: int
     ) -> None:
         nonlocal best_val, best_set, nodes
         nodes += 1
-        if deadline is not None and nodes % 512 == 0 and time.perf_counter() > deadline:
-            raise TimeoutError(f"grouping search exceeded {time_limit} s ({nodes} nodes)")
+        if deadline is not None and nodes % 32 == 0 and time.perf_counter() > deadline:
+            if not anytime or math.isfinite(best_val):  # anytime: go on to a first grouping
+                raise TimeoutError(f"grouping search exceeded {time_limit} s ({nodes} nodes)")
         if covered.all():
             v = float(cur.mean())
             if v > best_val + 1e-12:
@@ -142,6 +153,8 @@ def best_grouping(
             return
         if not (covered | member[allowed].any(0)).all():
             return  # some task can no longer be covered
+        if int((~covered).sum()) > left * largest:
+            return  # … or not by the groups left
         gains = np.maximum(Sf[allowed] - cur, 0.0).sum(1)
         order = np.argsort(-gains, kind="stable")
         sorted_gains = gains[order]  # descending
@@ -165,6 +178,10 @@ def best_grouping(
                 left - 1,
             )
 
+    start = _greedy_partition(S, groups, budget, T)
+    if start is not None:  # a complete incumbent from the start: sharper pruning, and an
+        best_set = start  # anytime search always has an answer
+        best_val = float(np.max(Sf[start], axis=0).mean())
     optimal = True
     try:
         search(np.arange(n), np.full(T, floor), np.zeros(T, dtype=bool), [], budget)
@@ -186,6 +203,40 @@ def best_grouping(
     chosen_groups = sorted((groups[k] for k in best_set), key=lambda g: (len(g), g))
     named = [[names[i] for i in g] for g in chosen_groups] if names is not None else None
     return Grouping(chosen_groups, best_val, named, nodes, optimal, bound)
+
+
+def _greedy_partition(
+    S: np.ndarray, groups: list[tuple[int, ...]], budget: int, T: int
+) -> list[int] | None:
+    """A complete grouping of at most ``budget`` groups by agglomeration: from singletons (or
+    pairs where singletons are not candidates), merge the two groups whose union scores best
+    until the budget is met; None if the candidates allow no such merges."""
+    index = {g: k for k, g in enumerate(groups)}
+
+    def score(g: tuple[int, ...]) -> float:
+        k = index.get(g)
+        return -math.inf if k is None else float(S[k, list(g)].sum())
+
+    parts: list[tuple[int, ...]] = [(i,) for i in range(T)]
+    if any((i,) not in index for i in range(T)):  # no singletons: start from a pairing
+        parts = [tuple(range(i, min(i + 2, T))) for i in range(0, T, 2)]
+        if len(parts[-1]) == 1:
+            parts[-2:] = [parts[-2] + parts[-1]]
+        if any(p not in index for p in parts):
+            return None
+    while len(parts) > budget:
+        best, pair = -math.inf, None
+        for a in range(len(parts)):
+            for b in range(a + 1, len(parts)):
+                merged = tuple(sorted(parts[a] + parts[b]))
+                gain = score(merged) - score(parts[a]) - score(parts[b])
+                if merged in index and gain > best:
+                    best, pair = gain, (a, b, merged)
+        if pair is None:
+            return None
+        a, b, merged = pair
+        parts = [p for k, p in enumerate(parts) if k not in (a, b)] + [merged]
+    return [index[p] for p in parts]
 
 
 def brute_force_grouping(

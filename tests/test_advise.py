@@ -233,3 +233,19 @@ def test_groupings_of_many_tasks_are_bounded_in_time_and_size(monkeypatch):
         if T > pipeline.LARGE_T:  # 3 groups of ≤ 6 cannot cover 18 tasks
             assert "3" in out and "2" not in out
         assert any(not g["optimal"] for g in out.values())  # the share did stop some searches
+
+
+def test_advise_on_an_npz_with_default_targets(tmp_path, capsys):
+    """An NPZ of ``x`` and one array per task: every array but ``x`` is a target."""
+    df = planted_table(400, seed=4, missing=0.0)
+    x = df[[f"x{i}" for i in range(20)]].to_numpy()
+    data = tmp_path / "train.npz"
+    np.savez(data, x=x, d=df["d"].to_numpy(), e=df["e"].to_numpy())
+    out = tmp_path / "adv"
+    args = ["advise", "--data", str(data), "--out", str(out), "--budget", "2", "--model",
+            "mlp:16", "--seeds", "2", "--steps", "40", "--methods", "", "--rescales", "1",
+            "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    advice = json.loads((out / "advice.json").read_text())
+    assert advice["tasks"] == ["d", "e"] and advice["kinds"]["e"] == "regression"
+    assert advice["affinity"]["source"] == "pairs"

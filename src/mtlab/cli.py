@@ -254,8 +254,14 @@ def build_parser() -> argparse.ArgumentParser:  # long: one declarative table of
     )
     adv = sub.add_parser(
         "advise",
-        help="your own table: which tasks together, MTL or PT+FT, which method, which rescaling "
+        help="your own data: which tasks together, MTL or PT+FT, which method, which rescaling "
         "(advice.json, report.html)",
+        description="Trains, per seed: STL per task; MTL on all tasks with lookahead probes; every "
+        "pair of tasks together (the realised transfer that drives the grouping, up to 8 tasks); "
+        "the exact grouping per budget; the chosen groups (predicted vs realised); each task "
+        "with its helpful partners under --methods; PT+FT from its most helpful source at each "
+        "--rescales s. A task gets a recommendation only where its validation gain over STL "
+        "exceeds 2 standard errors over seeds. Resumable: rerun the same command.",
     )
     data_opts(adv, required=True)
     adv.add_argument("--out", type=Path, required=True)

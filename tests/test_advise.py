@@ -175,6 +175,10 @@ def test_benchmark_on_an_own_table(tmp_path, capsys):
     assert len(lines) == 2 * (4 + 2)  # per seed: STL × 4 tasks, MTL × 2 methods
     assert main(args) == 0  # resumes: nothing trained again
     assert (out / "trainings.jsonl").read_text().splitlines() == lines
+    capsys.readouterr()
+    assert main(["status", str(out)]) == 0
+    status = capsys.readouterr().out
+    assert "trainings finished: 12 (mtl 4, stl 8" in status and "delta_m.csv: written" in status
 
 
 @pytest.mark.parametrize(

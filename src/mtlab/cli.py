@@ -768,6 +768,10 @@ def _status(args: argparse.Namespace) -> int:
     from mtlab.runs.store import RunStore
 
     if not (args.out / "config.yaml").exists():
+        from mtlab.advise.cli import own_data_status
+
+        if own_data_status(args.out):
+            return 0
         return _fail(f"{args.out} is not an mtlab run folder (no config.yaml)")
     cfg = RunStore.read_config_at(args.out)
     store = RunStore(args.out)

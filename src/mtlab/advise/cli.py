@@ -259,3 +259,34 @@ def benchmark_command(args: Any) -> int:
         return 0
 
     return folder.run(body)
+
+
+def own_data_status(out: Path) -> bool:
+    """``mtlab status`` of an advise or ``benchmark --data`` folder (False: it is not one): the
+    trainings finished so far per regime, whether the result is written, who writes now."""
+    from collections import Counter
+
+    from mtlab.advise.engine import Cache
+    from mtlab.runs.store import RunStore
+
+    kinds = {"advise_config.json": ("advise", "advice.json"),
+             "benchmark_config.json": ("benchmark --data", "delta_m.csv")}  # fmt: skip
+    found = [(k, v) for k, v in kinds.items() if (out / k).exists()]
+    if not found:
+        return False
+    marker, (command, result) = found[0]
+    ident = json.loads((out / marker).read_text())
+    done = Cache(out).done.values()
+    by = Counter(o.spec.regime for o in done)
+    seconds = sum(o.seconds for o in done)
+    print(f"{out}: mtlab {command} on {ident.get('data')}")
+    print(f"trainings finished: {len(done)} ({', '.join(f'{k} {v}' for k, v in sorted(by.items()))}"
+          f"; {seconds:.0f} s of training)")  # fmt: skip
+    print(f"{result}: {'written' if (out / result).exists() else 'not yet'}")
+    holder = RunStore(out).holder()
+    if holder is None:
+        print("not running" + ("" if (out / result).exists() else
+                               " (rerun the same command to resume)"))  # fmt: skip
+    else:
+        print(f"running: pid {holder['pid']} on {holder['host']} since {holder['started']}")
+    return True

@@ -253,3 +253,46 @@ def test_advise_on_an_npz_with_default_targets(tmp_path, capsys):
     advice = json.loads((out / "advice.json").read_text())
     assert advice["tasks"] == ["d", "e"] and advice["kinds"]["e"] == "regression"
     assert advice["affinity"]["source"] == "pairs"
+
+
+def _outcome(tasks, values, diverged=False, loss=None):
+    from mtlab.advise.engine import Outcome, Spec
+
+    metrics = {t: {"val_metric": v, "test_metric": v, "val_loss": loss or 1 - v,
+                   "min_val_loss": loss or 1 - v, "test_loss": 1 - v} for t, v in values.items()}  # fmt: skip
+    return Outcome(Spec(tuple(tasks)), metrics, 1.0, diverged=diverged)
+
+
+def test_diverged_trainings_are_never_averaged_in():
+    from mtlab.advise.pipeline import FAILED_PAIR_SCORE, _metric, _pair_affinity
+
+    ok, bad = _outcome(["a"], {"a": 0.8}), _outcome(["a"], {"a": 0.1}, diverged=True)
+    assert _metric([ok, bad], "a")[0] == 0.8 and math.isnan(_metric([ok, bad], "a")[1])
+    stl = {"a": [_outcome(["a"], {"a": 0.5}, loss=1.0)] * 3,
+           "b": [_outcome(["b"], {"b": 0.5}, loss=1.0)] * 3}  # fmt: skip
+    pair = [_outcome(["a", "b"], {"a": 0.6, "b": 0.6}, loss=0.8),  # transfer 0.2 both ways
+            _outcome(["a", "b"], {"a": 0.6, "b": 0.6}, loss=0.6),  # 0.4
+            _outcome(["a", "b"], {"a": 0.0, "b": 0.0}, diverged=True, loss=9.0)]  # fmt: skip
+    A, se, mats = _pair_affinity(stl, {(0, 1): pair}, ["a", "b"])
+    assert A[0, 1] == pytest.approx(0.3) and se[0, 1] == pytest.approx(0.1)  # 2 seeds, not 3
+    all_bad = [_outcome(["a", "b"], {"a": 0.0, "b": 0.0}, diverged=True)] * 3
+    A, _, mats = _pair_affinity(stl, {(0, 1): all_bad}, ["a", "b"])
+    assert A[0, 1] == FAILED_PAIR_SCORE and all(m[0, 1] == FAILED_PAIR_SCORE for m in mats)
+
+
+def test_benchmark_summary_leaves_out_diverged_runs():
+    from mtlab.advise.benchmark import summarise
+
+    rows = []
+    for method, seed, acc, failed in [("stl", 0, 0.5, False), ("stl", 1, 0.5, False),
+                                      ("mean", 0, 0.6, False), ("mean", 1, 0.0, True),
+                                      ("uw", 0, 0.0, True), ("uw", 1, 0.0, True)]:  # fmt: skip
+        rows.append({"method": method, "seed": seed, "task": "a", "split": "test",
+                     "metric": "accuracy", "value": acc, "higher_is_better": True,
+                     "failed": failed})  # fmt: skip
+    dm, per = summarise(pd.DataFrame(rows))
+    dm = dm.set_index("method")
+    assert dm.delta_m["mean"] == pytest.approx(20.0)  # 0.6 vs 0.5, the failed seed left out
+    assert dm.n_failed["mean"] == 1 and dm.n_seeds["mean"] == 1
+    assert math.isnan(dm.delta_m["uw"]) and dm.n_failed["uw"] == 2
+    assert set(per.method) == {"stl", "mean"}

@@ -28,7 +28,8 @@ def results_rows(method: str, seed: int, outcome: Outcome, prep: Prepared) -> li
     for task, m in outcome.metrics.items():
         for split in ("val", "test"):
             metric = "r2" if kinds[task] == "regression" else "accuracy"
-            base = {"method": method, "seed": seed, "task": task, "split": split}
+            base = {"method": method, "seed": seed, "task": task, "split": split,
+                    "failed": outcome.diverged}  # fmt: skip
             rows.append({**base, "metric": metric, "value": m[f"{split}_metric"],
                          "higher_is_better": True})  # fmt: skip
             if kinds[task] == "regression":
@@ -66,11 +67,20 @@ def benchmark_table(
 
 def summarise(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(Δm per method with its standard error; per task × method: the test metric's mean and
-    standard error over seeds)."""
+    standard error over seeds). Trainings that diverged are left out of both and counted
+    (``n_failed``); a method with no finished seed has no Δm."""
     from mtlab.measure.benchmark import delta_m
 
-    dm = delta_m(results, metrics=DELTA_M_METRICS).sort_values("delta_m", ascending=False)
-    test = results[results.split == "test"]
+    ok = results[~results.failed]
+    failed = results[results.failed].groupby("method").seed.nunique()
+    methods = sorted(set(results.method))
+    dm = delta_m(ok, metrics=DELTA_M_METRICS) if (ok.method == "stl").any() else None
+    dm = pd.DataFrame({"method": methods}).merge(
+        dm if dm is not None else pd.DataFrame(columns=["method"]), on="method", how="left"
+    )
+    dm["n_failed"] = dm.method.map(failed).fillna(0).astype(int)
+    dm = dm.sort_values("delta_m", ascending=False, na_position="last")
+    test = ok[ok.split == "test"]
     per = test.groupby(["task", "metric", "method"]).value.agg(["mean", "std", "count"])
     per["se"] = per["std"] / np.sqrt(per["count"])
     return dm.reset_index(drop=True), per.drop(columns="std").reset_index()
@@ -93,7 +103,8 @@ def _figures(dm: pd.DataFrame, per: pd.DataFrame, fig_dir: Path) -> list[str]:
     tasks = list(dict.fromkeys(main.task))
     fig, axes = panel_grid(len(tasks), size=(4.2, 3.0))
     for ax, task in zip(axes, tasks, strict=True):
-        d = main[main.task == task].set_index("method").loc[list(dm.method)]
+        d = main[main.task == task].set_index("method")
+        d = d.loc[[m for m in dm.method if m in d.index]]  # (a method that only failed: none)
         ax.bar(range(len(d)), d["mean"], yerr=d["se"], color="tab:green", alpha=0.75)
         ax.set_xticks(range(len(d)), d.index, rotation=45, ha="right", fontsize=8)
         lo = float((d["mean"] - d["se"].fillna(0)).min())
@@ -115,18 +126,23 @@ def write_benchmark(results: pd.DataFrame, out: Path, meta: dict[str, Any]) -> d
     dm.to_csv(out / "delta_m.csv", index=False)
     per.to_csv(out / "per_task.csv", index=False)
     figures = _figures(dm, per, out / "figures")
-    best = dm[dm.method != "stl"].iloc[0] if (dm.method != "stl").any() else None
+    finite = dm[(dm.method != "stl") & dm.delta_m.notna()]
+    best = finite.iloc[0] if len(finite) else None
     summary = (
         f"best Δm: {best.method} {best.delta_m:+.2f} % (± {best.delta_m_se:.2f}) over STL, "
-        f"{int(best.n_seeds)} seeds" if best is not None else "STL only"
+        f"{int(best.n_seeds)} seeds" if best is not None else "no method has a Δm"
     )  # fmt: skip
+    n_failed = int(dm.n_failed.sum())
+    if n_failed:
+        summary += f"; {n_failed} training(s) diverged and are left out (n_failed)"
     sections = [
         Section(
             "Δm over single-task training",
             "Δm = 100 · mean over tasks of the relative change of the test metric against STL "
             "(accuracy for classification, RMSE — lower is better — for regression), on "
             "seed-averaged metrics; its standard error over seeds. Every training has the same "
-            "steps; each task is scored at its best validation checkpoint.",
+            "steps; each task is scored at its best validation checkpoint. A training that "
+            "diverged is left out of every mean and counted in n_failed.",
             figures=figures[:1],
             tables=[("Δm per method", dm.round(4))],
         ),

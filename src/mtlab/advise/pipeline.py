@@ -54,6 +54,7 @@ SINGLETON_SCORE = 0.0
 GROUPING_SECONDS = 60.0  # all grouping searches of one advice together (anytime beyond)
 LARGE_T = 16  # above this many tasks, groups hold at most MAX_GROUP_SIZE_LARGE_T tasks
 MAX_GROUP_SIZE_LARGE_T = 6
+FAILED_PAIR_SCORE = -1.0  # a pair whose every training diverged: "do not train together"
 PAIRS_MAX_TASKS = 8  # ``affinity="auto"``: pairs up to this many tasks (28 pairs), else lookahead
 AFFINITIES = ("auto", "pairs", "lookahead")
 
@@ -125,20 +126,32 @@ def describe(spec: Spec) -> str:
 
 
 def _metric(outcomes: Sequence[Outcome], task: str, split: str = "val") -> list[float]:
-    return [float(o.metrics[task][f"{split}_metric"]) for o in outcomes]
+    """Per seed; NaN for a training that diverged (a failed run is never averaged in: the
+    rules and means drop NaN, paired by seed)."""
+    return [math.nan if o.diverged else float(o.metrics[task][f"{split}_metric"])
+            for o in outcomes]  # fmt: skip
+
+
+def _mean_se(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard error over the first axis, of the finite entries only (NaN where fewer
+    than one / two are finite)."""
+    n = np.isfinite(stack).sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        total = np.where(np.isfinite(stack), stack, 0.0).sum(0)
+        mean = np.where(n > 0, total / np.maximum(n, 1), np.nan)
+        dev = np.where(np.isfinite(stack), stack - mean, 0.0)
+        var = (dev**2).sum(0) / np.maximum(n - 1, 1)
+        se = np.where(n > 1, np.sqrt(var / np.maximum(n, 1)), np.nan)
+    return mean, se
 
 
 def _affinity(outcomes: Sequence[Outcome]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    mats = [np.asarray(o.affinity, float) for o in outcomes if o.affinity is not None]
+    mats = [np.asarray(o.affinity, float) for o in outcomes
+            if o.affinity is not None and not o.diverged]  # fmt: skip
     if not mats:
         raise RuntimeError("no affinity was measured (every MTL run diverged?)")
-    stack = np.stack(mats)
-    se = (
-        stack.std(0, ddof=1) / math.sqrt(len(mats))
-        if len(mats) > 1
-        else np.full_like(stack[0], np.nan)
-    )
-    return stack.mean(0), se, mats
+    mean, se = _mean_se(np.stack(mats))
+    return mean, se, mats
 
 
 def _pair_affinity(
@@ -151,7 +164,7 @@ def _pair_affinity(
 
     def low(o: Outcome, task: str) -> float:
         m = o.metrics[task]
-        return float(m.get("min_val_loss", m["val_loss"]))
+        return math.nan if o.diverged else float(m.get("min_val_loss", m["val_loss"]))
 
     T = len(tasks)
     n = len(next(iter(stl.values())))
@@ -160,9 +173,11 @@ def _pair_affinity(
         for s, o in enumerate(outcomes):
             for r, src in ((i, j), (j, i)):
                 mats[s][r, src] = 1.0 - low(o, tasks[r]) / low(stl[tasks[r]][s], tasks[r])
-    stack = np.stack(mats)
-    se = stack.std(0, ddof=1) / math.sqrt(n) if n > 1 else np.full((T, T), np.nan)
-    return stack.mean(0), se, mats
+    mean, se = _mean_se(np.stack(mats))
+    # a pair with no finite seed (its trainings diverged) must not be grouped together
+    mean = np.where(np.isfinite(mean), mean, FAILED_PAIR_SCORE)
+    mats = [np.where(np.isfinite(m), m, FAILED_PAIR_SCORE) for m in mats]
+    return mean, se, mats
 
 
 def _offdiag_corr(A: np.ndarray, B: np.ndarray) -> float:
@@ -266,7 +281,8 @@ def advise(  # long: the stages read as one procedure
 
     def add(task: str, regime: str, outcomes: list[Outcome], **what: Any) -> None:
         candidates[task].append({"regime": regime, "val": _metric(outcomes, task),
-                                 "test": _metric(outcomes, task, "test"), **what})  # fmt: skip
+                                 "test": _metric(outcomes, task, "test"),
+                                 "failed": sum(o.diverged for o in outcomes), **what})  # fmt: skip
 
     for t in tasks:
         add(t, "stl", stl[t], partners=[], method=None, source=None, rescale=None, steps=None)
@@ -364,13 +380,15 @@ def _decide(task: str, cands: list[dict[str, Any]], prep: Prepared) -> dict[str,
     better (on validation) of STL and, where PT+FT was tried, STL trained as long as PT+FT."""
 
     def score(c: dict[str, Any]) -> float:
-        return float(np.nanmean(c["val"])) if len(c["val"]) else -math.inf
+        finite = [v for v in c["val"] if math.isfinite(v)]
+        return float(np.mean(finite)) if finite else -math.inf
 
     stl = max((c for c in cands if c["regime"] == "stl"), key=score)
     best = max(cands, key=score)
     clear = best["regime"] != "stl" and clear_winner(stl["val"], best["val"])
     chosen = best if clear else stl
     test = np.asarray(chosen["test"], float)
+    test = test[np.isfinite(test)]  # seeds whose training diverged are left out
     se = float(test.std(ddof=1) / math.sqrt(len(test))) if len(test) > 1 else math.nan
     kind = next(t.kind for t in prep.tasks if t.name == task)
     diff, diff_se = paired_difference(stl["val"], best["val"])
@@ -381,9 +399,9 @@ def _decide(task: str, cands: list[dict[str, Any]], prep: Prepared) -> dict[str,
         "rescale": chosen["rescale"],
         "method": chosen["method"],
         "steps": chosen["steps"],
-        "stl": float(np.mean(stl["test"])),
+        "stl": float(np.nanmean(stl["test"])) if np.isfinite(stl["test"]).any() else math.nan,
         "stl_steps": stl["steps"],
-        "recommended": float(test.mean()),
+        "recommended": float(test.mean()) if len(test) else math.nan,
         "se": se,
         "metric": "r2" if kind == "regression" else "accuracy",
         "clear": clear,

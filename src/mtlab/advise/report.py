@@ -27,7 +27,8 @@ def candidates_table(advice: dict[str, Any]) -> pd.DataFrame:
                 rows.append({
                     "task": task, "regime": c["regime"], "partners": ",".join(c["partners"]),
                     "method": c["method"], "source": c["source"], "rescale": c["rescale"],
-                    "steps": c.get("steps"), "seed": seed, "val_metric": v, "test_metric": t,
+                    "steps": c.get("steps"), "seed": seed, "failed": not math.isfinite(v),
+                    "val_metric": v, "test_metric": t,
                 })  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -143,7 +144,7 @@ def _figures(advice: dict[str, Any], cands: pd.DataFrame, fig_dir: Path) -> list
             c = {"regime": regime, "partners": partners.split(",") if partners else [],
                  "method": method, "source": source, "rescale": rescale,
                  "steps": steps}  # fmt: skip
-            diff = rows.set_index("seed")["test_metric"] - stl  # paired by seed
+            diff = (rows.set_index("seed")["test_metric"] - stl).dropna()  # paired; no failed
             labels.append(_label(c))
             means.append(diff.mean())
             ses.append(diff.std(ddof=1) / math.sqrt(len(diff)) if len(diff) > 1 else 0)
@@ -221,9 +222,16 @@ def write_advice(advice: dict[str, Any], out: Path, meta: dict[str, Any]) -> dic
         sections.append(Section("Skipped for the time budget", "; ".join(advice["skipped"])))
     if advice.get("notes"):
         sections.append(Section("Notes", "\n\n".join(advice["notes"])))
+    failed = int(cands["failed"].sum())
     summary = (
         f"{sum(d['clear'] for d in advice['per_task'].values())} of {len(advice['tasks'])} tasks "
         f"have a clear winner over training alone; {advice['seconds']:.0f} s."
+        + (
+            f" {failed} per-task result(s) came from trainings that diverged; they are left out "
+            "of every mean and rule."
+            if failed
+            else ""
+        )
     )
     paths = write_report(out, study="advise", preset="custom", meta=meta,
                          analysis=Analysis([], sections, summary))  # fmt: skip

@@ -136,6 +136,7 @@ def best_grouping(
     best_val, best_set = -math.inf, []
     nodes = 0
     largest = max((len(g) for g in groups), default=1)
+    capped = largest < T
 
     def search(
         allowed: np.ndarray, cur: np.ndarray, covered: np.ndarray, picked: list[int], left: int
@@ -153,8 +154,8 @@ def best_grouping(
             return
         if not (covered | member[allowed].any(0)).all():
             return  # some task can no longer be covered
-        if int((~covered).sum()) > left * largest:
-            return  # … or not by the groups left
+        if capped and int((~covered).sum()) > left * largest:
+            return  # … or not by the groups left (possible only when groups are capped)
         gains = np.maximum(Sf[allowed] - cur, 0.0).sum(1)
         order = np.argsort(-gains, kind="stable")
         sorted_gains = gains[order]  # descending

@@ -31,7 +31,7 @@ from mtlab.measure.curvature import per_example_grads, per_example_grads_loop
 from mtlab.measure.trajectory import CheckpointMeter, FactorOptions
 from mtlab.runs.config import TrajectoryRunConfig
 from mtlab.runs.trajectory import build_network, setting_tasks
-from mtlab.train.trajectory import task_output
+from mtlab.train.minibatch import task_output
 
 SETTINGS = {
     "digit-attributes MLP 64": dict(

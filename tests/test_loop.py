@@ -266,7 +266,7 @@ def test_aggregated_step_rule_runs_each_run_on_its_own_jacobian():
 
     from mtlab.grad.step import AggregatedStep
     from mtlab.models import index_params
-    from mtlab.train.loop import _mse_losses
+    from mtlab.train.ensemble import _mse_losses
 
     e, d, n = 3, 15, 8
     g = torch.Generator().manual_seed(5)

@@ -70,8 +70,8 @@ def test_dry_run_counts_the_planned_runs_and_writes_nothing(name, tmp_path, caps
 def test_report_builds_from_a_folder_without_finished_runs(name, tmp_path):
     """A study's analysis never assumes a complete table: an empty store gives a report (the
     end-to-end tiny tests build each study's report from a stored table of real runs)."""
+    from mtlab.report.analysis import Analysis
     from mtlab.runs.store import RunStore
-    from mtlab.studies.base import Analysis
 
     store = RunStore(tmp_path / "out")
     analysis = REGISTRY[name].analyze(store, tmp_path / "out" / "figures", "tiny")

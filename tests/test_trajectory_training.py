@@ -8,7 +8,7 @@ import torch
 
 from mtlab.runs.config import ConfigError, TrajectoryRunConfig, make_config
 from mtlab.runs.trajectory import build_network, record_trajectory, setting_tasks
-from mtlab.train.trajectory import checkpoint_schedule
+from mtlab.train.minibatch import checkpoint_schedule
 
 
 def test_checkpoint_schedule_is_dense_early() -> None:

@@ -45,6 +45,7 @@ from mtlab.grad.jacobian import JacobianEngine
 from mtlab.grad.lookahead import Lookahead, LookaheadProbe
 from mtlab.grad.methods import Method, StepRecord, check_methods, make_method
 from mtlab.measure.conflict import conflict_summary, pairwise_cosines
+from mtlab.models.multitask import rescale_
 
 
 def _shared(model: nn.Module, shared: Sequence[str]) -> tuple[list[Tensor], list[Tensor]]:
@@ -188,22 +189,6 @@ class MultiTaskBackward:
         return self.method.backward(
             losses, self.shared, self.specific, None, self.engine, want_gramian=want
         )
-
-
-@torch.no_grad()
-def rescale_(model: nn.Module, s: float, names: Sequence[str] | None = None) -> nn.Module:
-    """Multiply the named parameters (default: all) by ``s`` in place — the rescaling of
-    pretrained weights before finetuning; buffers (BatchNorm statistics) are left alone."""
-    if not math.isfinite(s) or s <= 0:
-        raise ValueError(f"s must be a positive number (got {s})")
-    params = dict(model.named_parameters())
-    chosen = list(params) if names is None else list(names)
-    unknown = [n for n in chosen if n not in params]
-    if unknown:
-        raise ValueError(f"unknown parameter name(s) {unknown}")
-    for n in chosen:
-        params[n].mul_(s)
-    return model
 
 
 __all__ = [

@@ -87,7 +87,7 @@ def summarise(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _figures(dm: pd.DataFrame, per: pd.DataFrame, fig_dir: Path) -> list[str]:
-    from mtlab.studies.plotting import panel_grid, plt, save
+    from mtlab.report.plotting import panel_grid, plt, save
 
     fig_dir.mkdir(parents=True, exist_ok=True)
     fig, ax = plt().subplots(figsize=(5.5, 0.45 * len(dm) + 1.5))
@@ -117,8 +117,8 @@ def _figures(dm: pd.DataFrame, per: pd.DataFrame, fig_dir: Path) -> list[str]:
 
 def write_benchmark(results: pd.DataFrame, out: Path, meta: dict[str, Any]) -> dict[str, Path]:
     """``results.parquet/csv``, ``delta_m.csv``, ``per_task.csv``, figures and the report."""
+    from mtlab.report.analysis import Analysis, Section
     from mtlab.report.document import write_report
-    from mtlab.studies.base import Analysis, Section
 
     results.to_parquet(out / "results.parquet", index=False)
     results.to_csv(out / "results.csv", index=False)

@@ -24,7 +24,7 @@ from mtlab.grad.methods import make_method
 from mtlab.models.multitask import MultiTaskNet, init_seeded
 from mtlab.tasks.supervised import SupervisedTask
 from mtlab.tasks.tables import Prepared
-from mtlab.train.trajectory import TrajectoryTrainConfig, task_output, train_trajectory
+from mtlab.train.minibatch import MinibatchConfig, task_output, train_minibatch
 
 
 @dataclass(frozen=True)
@@ -198,7 +198,7 @@ def train(
     probe_steps = set(range(start, steps, every)) if spec.probe else set()
     eval_steps = set(range(settings.eval_every, steps + 1, settings.eval_every))
     eval_steps.add(steps)
-    cfg = TrajectoryTrainConfig(
+    cfg = MinibatchConfig(
         steps=steps,
         lr=settings.lr,
         optimizer="adam",
@@ -221,7 +221,7 @@ def train(
                 best[name]["min_val_loss"] = low
 
     t0 = time.perf_counter()
-    res = train_trajectory(net, tasks, method, cfg, measure=measure, device=dev)
+    res = train_minibatch(net, tasks, method, cfg, measure=measure, device=dev)
     seconds = time.perf_counter() - t0
     if res.diverged_at is not None or not best:  # the state it stopped in
         for name, m in evaluate(net, tasks, prep, dev).items():

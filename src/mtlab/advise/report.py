@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from mtlab.advise.rules import CLEAR_MARGIN_SE, STABLE_FRACTION
+from mtlab.report.analysis import Analysis, Section
 from mtlab.report.document import _json_safe, write_report
-from mtlab.studies.base import Analysis, Section
 
 ADVICE_KEYS = ("tasks", "groupings", "per_task")
 
@@ -128,7 +128,7 @@ def _figures(advice: dict[str, Any], cands: pd.DataFrame, fig_dir: Path) -> list
     fig.savefig(fig_dir / "grouping_value.png", dpi=110)
     plt.close(fig)
 
-    from mtlab.studies.plotting import panel_grid, save
+    from mtlab.report.plotting import panel_grid, save
 
     fig, axes = panel_grid(len(tasks), size=(4.6, 3.4))
     for ax, task in zip(axes, tasks, strict=True):

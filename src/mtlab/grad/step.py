@@ -1,6 +1,6 @@
 """Step rules: how one update direction is formed from the per-task losses.
 
-The training loop (:mod:`mtlab.train.loop`) calls a step rule once per step with a closure that
+The training loop (:mod:`mtlab.train.ensemble`) calls a step rule once per step with a closure that
 computes the per-task losses ``(T, E)`` of the current parameters. The default,
 :class:`WeightedSum`, differentiates ``Σ_t w_t L_t`` — the ordinary multi-task objective. Rules
 that aggregate per-task Jacobians (PCGrad, UPGrad, …) plug in here without touching the loop.

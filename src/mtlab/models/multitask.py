@@ -107,4 +107,20 @@ def init_seeded(model: M, seed: int) -> M:
     return model
 
 
-__all__ = ["TRUNKS", "MultiTaskNet", "cnn_trunk", "init_seeded", "mlp_trunk"]
+@torch.no_grad()
+def rescale_(model: nn.Module, s: float, names: Sequence[str] | None = None) -> nn.Module:
+    """Multiply the named parameters (default: all) by ``s`` in place — the rescaling of
+    pretrained weights before finetuning; buffers (BatchNorm statistics) are left alone."""
+    if not math.isfinite(s) or s <= 0:
+        raise ValueError(f"s must be a positive number (got {s})")
+    params = dict(model.named_parameters())
+    chosen = list(params) if names is None else list(names)
+    unknown = [n for n in chosen if n not in params]
+    if unknown:
+        raise ValueError(f"unknown parameter name(s) {unknown}")
+    for n in chosen:
+        params[n].mul_(s)
+    return model
+
+
+__all__ = ["TRUNKS", "MultiTaskNet", "cnn_trunk", "init_seeded", "mlp_trunk", "rescale_"]

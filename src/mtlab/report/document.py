@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from mtlab.studies.base import Analysis, Claim
+from mtlab.report.analysis import Analysis, Claim
 
 
 def _fmt(v: Any) -> str:

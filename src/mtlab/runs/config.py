@@ -645,7 +645,7 @@ class TrajectoryRunConfig(RunConfig):
     """One recorded training trajectory (Mueller, Dredze & Andrews 2024): a network with a shared
     trunk and one head per task, trained on every task of the setting (``method``: a multi-task
     method) or on ``task`` alone (``method: stl``, the same network with one head), measured at a
-    checkpoint schedule dense early (:func:`mtlab.train.trajectory.checkpoint_schedule`).
+    checkpoint schedule dense early (:func:`mtlab.train.minibatch.checkpoint_schedule`).
 
     ``setting``: ``teacher`` — two regression tasks ``t1``, ``t2`` with linear teachers at
     ``angle`` degrees in R^d, ``n1``/``n2`` training samples, label noise ``noise``

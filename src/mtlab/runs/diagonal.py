@@ -38,7 +38,7 @@ from mtlab.tasks.sparse_teacher import (
     sample_teachers,
     task_inputs,
 )
-from mtlab.train.loop import Hook, LoopConfig, RunOutcome, TrainData, train_ensemble
+from mtlab.train.ensemble import Hook, LoopConfig, RunOutcome, TrainData, train_ensemble
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 

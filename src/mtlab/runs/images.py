@@ -16,9 +16,8 @@ from typing import Any
 import torch
 
 from mtlab._seeding import derive_seed
-from mtlab.loop import rescale_
 from mtlab.measure.representation import ensd, participation_ratio
-from mtlab.models.multitask import MultiTaskNet, init_seeded
+from mtlab.models.multitask import MultiTaskNet, init_seeded, rescale_
 from mtlab.runs.config import ImagesRunConfig
 from mtlab.runs.family import Record, SequentialFamily, register_family
 from mtlab.tasks.images import AuxMainImages, load_aux_main

@@ -36,7 +36,7 @@ from mtlab.runs.diagonal import aux_main_per_run, aux_main_train_data, finished_
 from mtlab.runs.family import Family, Pretrained, RowSink, register_family
 from mtlab.tasks.relu_teacher import ReluTeacherPair, relu_task_data, sample_relu_teachers
 from mtlab.theory.relu_penalties import f1_norm, group_norm
-from mtlab.train.loop import LoopConfig, RunOutcome, train_ensemble
+from mtlab.train.ensemble import LoopConfig, RunOutcome, train_ensemble
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 TRAINED = ("stl", "mtl", "pt", "ptft")

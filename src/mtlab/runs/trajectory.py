@@ -22,7 +22,7 @@ from mtlab.models.multitask import MultiTaskNet, init_seeded
 from mtlab.runs.config import TrajectoryRunConfig
 from mtlab.runs.family import Record, SequentialFamily, register_family
 from mtlab.tasks.supervised import SupervisedTask, from_classification
-from mtlab.train.trajectory import TrajectoryTrainConfig, checkpoint_schedule, train_trajectory
+from mtlab.train.minibatch import MinibatchConfig, checkpoint_schedule, train_minibatch
 
 
 @lru_cache(maxsize=16)
@@ -89,7 +89,7 @@ def record_trajectory(
     model = build_network(cfg, tasks)
     method = make_method("mean" if cfg.method == "stl" else cfg.method, len(tasks))
     cps = checkpoint_schedule(cfg.steps, cfg.n_early, cfg.early_frac, cfg.n_late)
-    tcfg = TrajectoryTrainConfig(
+    tcfg = MinibatchConfig(
         steps=cfg.steps,
         lr=cfg.lr,
         optimizer=cfg.optimizer,
@@ -99,7 +99,7 @@ def record_trajectory(
         seed=cfg.seed,
     )
     meter = CheckpointMeter(model, tasks, factor_options(cfg), device=device) if measure else None
-    res = train_trajectory(model, tasks, method, tcfg, meter, device)
+    res = train_minibatch(model, tasks, method, tcfg, meter, device)
     n_train = {t.name: t["train"].n for t in tasks}
     batch = {k: min(cfg.batch_size, n) for k, n in n_train.items()}
     rows = []

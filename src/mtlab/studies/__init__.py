@@ -1,5 +1,6 @@
-"""Layer 3: one module per published study (config grid, analysis, figures, claims)."""
+"""Layer 4: one module per published study (config grid, analysis, figures, claims)."""
 
+from mtlab.report.analysis import Analysis, Claim, Section
 from mtlab.studies import (  # noqa: F401  (registration)
     benchmark,
     custom,
@@ -10,15 +11,6 @@ from mtlab.studies import (  # noqa: F401  (registration)
     trajectories,
     transference,
 )
-from mtlab.studies.base import (
-    REGISTRY,
-    Analysis,
-    Claim,
-    Preset,
-    Section,
-    Study,
-    get_study,
-    register,
-)
+from mtlab.studies.base import REGISTRY, Preset, Study, get_study, register
 
 __all__ = ["REGISTRY", "Analysis", "Claim", "Preset", "Section", "Study", "get_study", "register"]

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from mtlab.report.analysis import Analysis
 from mtlab.runs.config import RunConfig
 from mtlab.runs.store import RunStore
 
@@ -21,45 +22,6 @@ class Preset:
     description: str
     seeds: int
     params: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Claim:
-    """One checked claim: its text, a true/false verdict and the numbers behind it."""
-
-    id: str
-    text: str
-    verdict: bool
-    evidence: dict[str, Any]
-    figure: str | None = None
-    source: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "text": self.text,
-            "verdict": bool(self.verdict),
-            "evidence": self.evidence,
-            "figure": self.figure,
-            "source": self.source,
-        }
-
-
-@dataclass
-class Section:
-    """A block of the report: heading, prose, figures (file names under figures/), tables."""
-
-    title: str
-    text: str = ""
-    figures: list[str] = field(default_factory=list)
-    tables: list[tuple[str, Any]] = field(default_factory=list)  # (caption, DataFrame)
-
-
-@dataclass
-class Analysis:
-    claims: list[Claim]
-    sections: list[Section]
-    summary: str = ""
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,12 @@ import pandas as pd
 
 from mtlab.grad.methods import METHODS
 from mtlab.measure.benchmark import delta_m
+from mtlab.report.analysis import Analysis, Section
+from mtlab.report.plotting import panel_grid, plt, save
 from mtlab.runs.config import RunConfig
 from mtlab.runs.store import RunStore
 from mtlab.runs.sweep import expand
-from mtlab.studies.base import Analysis, Preset, Section, Study, StudyInputs, register
-from mtlab.studies.plotting import panel_grid, plt, save
+from mtlab.studies.base import Preset, Study, StudyInputs, register
 from mtlab.tasks.datasets import dataset_tasks
 
 PRESETS = {

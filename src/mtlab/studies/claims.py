@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mtlab.studies.base import Claim, Section
+from mtlab.report.analysis import Claim, Section
 
 Check = Callable[..., tuple[bool, dict[str, Any]]]
 

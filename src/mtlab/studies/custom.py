@@ -11,11 +11,12 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
+from mtlab.report.analysis import Analysis, Section
+from mtlab.report.plotting import errorline, panel_grid, save, style_loss_vs_n, summarise
 from mtlab.runs.config import RunConfig
 from mtlab.runs.store import RunStore
-from mtlab.studies.base import Analysis, Preset, Section, Study, StudyInputs, register
+from mtlab.studies.base import Preset, Study, StudyInputs, register
 from mtlab.studies.claims import completed
-from mtlab.studies.plotting import errorline, panel_grid, save, style_loss_vs_n, summarise
 from mtlab.studies.summary import varying_fields
 
 

@@ -23,15 +23,16 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from mtlab.report.analysis import Analysis, Claim, Section
+from mtlab.report.plotting import summarise
 from mtlab.runs.config import RunConfig
 from mtlab.runs.diagonal_theory import MTL_MAIN_INTERPOLATED, theory_agreement
 from mtlab.runs.store import RunStore
 from mtlab.runs.sweep import expand
 from mtlab.studies import diagonal_figures as figures
 from mtlab.studies import diagonal_rules as rules
-from mtlab.studies.base import Analysis, Claim, Preset, Section, Study, StudyInputs, register
+from mtlab.studies.base import Preset, Study, StudyInputs, register
 from mtlab.studies.claims import claims_line, completed, evaluate_all, runs_section
-from mtlab.studies.plotting import summarise
 from mtlab.tasks.sparse_teacher import SETTINGS
 
 RESCALES_QUICK = (1.0, 0.1, 0.01, 0.001)

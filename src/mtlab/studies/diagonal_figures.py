@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mtlab.studies.plotting import errorline, panel_grid, plt, save, style_loss_vs_n
+from mtlab.report.plotting import errorline, panel_grid, plt, save, style_loss_vs_n
 from mtlab.tasks.sparse_teacher import SETTINGS
 
 METHOD_LABEL = {"stl": "STL", "mtl": "MTL", "ptft": "PT+FT", "ptft_lr": "PT+FT (LR)"}

@@ -21,13 +21,14 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
+from mtlab.report.analysis import Analysis, Section
+from mtlab.report.plotting import errorline, log_ticks, panel_grid, save, summarise
 from mtlab.runs.config import RunConfig
 from mtlab.runs.store import RunStore
 from mtlab.runs.sweep import expand
 from mtlab.studies import images_rules as rules
-from mtlab.studies.base import Analysis, Preset, Section, Study, StudyInputs, register
+from mtlab.studies.base import Preset, Study, StudyInputs, register
 from mtlab.studies.claims import claims_line, completed, evaluate_all
-from mtlab.studies.plotting import errorline, log_ticks, panel_grid, save, summarise
 
 SOURCE = rules.SOURCE
 RESCALES = (0.125, 0.25, 0.5, 1.0, 2.0)

@@ -22,14 +22,15 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
+from mtlab.report.analysis import Analysis, Claim, Section
+from mtlab.report.plotting import summarise
 from mtlab.runs.config import RunConfig
 from mtlab.runs.store import RunStore
 from mtlab.runs.sweep import expand
 from mtlab.studies import relu_figures as figures
 from mtlab.studies import relu_rules as rules
-from mtlab.studies.base import Analysis, Claim, Preset, Section, Study, StudyInputs, register
+from mtlab.studies.base import Preset, Study, StudyInputs, register
 from mtlab.studies.claims import claims_line, completed, evaluate_all, runs_section
-from mtlab.studies.plotting import summarise
 
 SOURCE = rules.SOURCE
 METHOD_LABEL = figures.METHOD_LABEL

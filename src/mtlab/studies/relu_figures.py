@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mtlab.studies.plotting import errorline, log_ticks, panel_grid, plt, save, style_loss_vs_n
+from mtlab.report.plotting import errorline, log_ticks, panel_grid, plt, save, style_loss_vs_n
 
 METHOD_LABEL = {
     "stl": "STL",

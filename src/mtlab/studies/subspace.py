@@ -27,14 +27,15 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
+from mtlab.report.analysis import Analysis, Claim, Section
+from mtlab.report.plotting import summarise, summarise_wide
 from mtlab.runs.config import RunConfig
 from mtlab.runs.store import RunStore
 from mtlab.runs.sweep import expand
 from mtlab.studies import subspace_figures as figures
 from mtlab.studies import subspace_rules as rules
-from mtlab.studies.base import Analysis, Claim, Preset, Section, Study, StudyInputs, register
+from mtlab.studies.base import Preset, Study, StudyInputs, register
 from mtlab.studies.claims import claims_line, evaluate_all
-from mtlab.studies.plotting import summarise, summarise_wide
 from mtlab.theory.pseudo_contrastive import identity_check
 
 FEATURE_LABEL = figures.FEATURE_LABEL

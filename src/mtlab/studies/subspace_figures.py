@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mtlab.studies.plotting import errorline, log_ticks, panel_grid, plt, save
+from mtlab.report.plotting import errorline, log_ticks, panel_grid, plt, save
 
 FEATURE_LABEL = {
     "mtl": "multi-task (head-first)",
@@ -85,7 +85,7 @@ def downstream_vs_d(
 
 def alternating(rec: pd.DataFrame, fig_dir: Path) -> str:
     """sin_max and energy against the round, a line per T (mean ± s.e. over seeds)."""
-    from mtlab.studies.plotting import summarise
+    from mtlab.report.plotting import summarise
 
     fig, axes = panel_grid(2, ncols=2, size=(4.6, 3.4))
     cmap = plt().get_cmap("plasma")

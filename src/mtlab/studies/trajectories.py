@@ -22,14 +22,15 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from mtlab.measure.gap import Match
+from mtlab.report.analysis import Analysis, Section
+from mtlab.report.plotting import summarise_wide
 from mtlab.runs.config import RunConfig
 from mtlab.runs.store import RunStore
 from mtlab.runs.sweep import expand
 from mtlab.runs.trajectory_analysis import correlation_table, gap_tables, trajectories_table
 from mtlab.studies import trajectories_figures as figs
-from mtlab.studies.base import Analysis, Preset, Section, Study, StudyInputs, register
+from mtlab.studies.base import Preset, Study, StudyInputs, register
 from mtlab.studies.claims import claims_line, completed, runs_section
-from mtlab.studies.plotting import summarise_wide
 from mtlab.studies.trajectories_rules import RULES
 
 _TINY = {

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from mtlab.measure.stats import correlate
-from mtlab.studies.plotting import panel_grid, save
+from mtlab.report.plotting import panel_grid, save
 from mtlab.studies.trajectories_rules import FACTORS, method_effects
 
 COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")

@@ -16,14 +16,15 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from mtlab.report.analysis import Analysis, Claim, Section
+from mtlab.report.plotting import panel_grid, plt, save
 from mtlab.runs.affinity import AffinityResult
 from mtlab.runs.config import RunConfig
 from mtlab.runs.store import RunStore
 from mtlab.runs.sweep import expand
 from mtlab.studies import transference_rules as rules
-from mtlab.studies.base import Analysis, Claim, Preset, Section, Study, StudyInputs, register
+from mtlab.studies.base import Preset, Study, StudyInputs, register
 from mtlab.studies.claims import claims_line
-from mtlab.studies.plotting import panel_grid, plt, save
 
 SOURCE = rules.SOURCE
 PRESETS = {

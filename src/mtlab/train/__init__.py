@@ -1,7 +1,8 @@
-"""Layer 2: the one training loop, per-run optimisers and the training regimes."""
+"""Layer 2: the training loops (see docs/ARCHITECTURE.md, *The training loops*), per-run optimisers
+and the head-first algorithms."""
 
+from mtlab.train.ensemble import Hook, LoopConfig, RunOutcome, TrainData, train_ensemble
 from mtlab.train.headfirst import alternating_sgd, one_step
-from mtlab.train.loop import Hook, LoopConfig, RunOutcome, TrainData, train_ensemble
 from mtlab.train.optim import OPTIMIZERS, EnsembleOptimizer
 
 __all__ = [

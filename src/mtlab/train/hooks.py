@@ -1,4 +1,4 @@
-"""Measurement hooks for :func:`mtlab.train.loop.train_ensemble`.
+"""Measurement hooks for :func:`mtlab.train.ensemble.train_ensemble`.
 
 :func:`conflict_hook` logs the gradient-conflict diagnostics of every run of an ensemble on the
 loop's schedule: per task ``t`` one backward pass of ``Σ_runs L_t`` gives every run's own task
@@ -15,7 +15,7 @@ from torch import Tensor
 
 from mtlab.measure.conflict import conflict_summary
 from mtlab.models.base import EnsembleModel, Params
-from mtlab.train.loop import Hook, TrainData, _mse_losses
+from mtlab.train.ensemble import Hook, TrainData, _mse_losses
 
 
 def ensemble_gramians(

@@ -1,6 +1,6 @@
 """Training one multi-task network on real data with a chosen multi-task method.
 
-The ensemble loop (:mod:`mtlab.train.loop`) trains many small functional runs at once; this loop
+The ensemble loop (:mod:`mtlab.train.ensemble`) trains many small functional runs at once; this loop
 trains one ``nn.Module`` (:class:`mtlab.models.multitask.MultiTaskNet`) with minibatches, which
 is what the methods of :mod:`mtlab.grad.methods` are used on in practice. Per step: forward →
 per-task cross-entropy losses ``(T,)`` → ``method.backward`` (Jacobian aggregation or loss

@@ -57,7 +57,7 @@ def checkpoint_schedule(
 
 
 @dataclass(frozen=True)
-class TrajectoryTrainConfig:
+class MinibatchConfig:
     steps: int = 1000
     lr: float = 0.05
     optimizer: Literal["sgd", "adam"] = "sgd"
@@ -78,7 +78,7 @@ class TrajectoryTrainConfig:
 
 
 @dataclass
-class TrajectoryResult:
+class MinibatchResult:
     steps: int
     train_seconds: float
     measure_seconds: float
@@ -109,20 +109,20 @@ def task_output(model: MultiTaskNet, x: Tensor, t: int) -> Tensor:
     return out
 
 
-def _optimizer(params: list[Tensor], cfg: TrajectoryTrainConfig) -> torch.optim.Optimizer:
+def _optimizer(params: list[Tensor], cfg: MinibatchConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
     return torch.optim.Adam(params, lr=cfg.lr)
 
 
-def train_trajectory(
+def train_minibatch(
     model: MultiTaskNet,
     tasks: Sequence[SupervisedTask],
     method: Method,
-    cfg: TrajectoryTrainConfig,
+    cfg: MinibatchConfig,
     measure: Callable[[int, MultiTaskNet], None] | None = None,
     device: torch.device | str = "cpu",
-) -> TrajectoryResult:
+) -> MinibatchResult:
     """Train ``model`` (one head per task, in order) on ``tasks`` with ``method`` (module doc).
 
     A non-finite loss stops training (``diverged_at`` is that step); measurements stop with it."""
@@ -144,7 +144,7 @@ def train_trajectory(
     ]
     torch.manual_seed(derive_seed(cfg.seed, "method"))  # PCGrad's order, GradDrop's masks
     checkpoints = set(cfg.checkpoints)
-    res = TrajectoryResult(0, 0.0, 0.0)
+    res = MinibatchResult(0, 0.0, 0.0)
     for step in range(cfg.steps + 1):
         if measure is not None and step in checkpoints:
             t0 = time.perf_counter()
@@ -175,9 +175,9 @@ def train_trajectory(
 
 
 __all__ = [
-    "TrajectoryResult",
-    "TrajectoryTrainConfig",
+    "MinibatchConfig",
+    "MinibatchResult",
     "checkpoint_schedule",
     "task_output",
-    "train_trajectory",
+    "train_minibatch",
 ]

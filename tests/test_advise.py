@@ -104,13 +104,21 @@ def test_advise_on_a_planted_table(tmp_path, capsys):
     for f in ("report.html", "report.md", "candidates.parquet", "groupings.csv", "affinity.csv",
               "figures/affinity.png", "figures/per_task.png"):  # fmt: skip
         assert (out / f).exists(), f
-    lines = (out / "trainings.jsonl").read_text().splitlines()
-    # a rerun resumes: nothing is trained again
+    lines = (out / "rows.jsonl").read_text().splitlines()
+    assert len(lines) == len({json.loads(x)["run_id"] for x in lines})  # each run trained once
+    assert (out / "results.parquet").exists() and (out / "summary.csv").exists()
+    capsys.readouterr()
+    # a rerun resumes: nothing is trained again, and the advice is the same
+    first = json.loads((out / "advice.json").read_text())
     assert main(args) == 0
-    assert (out / "trainings.jsonl").read_text().splitlines() == lines
+    assert (out / "rows.jsonl").read_text().splitlines() == lines
+    assert "trained 0 runs" in capsys.readouterr().err
+    again = json.loads((out / "advice.json").read_text())
+    assert {k: v for k, v in again.items() if k != "seconds"} == {
+        k: v for k, v in first.items() if k != "seconds"}
     # other settings into the same folder are refused
     assert main([*args[:-2], "--time-budget", "0", "--lr", "0.01"]) == 2
-    assert "other data or settings" in capsys.readouterr().err
+    assert "for other data or settings" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -119,7 +127,7 @@ def test_advise_on_a_planted_table(tmp_path, capsys):
         (["--targets", "a,zz"], "no column(s) ['zz']"),
         (["--targets", "a", "--features", "x0,x1"], "at least two target tasks"),
         (["--targets", "a,b", "--model", "cnn"], "a CNN needs image inputs"),
-        (["--targets", "a,b", "--methods", "nope"], "unknown ['nope']"),
+        (["--targets", "a,b", "--methods", "nope"], "unknown method(s) nope"),
         (["--targets", "a,b", "--kinds", "a=ordinal"], "kinds must be"),
     ],
 )
@@ -157,28 +165,30 @@ def test_benchmark_on_an_own_table(tmp_path, capsys):
             "--quiet"]  # fmt: skip
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert printed.startswith("method,delta_m,delta_m_se,n_seeds")
+    assert "method,delta_m,delta_m_se,n_seeds,n_failed" in printed
     dm = pd.read_csv(out / "delta_m.csv")
     assert set(dm.method) == {"stl", "mean", "pcgrad"} and (dm.n_seeds == 2).all()
     res = pd.read_parquet(out / "results.parquet")
-    # Δm recomputed by hand from the stored table: accuracy for a, d; RMSE (lower better) for b, e
-    test = res[res.split == "test"]
-    ref = test[test.method == "stl"].groupby(["task", "metric"]).value.mean()
-    got = test[test.method == "mean"].groupby(["task", "metric"]).value.mean()
-    keys = [("a", "accuracy"), ("b", "rmse"), ("d", "accuracy"), ("e", "rmse")]
-    sign = {"accuracy": 1, "rmse": -1}
-    by_hand = 100 * np.mean([sign[m] * (got[(t, m)] - ref[(t, m)]) / ref[(t, m)] for t, m in keys])
+    # Δm recomputed by hand from the stored table (one row per run and task): accuracy for a, d;
+    # RMSE (lower is better) for b, e
+    ref = res[res.method == "stl"].groupby("task")[["test_metric", "test_rmse"]].mean()
+    got = res[res.method == "mean"].groupby("task")[["test_metric", "test_rmse"]].mean()
+    keys = [("a", "test_metric"), ("b", "test_rmse"), ("d", "test_metric"), ("e", "test_rmse")]
+    sign = {"test_metric": 1, "test_rmse": -1}
+    by_hand = 100 * np.mean([sign[m] * (got[m][t] - ref[m][t]) / ref[m][t] for t, m in keys])
     assert dm.set_index("method").delta_m["mean"] == pytest.approx(by_hand)
     for f in ("report.html", "results.csv", "per_task.csv", "figures/delta_m.png"):
         assert (out / f).exists(), f
-    lines = (out / "trainings.jsonl").read_text().splitlines()
+    lines = (out / "rows.jsonl").read_text().splitlines()
     assert len(lines) == 2 * (4 + 2)  # per seed: STL × 4 tasks, MTL × 2 methods
     assert main(args) == 0  # resumes: nothing trained again
-    assert (out / "trainings.jsonl").read_text().splitlines() == lines
+    assert (out / "rows.jsonl").read_text().splitlines() == lines
     capsys.readouterr()
     assert main(["status", str(out)]) == 0
     status = capsys.readouterr().out
-    assert "trainings finished: 12 (mtl 4, stl 8" in status and "delta_m.csv: written" in status
+    assert "study 'benchmark', preset 'data'" in status
+    for line in ("stl                 8      0       0      8", "all                12      0"):
+        assert line in status, status
 
 
 @pytest.mark.parametrize(
@@ -188,12 +198,13 @@ def test_benchmark_on_an_own_table(tmp_path, capsys):
         (["--data", "D", "--targets", "a,b", "--out", "X", "--widths", "8"], "--widths is for"),
         (["--data", "D", "--targets", "a,b", "--out", "X", "--methods", "nope"], "unknown"),
         (["--data", "D", "--targets", "a,zz", "--out", "X"], "no column(s) ['zz']"),
-        (["--data", "D", "--targets", "a,b", "--out", "X", "--executor", "ray"], "in-process"),
+        (["--data", "D", "--targets", "a,b", "--out", "X", "--address", "auto"],
+         "only apply with --executor ray"),
     ],
 )
 def test_benchmark_bad_own_data_exits_2_and_writes_nothing(tmp_path, capsys, args, message):
     data = tmp_path / "t.csv"
-    planted_table(100, seed=0)[["x0", "x1", "a", "b"]].to_csv(data, index=False)
+    planted_table(400, seed=0)[["x0", "x1", "a", "b"]].to_csv(data, index=False)
     out = tmp_path / "bench"
     args = [{"D": str(data), "X": str(out)}.get(a, a) for a in args]
     assert main(["benchmark", *args]) == 2
@@ -256,11 +267,11 @@ def test_advise_on_an_npz_with_default_targets(tmp_path, capsys):
 
 
 def _outcome(tasks, values, diverged=False, loss=None):
-    from mtlab.advise.engine import Outcome, Spec
+    from mtlab.advise.pipeline import Outcome
 
     metrics = {t: {"val_metric": v, "test_metric": v, "val_loss": loss or 1 - v,
                    "min_val_loss": loss or 1 - v, "test_loss": 1 - v} for t, v in values.items()}  # fmt: skip
-    return Outcome(Spec(tuple(tasks)), metrics, 1.0, diverged=diverged)
+    return Outcome(None, metrics, 1.0, diverged=diverged)
 
 
 def test_diverged_trainings_are_never_averaged_in():
@@ -281,7 +292,7 @@ def test_diverged_trainings_are_never_averaged_in():
 
 
 def test_benchmark_summary_leaves_out_diverged_runs():
-    from mtlab.advise.benchmark import summarise
+    from mtlab.studies.benchmark import summarise
 
     rows = []
     for method, seed, acc, failed in [("stl", 0, 0.5, False), ("stl", 1, 0.5, False),

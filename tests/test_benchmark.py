@@ -97,7 +97,7 @@ def test_benchmark_cli_end_to_end(tmp_path):
     assert list(summary.method) == ["stl", "mean", "uw"]
     assert {"delta_m", "delta_m_se", "sec_per_step", "left", "right"} <= set(summary.columns)
     assert summary.delta_m.notna().all()
-    for fig in ("delta_m.png", "task_accuracy.png", "conflict_diagnostics.png"):
+    for fig in ("delta_m.png", "per_task.png", "conflict_diagnostics.png"):
         assert (out / "figures" / fig).exists()
     assert "Δm" in (out / "report.html").read_text()
     # rerun resumes: nothing trained again

@@ -50,6 +50,25 @@ _RELU = {
     "log_every": 20,
     "ridge_alphas": 5,
 }
+
+
+def _own_table() -> dict[str, Any]:
+    """A small planted table in a temporary folder, and the own-data fields that read it."""
+    import tempfile
+    from pathlib import Path
+
+    from mtlab.advise.synthetic import planted_table
+    from mtlab.runs.owndata import file_digest
+
+    path = Path(tempfile.mkdtemp(prefix="mtlab-contract-")) / "t.csv"
+    planted_table(300, seed=0, missing=0.0)[["x0", "x1", "x2", "x3", "a", "b", "d"]].to_csv(
+        path, index=False)  # fmt: skip
+    return {"family": "owndata", "data": str(path), "data_sha256": file_digest(path),
+            "targets": ("a", "b", "d"), "widths": (8,), "steps": 20, "eval_every": 10,
+            "batch_size": 32}  # fmt: skip
+
+
+_OWN = _own_table()
 EXAMPLES: dict[str, list[dict[str, Any]]] = {
     "diagonal": [{**_DIAG, "method": m} for m in ("stl", "mtl", "pt", "ptft", "ptft_lr")],
     "relu": [{**_RELU, "method": m} for m in ("stl", "mtl", "pt", "ptft", "ptft_lr", "ntk")],
@@ -74,6 +93,15 @@ EXAMPLES: dict[str, list[dict[str, Any]]] = {
          "widths": (2,), "n1": 10, "n2": 20, "factors": ("coherence", "grad_norm")},
         {"family": "trajectory", "method": "stl", "task": "t1", "steps": 20, "n_early": 4,
          "n_late": 2, "probe_size": 16, "widths": (2,), "n1": 10, "n2": 20, "factors": ()},
+    ],
+    "owndata": [
+        {**_OWN, "method": "stl", "tasks": ("a",)},
+        {**_OWN, "method": "pcgrad", "tasks": ("a", "b", "d"), "probe": True, "probe_every": 5},
+        {**_OWN, "method": "ptft", "tasks": ("b",), "source": "a", "rescale": 0.5},
+    ],
+    "lookahead": [
+        {"family": "lookahead", "dataset": "planted-groups", "epochs": 1, "probe_every": 10,
+         "widths": (8, 4), "batch_size": 128},
     ],
 }  # fmt: skip
 

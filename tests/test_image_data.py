@@ -9,10 +9,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from mtlab.cli import main
+from mtlab.tasks.base import DataError
 from mtlab.tasks.loaders import save_idx
-from mtlab.tasks.tables import TableError, prepare, read_idx_table, read_image_table
+from mtlab.tasks.tables import prepare, read_idx_table, read_image_table
 
 
 def blobs(n: int, seed: int = 0, size: int = 8) -> tuple[np.ndarray, pd.DataFrame]:
@@ -69,7 +71,7 @@ def test_rgb_images_and_resizing(tmp_path):
         )
     labels = tmp_path / "l.csv"
     pd.DataFrame({"file": [f"{i}.png" for i in range(4)], "y": [0, 1, 0, 1]}).to_csv(labels)
-    with pytest.raises(TableError, match=r"row 3: image .*2.png is 12×12, the first one 8×8"):
+    with pytest.raises(DataError, match=r"row 3: image .*2.png is 12×12, the first one 8×8"):
         read_image_table(labels, folder, "file", ["y"])
     table = read_image_table(labels, folder, "file", ["y"], size=6)
     assert table.x.shape == (4, 3, 6, 6)
@@ -84,7 +86,7 @@ def test_idx_table(tmp_path):
     table = read_idx_table(tmp_path / "x.idx", tmp_path / "y.idx")
     assert table.tasks == ["label0", "label1"] and table.x.shape == (40, 1, 8, 8)
     save_idx(tmp_path / "short.idx", np.zeros(39, np.uint8))
-    with pytest.raises(TableError, match="mismatched lengths: 40 images"):
+    with pytest.raises(DataError, match="mismatched lengths: 40 images"):
         read_idx_table(tmp_path / "x.idx", tmp_path / "short.idx")
 
 
@@ -129,8 +131,8 @@ def test_advise_on_images_with_a_cnn_and_on_idx(tmp_path, capsys):
     advice = json.loads((out / "advice.json").read_text())
     assert advice["tasks"] == ["left", "row", "big"]
     assert advice["per_task"]["row"]["metric"] == "r2"
-    config = json.loads((out / "advise_config.json").read_text())
-    assert config["settings"]["trunk"] == "cnn" and config["images"] == str(folder)
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["identity"]["trunk"] == "cnn" and config["identity"]["images"] == str(folder)
     assert (out / "report.html").exists()
     # IDX images and labels, the CNN by default
     _, df = blobs(120)
@@ -139,8 +141,8 @@ def test_advise_on_images_with_a_cnn_and_on_idx(tmp_path, capsys):
     out2 = tmp_path / "adv_idx"
     assert main(["advise", "--data", str(tmp_path / "x.idx"), "--labels",
                  str(tmp_path / "y.idx"), "--out", str(out2), *common]) == 0  # fmt: skip
-    config = json.loads((out2 / "advise_config.json").read_text())
-    assert config["settings"]["trunk"] == "cnn" and config["settings"]["widths"] == [16, 32]
+    config = yaml.safe_load((out2 / "config.yaml").read_text())
+    assert config["identity"]["trunk"] == "cnn" and config["identity"]["widths"] == [16, 32]
     assert json.loads((out2 / "advice.json").read_text())["tasks"] == ["label0", "label1"]
 
 

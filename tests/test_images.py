@@ -15,8 +15,9 @@ from mtlab.models.multitask import MultiTaskNet
 from mtlab.models.resnet import resnet18_trunk
 from mtlab.runs.config import ConfigError, make_config
 from mtlab.runs.images import build_net
+from mtlab.tasks.base import DataError
 from mtlab.tasks.images import load_aux_main, split_aux_main
-from mtlab.tasks.loaders import DataFormatError, load_cifar, save_cifar
+from mtlab.tasks.loaders import load_cifar, save_cifar
 from mtlab.train.transfer import Phase, PhaseTrainConfig, mtl_aux_weight, train_phases
 
 
@@ -40,27 +41,27 @@ def test_cifar_loader_reads_the_python_pickle_layout(tmp_path):
 
 
 def test_cifar_loader_errors_name_the_file(tmp_path):
-    with pytest.raises(DataFormatError, match="no such directory"):
+    with pytest.raises(DataError, match="no such directory"):
         load_cifar(tmp_path / "missing")
     _fake_cifar(tmp_path)
     root = tmp_path / "cifar-100-python"
     (root / "test").write_bytes(b"not a pickle")
-    with pytest.raises(DataFormatError, match="test: not a CIFAR python-pickle"):
+    with pytest.raises(DataError, match="test: not a CIFAR python-pickle"):
         load_cifar(tmp_path)
     with open(root / "test", "wb") as f:
         pickle.dump({b"data": np.zeros((2, 10), np.uint8), b"fine_labels": [0, 1]}, f)
-    with pytest.raises(DataFormatError, match=r"\(n, 3072\)"):
+    with pytest.raises(DataError, match=r"\(n, 3072\)"):
         load_cifar(tmp_path)
     with open(root / "test", "wb") as f:
         pickle.dump({b"data": np.zeros((2, 3072), np.uint8)}, f)
-    with pytest.raises(DataFormatError, match="missing key 'fine_labels'"):
+    with pytest.raises(DataError, match="missing key 'fine_labels'"):
         load_cifar(tmp_path)
     with open(root / "test", "wb") as f:
         pickle.dump({b"data": np.zeros((1, 3072), np.uint8), b"fine_labels": [9]}, f)
-    with pytest.raises(DataFormatError, match="outside"):
+    with pytest.raises(DataError, match="outside"):
         load_cifar(tmp_path)
     (root / "meta").unlink()
-    with pytest.raises(DataFormatError, match="meta: no such file"):
+    with pytest.raises(DataError, match="meta: no such file"):
         load_cifar(tmp_path)
     with pytest.raises(ValueError, match="variant"):
         load_cifar(tmp_path, variant="cifar1000")

@@ -125,7 +125,7 @@ def test_affinity_into_a_study_folder_and_out_as_a_file_are_refused(tmp_path, ca
     sweep = _sweep(tmp_path, "s.yaml", "4")
     assert main(["run", str(sweep), "--out", str(out), "--quiet", "--no-report"]) == 0
     assert main(["affinity", "--out", str(out), "--epochs", "1"]) == 2
-    assert "holds the runs of study" in capsys.readouterr().err
+    assert "already holds study" in capsys.readouterr().err
     f = tmp_path / "file"
     f.write_text("x")
     assert main(["run", str(sweep), "--out", str(f), "--quiet"]) == 2

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from mtlab.tasks.tables import TableError, infer_kind, prepare, read_table
+from mtlab.tasks.base import DataError
+from mtlab.tasks.tables import infer_kind, prepare, read_table
 
 
 def _frame(n: int = 200, seed: int = 0) -> pd.DataFrame:
@@ -99,20 +100,20 @@ def test_bad_tables_are_named_with_file_column_and_row(tmp_path, mutate, kwargs,
     path = tmp_path / "bad.csv"
     df.to_csv(path, index=False)
     kwargs = {"features": ["a", "b", "plan"], **kwargs}  # not the other targets (NaN labels)
-    with pytest.raises(TableError) as err:
+    with pytest.raises(DataError) as err:
         prepare(read_table(path, **kwargs))
     assert message in str(err.value) and str(path) in str(err.value)
 
 
 def test_unreadable_and_mismatched_files(tmp_path):
     (tmp_path / "x.parquet").write_bytes(b"not parquet")
-    with pytest.raises(TableError, match="not a readable Parquet file"):
+    with pytest.raises(DataError, match="not a readable Parquet file"):
         read_table(tmp_path / "x.parquet", targets=["a"])
     np.savez(tmp_path / "m.npz", x=np.zeros((5, 2)), t=np.arange(4))
-    with pytest.raises(TableError, match="mismatched lengths: 'x0' has 5 rows, 't' has 4"):
+    with pytest.raises(DataError, match="mismatched lengths: 'x0' has 5 rows, 't' has 4"):
         read_table(tmp_path / "m.npz")
-    with pytest.raises(TableError, match="no such file"):
+    with pytest.raises(DataError, match="no such file"):
         read_table(tmp_path / "missing.csv", targets=["a"])
-    with pytest.raises(TableError, match="name the target columns"):
+    with pytest.raises(DataError, match="name the target columns"):
         (tmp_path / "t.csv").write_text("a,b\n1,2\n")
         read_table(tmp_path / "t.csv")

@@ -309,7 +309,9 @@ def test_affinity_cli_and_tiny_study(tmp_path, capsys):
     )
     tasks, A, meta = read_affinity(out / "affinity.json")
     assert len(tasks) == 9 and A.shape == (9, 9) and meta["probes"] >= 2
-    assert (out / "affinity_heatmap.png").exists() and (out / "affinity_over_training.png").exists()
+    figures = out / "figures"
+    assert (figures / "affinity_heatmap.png").exists()
+    assert (figures / "affinity_over_training.png").exists()
     assert main(["affinity", "--dataset", "imagenet", "--out", str(tmp_path / "x")]) == 2
     assert not (tmp_path / "x").exists()
     st = tmp_path / "tr"

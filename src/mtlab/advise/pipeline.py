@@ -1,8 +1,14 @@
 """``mtlab advise``: which tasks together, MTL or PT+FT, which method, which rescaling — measured
 on the user's own table, within a time budget, with seeds and standard errors on every comparison.
 
-Stages (each training cached, so a rerun resumes; a stage that would not fit in the time budget
-left is skipped and said so):
+Every training is a run of the own-data family (:mod:`mtlab.runs.owndata`), and the stages are
+sweeps of them, trained by :func:`mtlab.runs.executor.execute` into the folder's run store — in
+this process or on Ray — so a rerun resumes and trains nothing twice. The stages that do not
+depend on each other's results share one sweep, so that every worker is busy: (1, 2, 2b) the
+measurements, then (4, 5, 6) the candidates. A stage that would not fit in the time budget left is
+skipped and said so.
+
+Stages:
 
 1. STL: every task alone, per seed.
 2. MTL on all tasks with lookahead affinity probes, per seed → the lookahead affinity (mean and
@@ -33,13 +39,11 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from mtlab.advise.engine import Cache, Outcome, Settings, Spec, run
 from mtlab.advise.rules import (
     clear_winner,
     helpful_partners,
@@ -47,16 +51,17 @@ from mtlab.advise.rules import (
     paired_difference,
     stable_grouping,
 )
-from mtlab.grouping import best_grouping
+from mtlab.grouping import SINGLETON_SCORE, best_grouping
+from mtlab.runs.config import OwnDataRunConfig
 from mtlab.tasks.tables import Prepared
 
-SINGLETON_SCORE = 0.0
 GROUPING_SECONDS = 60.0  # all grouping searches of one advice together (anytime beyond)
 LARGE_T = 16  # above this many tasks, groups hold at most MAX_GROUP_SIZE_LARGE_T tasks
 MAX_GROUP_SIZE_LARGE_T = 6
 FAILED_PAIR_SCORE = -1.0  # a pair whose every training diverged: "do not train together"
 PAIRS_MAX_TASKS = 8  # ``affinity="auto"``: pairs up to this many tasks (28 pairs), else lookahead
 AFFINITIES = ("auto", "pairs", "lookahead")
+PROBE_COST = 1.5  # a probed training's cost relative to an unprobed one (time estimates)
 
 
 @dataclass(frozen=True)
@@ -73,56 +78,96 @@ class Options:
             raise ValueError(f"affinity {self.affinity!r}: allowed {', '.join(AFFINITIES)}")
 
 
-class _Runner:
-    """Runs specs through the cache, counting time, with an optional progress callback."""
+@dataclass
+class Outcome:
+    """One finished run as the rules read it: per task (at its best validation checkpoint) the
+    validation / test metric and loss and the lowest validation loss; the affinity ``(T, T)``
+    (recipient × source) averaged over probes, if probed; ``diverged`` for a failed run (never
+    averaged in)."""
 
-    def __init__(self, prep: Prepared, settings: Settings, cache: Cache, budget: float | None,
-                 progress: Callable[[str], None] | None) -> None:  # fmt: skip
-        self.prep, self.settings, self.cache = prep, settings, cache
-        self.budget, self.progress = budget, progress
+    config: OwnDataRunConfig
+    metrics: dict[str, dict[str, float]]
+    seconds: float
+    affinity: list[list[float]] | None = None
+    diverged: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, cfg: OwnDataRunConfig, row: dict[str, Any]) -> Outcome:
+        evals = {e["task"]: e for e in row.get("evals") or []}
+        metrics = {t: {k: _number(v) for k, v in e.items()} for t, e in evals.items()}
+        rows = [evals[t].get("affinity") for t in cfg.tasks if t in evals]
+        affinity = rows if cfg.probe and rows and all(r is not None for r in rows) else None
+        return cls(cfg, metrics, float(row.get("wall_s") or 0.0), affinity,
+                   diverged=row.get("status") == "failed")  # fmt: skip
+
+
+def _number(v: Any) -> Any:
+    """A stored value back as it was trained (the store writes ±inf as strings, NaN as null)."""
+    if v is None:
+        return math.nan
+    return float(v) if v in ("inf", "-inf") else v
+
+
+#: trains a stage's runs (one sweep) and returns what the store holds for each run id
+Train = Callable[[str, Sequence[OwnDataRunConfig]], dict[str, dict[str, Any]]]
+
+
+class Stages:
+    """The stages' sweeps: ``train(stage, configs)`` trains the runs not yet stored (one sweep,
+    dependencies first) and returns the stored rows; :meth:`fits` says whether a stage's
+    remaining runs fit in the time budget, from the cost per task and step of the runs stored so
+    far over ``slots`` runs at a time."""
+
+    def __init__(self, train: Train, stored: Callable[[], dict[str, dict[str, Any]]],
+                 budget: float | None, slots: int = 1) -> None:  # fmt: skip
+        self.train, self.stored = train, stored
+        self.budget, self.slots = budget, max(1, slots)
         self.t0 = time.perf_counter()
-        self.cost: list[float] = []  # seconds per task-step of trainings done here
         self.skipped: list[str] = []
+        self.committed = 0.0  # estimated seconds of the stages accepted but not yet trained
+        self.accepted: set[str] = set()
 
-    def fits(self, stage: str, specs: Sequence[Spec]) -> bool:
-        todo = [s for s in specs if self.cache.get(s) is None]
-        if self.budget is None or not todo or not self.cost:
+    def _cost(self, rows: dict[str, dict[str, Any]]) -> float | None:
+        per = [float(r["wall_s"]) / (len(r["tasks"]) * int(r["steps"]))
+               for r in rows.values() if r.get("status") == "ok" and r.get("wall_s")]  # fmt: skip
+        return float(np.median(per)) if per else None
+
+    def fits(self, stage: str, configs: Sequence[OwnDataRunConfig]) -> bool:
+        rows = self.stored()
+        todo = {c.run_id(): c for c in configs if c.run_id() not in rows}
+        todo = {k: c for k, c in todo.items() if k not in self.accepted}
+        per = self._cost(rows)
+        if self.budget is None or not todo or per is None:
+            self.accepted |= set(todo)
             return True
-        per = float(np.median(self.cost))
-        need = sum(per * len(s.tasks) * self._steps(s) * (1.5 if s.probe else 1) for s in todo)
-        left = self.budget - (time.perf_counter() - self.t0)
+        need = sum(per * len(c.tasks) * c.steps * (PROBE_COST if c.probe else 1)
+                   for c in todo.values()) / self.slots  # fmt: skip
+        left = self.budget - (time.perf_counter() - self.t0) - self.committed
         if need > left:
-            self.skipped.append(
-                f"{stage} ({len(todo)} trainings, ~{need:.0f} s > {left:.0f} s left)"
-            )
+            self.skipped.append(f"{stage} ({len(todo)} trainings, ~{need:.0f} s > {left:.0f} s left)")
             return False
+        self.committed += need
+        self.accepted |= set(todo)
         return True
 
-    def _steps(self, spec: Spec) -> int:
-        return spec.steps or self.settings.steps
-
-    def __call__(self, specs: Sequence[Spec]) -> list[Outcome]:
-        out = []
-        for spec in specs:
-            cached = self.cache.get(spec) is not None
-            outcome = run(spec, self.prep, self.settings, self.cache)
-            if not cached:
-                self.cost.append(outcome.seconds / (len(spec.tasks) * self._steps(spec)))
-                if self.progress is not None:
-                    self.progress(f"{describe(spec)}, seed {spec.seed} ({outcome.seconds:.1f} s)")
-            out.append(outcome)
-        return out
+    def run(self, stage: str, configs: Sequence[OwnDataRunConfig]) -> dict[str, Outcome]:
+        """Train ``configs`` as one sweep; their outcomes by run id."""
+        unique = list({c.run_id(): c for c in configs}.values())
+        rows = self.train(stage, unique)
+        self.committed = 0.0  # the estimates are now measured time
+        self.accepted.clear()
+        return {c.run_id(): Outcome.from_row(c, rows[c.run_id()]) for c in unique}
 
 
-def describe(spec: Spec) -> str:
-    """One training in words, for progress lines."""
-    tasks = "+".join(spec.tasks)
-    if spec.regime == "ptft":
-        return f"PT+FT {tasks} from {spec.source}, s={spec.rescale:g}"
-    steps = f" ({spec.steps} steps)" if spec.steps else ""
-    if spec.regime == "stl":
-        return f"STL {tasks}{steps}"
-    return f"MTL {tasks} ({spec.method}{', probes' if spec.probe else ''}){steps}"
+def describe(cfg: OwnDataRunConfig) -> str:
+    """One training in words."""
+    tasks = "+".join(cfg.tasks)
+    if cfg.regime == "ptft":
+        return f"PT+FT {tasks} from {cfg.source}, s={cfg.rescale:g}"
+    if cfg.regime == "stl":
+        return f"STL {tasks} ({cfg.steps} steps)"
+    return f"MTL {tasks} ({cfg.method}{', probes' if cfg.probe else ''})"
 
 
 def _metric(outcomes: Sequence[Outcome], task: str, split: str = "val") -> list[float]:
@@ -232,31 +277,45 @@ def _group_of(
 
 def advise(  # long: the stages read as one procedure
     prep: Prepared,
-    settings: Settings,
+    make: Callable[..., OwnDataRunConfig],
     options: Options,
-    out: Path,
-    progress: Callable[[str], None] | None = None,
+    stages: Stages,
 ) -> dict[str, Any]:
-    """Run the stages (module doc) into ``out``; returns the advice (``advice.json``'s content)
-    plus the tables behind it."""
+    """Run the stages (module doc); ``make(**fields)`` builds a run's config (the data and the
+    training settings are the command's). Returns the advice (``advice.json``'s content) plus
+    the tables behind it."""
     tasks = [t.name for t in prep.tasks]
     T = len(tasks)
-    out.mkdir(parents=True, exist_ok=True)
-    runner = _Runner(prep, settings, Cache(out), options.time_budget, progress)
     seeds = list(range(options.seeds))
-    stl = {t: runner([Spec((t,), seed=s) for s in seeds]) for t in tasks}
-    mtl_all = runner([Spec(tuple(tasks), seed=s, probe=True) for s in seeds])
-    look, look_se, per_seed = _affinity(mtl_all)
-    A, A_se, source = look, look_se, "lookahead"
+    steps = make(tasks=(tasks[0],)).steps
+
+    def stl_cfg(t: str, s: int, n: int | None = None) -> OwnDataRunConfig:
+        return make(tasks=(t,), method="stl", seed=s, **({"steps": n} if n else {}))
+
+    def mtl_cfg(g: Sequence[str], m: str, s: int, probe: bool = False) -> OwnDataRunConfig:
+        return make(tasks=tuple(g), method=m, seed=s, probe=probe)
+
     mode = options.affinity
     if mode == "auto":
         mode = "pairs" if T <= PAIRS_MAX_TASKS else "lookahead"
-    pair_specs = {(i, j): [Spec((tasks[i], tasks[j]), seed=s) for s in seeds]
-                  for i in range(T) for j in range(i + 1, T)}  # fmt: skip
-    if mode == "pairs" and runner.fits(
-        "pairwise transfer", [x for v in pair_specs.values() for x in v]
-    ):
-        pairs = {ij: runner(specs) for ij, specs in pair_specs.items()}
+    stl_cfgs = {t: [stl_cfg(t, s) for s in seeds] for t in tasks}
+    all_cfgs = [mtl_cfg(tasks, "mean", s, probe=True) for s in seeds]
+    pair_cfgs = {(i, j): [mtl_cfg((tasks[i], tasks[j]), "mean", s) for s in seeds]
+                 for i in range(T) for j in range(i + 1, T)}  # fmt: skip
+    first = [c for v in stl_cfgs.values() for c in v] + all_cfgs
+    pairs_cfgs = [c for v in pair_cfgs.values() for c in v]
+    want_pairs = mode == "pairs"
+    done = stages.run("every task alone; all tasks together with probes", first)
+    if want_pairs and stages.fits("pairwise transfer", pairs_cfgs):
+        done.update(stages.run("every pair of tasks together", pairs_cfgs))
+    else:
+        want_pairs = False
+    stl = {t: [done[c.run_id()] for c in v] for t, v in stl_cfgs.items()}
+    mtl_all = [done[c.run_id()] for c in all_cfgs]
+    look, look_se, per_seed = _affinity(mtl_all)
+    A, A_se, source = look, look_se, "lookahead"
+    if want_pairs:
+        pairs = {ij: [done[c.run_id()] for c in v] for ij, v in pair_cfgs.items()}
         A, A_se, per_seed = _pair_affinity(stl, pairs, tasks)
         source = "pairs"
     groupings = _groupings(A, tasks, per_seed)
@@ -277,38 +336,13 @@ def advise(  # long: the stages read as one procedure
     if T > LARGE_T:
         notes.append(f"{T} tasks: groups were limited to {MAX_GROUP_SIZE_LARGE_T} tasks each")
     groups = groupings[str(budget)]["groups"]
-    candidates: dict[str, list[dict[str, Any]]] = {t: [] for t in tasks}
-
-    def add(task: str, regime: str, outcomes: list[Outcome], **what: Any) -> None:
-        candidates[task].append({"regime": regime, "val": _metric(outcomes, task),
-                                 "test": _metric(outcomes, task, "test"),
-                                 "failed": sum(o.diverged for o in outcomes), **what})  # fmt: skip
-
-    for t in tasks:
-        add(t, "stl", stl[t], partners=[], method=None, source=None, rescale=None, steps=None)
     chosen = sorted({tuple(g) for g in groups if len(g) > 1})
 
-    def trained(g: tuple[str, ...], method: str = "mean") -> list[Outcome]:
-        if g == tuple(tasks) and method == "mean":  # MTL on all tasks is trained already (the
-            return mtl_all  # probes have no side effect on training)
-        return runner([Spec(g, method, s) for s in seeds])
+    def group_cfgs(gs: Sequence[tuple[str, ...]], m: str) -> list[OwnDataRunConfig]:
+        # MTL on all tasks with "mean" was trained already (the probes do not change training)
+        return [mtl_cfg(g, m, s, probe=g == tuple(tasks) and m == "mean")
+                for g in gs for s in seeds]  # fmt: skip
 
-    def specs(gs: Sequence[tuple[str, ...]], methods: Sequence[str]) -> list[Spec]:
-        return [Spec(g, m, s) for g in gs for m in methods for s in seeds
-                if not (g == tuple(tasks) and m == "mean")]  # fmt: skip
-
-    # the chosen groups as they are: predicted vs realised change per task
-    verify: list[dict[str, Any]] = []
-    if runner.fits("grouped MTL", specs(chosen, ["mean"])):
-        for g in chosen:
-            res = trained(g)
-            for t in g:
-                i = tasks.index(t)
-                predicted = float(np.mean([A[i, tasks.index(u)] for u in g if u != t]))
-                gain, se = paired_difference(_metric(stl[t], t), _metric(res, t))
-                verify.append({"task": t, "group": list(g), "predicted_affinity": predicted,
-                               "realised_change": gain, "realised_se": se,
-                               "agree": (predicted > 0) == (gain > 0)})  # fmt: skip
     # MTL candidates: each task with the members of its group that clearly help it
     # (rules.helpful_partners) — a partner always comes from the measured affinity, never one
     # that merely shares the task's network
@@ -320,36 +354,71 @@ def advise(  # long: the stages read as one procedure
             own[t] = tuple(u for j, u in enumerate(tasks) if j == i or j in keep)
     cand_groups = sorted(set(own.values()))
     methods = ["mean", *options.methods]
-    for stage, ms in (("MTL with helpful partners", methods[:1]), ("methods", methods[1:])):
-        if not ms or not runner.fits(stage, specs(cand_groups, ms)):
-            continue
-        for g in cand_groups:
+    sources = {t: helpful_source(A[i], A_se[i], i) for i, t in enumerate(tasks)}
+    with_source = [(t, tasks[j]) for t, j in sources.items() if j is not None]
+    long = 2 * steps
+
+    def ptft_cfg(t: str, src: str, r: float, s: int) -> OwnDataRunConfig:
+        return make(tasks=(t,), method="ptft", source=src, rescale=r, seed=s)
+
+    ptft_cfgs = [ptft_cfg(t, src, r, s) for t, src in with_source for r in options.rescales
+                 for s in seeds]  # fmt: skip
+    # the control PT+FT needs: STL trained as long as pretraining + finetuning together (a gain
+    # that is only more steps is not transfer)
+    long_cfgs = [stl_cfg(t, s, long) for t, _ in with_source for s in seeds]
+    plan = {
+        "grouped": stages.fits("grouped MTL", group_cfgs(chosen, "mean")),
+        "partners": bool(cand_groups) and stages.fits(
+            "MTL with helpful partners", group_cfgs(cand_groups, "mean")),
+        "methods": bool(cand_groups) and len(methods) > 1 and stages.fits(
+            "methods", [c for m in methods[1:] for c in group_cfgs(cand_groups, m)]),
+        "ptft": bool(ptft_cfgs) and stages.fits("PT+FT", ptft_cfgs + long_cfgs),
+    }  # fmt: skip
+    todo = (group_cfgs(chosen, "mean") if plan["grouped"] else []) + (
+        group_cfgs(cand_groups, "mean") if plan["partners"] else []) + (
+        [c for m in methods[1:] for c in group_cfgs(cand_groups, m)] if plan["methods"] else []
+    ) + (ptft_cfgs + long_cfgs if plan["ptft"] else [])  # fmt: skip
+    if todo:
+        done.update(stages.run("groups, helpful partners, methods and PT+FT", todo))
+
+    def trained(g: Sequence[str], m: str) -> list[Outcome]:
+        return [done[c.run_id()] for c in group_cfgs([tuple(g)], m)]
+
+    candidates: dict[str, list[dict[str, Any]]] = {t: [] for t in tasks}
+
+    def add(task: str, regime: str, outcomes: list[Outcome], **what: Any) -> None:
+        candidates[task].append({"regime": regime, "val": _metric(outcomes, task),
+                                 "test": _metric(outcomes, task, "test"),
+                                 "failed": sum(o.diverged for o in outcomes), **what})  # fmt: skip
+
+    for t in tasks:
+        add(t, "stl", stl[t], partners=[], method=None, source=None, rescale=None, steps=None)
+    # the chosen groups as they are: predicted vs realised change per task
+    verify: list[dict[str, Any]] = []
+    for g in chosen if plan["grouped"] else []:
+        res = trained(g, "mean")
+        for t in g:
+            i = tasks.index(t)
+            predicted = float(np.mean([A[i, tasks.index(u)] for u in g if u != t]))
+            gain, se = paired_difference(_metric(stl[t], t), _metric(res, t))
+            verify.append({"task": t, "group": list(g), "predicted_affinity": predicted,
+                           "realised_change": gain, "realised_se": se,
+                           "agree": (predicted > 0) == (gain > 0)})  # fmt: skip
+    for key, ms in (("partners", methods[:1]), ("methods", methods[1:])):
+        for g in cand_groups if plan[key] else []:
             for m in ms:
                 res = trained(g, m)
                 for t in g:
                     if own.get(t) == g:
                         add(t, "mtl", res, partners=[u for u in g if u != t], method=m,
                             source=None, rescale=None, steps=None)  # fmt: skip
-    sources = {t: helpful_source(A[i], A_se[i], i) for i, t in enumerate(tasks)}
-    ptft_specs = [Spec((t,), seed=s, source=tasks[j], rescale=r) for t, j in sources.items()
-                  if j is not None for r in options.rescales for s in seeds]  # fmt: skip
-    long = 2 * settings.steps
-    long_specs = [Spec((t,), seed=s, steps=long) for t, j in sources.items() if j is not None
-                  for s in seeds]  # fmt: skip
-    if ptft_specs and runner.fits("PT+FT", ptft_specs + long_specs):
-        for t, j in sources.items():
-            if j is None:
-                continue
-            for r in options.rescales:
-                res = runner([Spec((t,), seed=s, source=tasks[j], rescale=r) for s in seeds])
-                add(t, "ptft", res, partners=[], method=None, source=tasks[j], rescale=r,
-                    steps=None)  # fmt: skip
-        # the control PT+FT needs: STL trained as long as pretraining + finetuning together (a
-        # gain that is only more steps is not transfer)
-        for t, j in sources.items():
-            if j is not None:
-                res = runner([Spec((t,), seed=s, steps=long) for s in seeds])
-                add(t, "stl", res, partners=[], method=None, source=None, rescale=None, steps=long)
+    for t, src in with_source if plan["ptft"] else []:
+        for r in options.rescales:
+            res = [done[ptft_cfg(t, src, r, s).run_id()] for s in seeds]
+            add(t, "ptft", res, partners=[], method=None, source=src, rescale=r, steps=None)
+    for t, _ in with_source if plan["ptft"] else []:
+        res = [done[stl_cfg(t, s, long).run_id()] for s in seeds]
+        add(t, "stl", res, partners=[], method=None, source=None, rescale=None, steps=long)
     per_task = {t: _decide(t, candidates[t], prep) for t in tasks}
     return {
         "tasks": tasks,
@@ -367,9 +436,9 @@ def advise(  # long: the stages read as one procedure
             "lookahead_vs_used_corr": _offdiag_corr(look, A) if source == "pairs" else None,
         },
         "sources": {t: (None if j is None else tasks[j]) for t, j in sources.items()},
-        "skipped": runner.skipped,
+        "skipped": stages.skipped,
         "notes": notes,
-        "seconds": time.perf_counter() - runner.t0,
+        "seconds": time.perf_counter() - stages.t0,
         "candidates": candidates,
     }
 
@@ -413,4 +482,4 @@ def _decide(task: str, cands: list[dict[str, Any]], prep: Prepared) -> dict[str,
     }
 
 
-__all__ = ["AFFINITIES", "PAIRS_MAX_TASKS", "Options", "advise"]
+__all__ = ["AFFINITIES", "PAIRS_MAX_TASKS", "Options", "Outcome", "Stages", "advise", "describe"]

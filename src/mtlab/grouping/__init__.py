@@ -27,6 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+#: the score of a task trained alone (``singletons``): no transfer from other tasks — the same
+#: scale as a group member's mean affinity from its partners
+SINGLETON_SCORE = 0.0
+
 
 @dataclass
 class Grouping:
@@ -344,6 +348,7 @@ def read_affinity(path: str | os.PathLike[str]) -> tuple[list[str], np.ndarray, 
 
 
 __all__ = [
+    "SINGLETON_SCORE",
     "AffinityFileError",
     "Grouping",
     "affinity_from_pairwise",

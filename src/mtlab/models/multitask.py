@@ -92,6 +92,25 @@ class MultiTaskNet(nn.Module):
         return list(self.heads.parameters())
 
 
+def seeded_network(
+    input_shape: Sequence[int],
+    heads: Sequence[tuple[str, int]],
+    trunk: str,
+    widths: Sequence[int],
+    seed: int,
+) -> MultiTaskNet:
+    """A :class:`MultiTaskNet` whose trunk is initialised from ``seed`` alone and each head
+    ``(name, outputs)`` from ``seed`` and its task's name — so a task's STL network and every MTL
+    network that contains it start from the same trunk and the same head of that task."""
+    from mtlab._seeding import derive_seed
+
+    net = MultiTaskNet(input_shape, [k for _, k in heads], trunk, widths)
+    init_seeded(net.trunk, derive_seed(seed, "trunk"))
+    for head, (name, _) in zip(net.heads, heads, strict=True):
+        init_seeded(head, derive_seed(seed, "head", name))
+    return net
+
+
 def init_seeded(model: M, seed: int) -> M:
     """Re-initialise every layer from a seeded stream (no global RNG)."""
     g = torch.Generator().manual_seed(seed)
@@ -123,4 +142,5 @@ def rescale_(model: nn.Module, s: float, names: Sequence[str] | None = None) -> 
     return model
 
 
-__all__ = ["TRUNKS", "MultiTaskNet", "cnn_trunk", "init_seeded", "mlp_trunk", "rescale_"]
+__all__ = ["TRUNKS", "MultiTaskNet", "cnn_trunk", "init_seeded", "mlp_trunk", "rescale_",
+           "seeded_network"]

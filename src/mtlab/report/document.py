@@ -21,7 +21,7 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def md_table(df) -> str:
+def md_table(df: Any) -> str:
     """A pandas DataFrame (index kept) as a GitHub-flavoured Markdown table."""
     df = df.reset_index()
     cols = [str(c) if not isinstance(c, tuple) else "/".join(map(str, c)) for c in df.columns]

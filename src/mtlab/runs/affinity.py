@@ -1,13 +1,23 @@
 """Lookahead affinity of a dataset's tasks, measured while training them together
-(``mtlab affinity``; the figures and the folder are written by ``mtlab.studies.transference``)."""
+(``mtlab affinity``; the figures and ``affinity.json`` are written by the ``affinity`` study).
+
+Two families measure it: ``lookahead`` (here: a built-in dataset, :func:`measure_affinity`) and
+``owndata`` with ``probe`` (your own data, :mod:`mtlab.runs.owndata`). :func:`results_from_rows`
+reads either family's stored runs back as one :class:`AffinityResult` per run (seed), and
+:func:`combine_seeds` averages them.
+"""
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from mtlab.runs.config import LookaheadRunConfig
+from mtlab.runs.family import Record, SequentialFamily, register_family
 
 
 @dataclass
@@ -81,51 +91,60 @@ def measure_affinity(
     return AffinityResult(list(data.tasks), A, steps, Z, meta)
 
 
-def measure_table_affinity(
-    prep: Any,
-    seeds: list[int],
-    steps: int = 800,
-    widths: tuple[int, ...] = (128, 64),
-    lr: float = 1e-3,
-    batch_size: int = 64,
-    probe_every: int = 100,
-    method: str = "mean",
-    device: str = "cpu",
-    trunk: str = "mlp",
-    label: str = "",
-) -> list[AffinityResult]:
-    """The affinity of the tasks of a user's prepared data (``mtlab.tasks.tables.prepare``: a
-    table, images or IDX; mixed kinds, missing labels), one result per seed: MTL on all targets
-    with lookahead probes (the SGD probe of TAG, after the first tenth of training) — the same
-    measurement as ``mtlab advise``'s. ``label`` names the data in the metadata."""
-    from mtlab.advise.engine import Settings, Spec, train
+class LookaheadFamily(SequentialFamily):
+    """One :class:`~mtlab.runs.config.LookaheadRunConfig` = one :func:`measure_affinity`; the
+    row carries the tasks, the mean and per-probe affinity, the probe steps and the metadata."""
 
-    if len(prep.tasks) < 2:
-        raise ValueError("affinity needs at least two target tasks")
-    settings = Settings(widths, lr, batch_size, steps, probe_every=probe_every, device=device,
-                        trunk=trunk)  # fmt: skip
-    path = label
-    names = [t.name for t in prep.tasks]
+    name = "lookahead"
+    config_cls = LookaheadRunConfig
+    columns = ("tasks", "affinity", "per_probe", "probe_steps", "meta")
+    timing_columns = ("wall_s", "meta")
+
+    def sort_key(self, cfg: LookaheadRunConfig) -> tuple[Any, ...]:
+        return (cfg.dataset, cfg.seed)
+
+    def record(self, cfg: LookaheadRunConfig, device: Any = "cpu", pretrained: Any = None) -> Record:
+        res = measure_affinity(cfg.dataset, cfg.epochs, cfg.probe_every, cfg.rule, cfg.method,
+                               cfg.seed, str(device), cfg.widths, cfg.lr,
+                               cfg.batch_size)  # fmt: skip
+        row = {**cfg.row_fields(), "run_id": cfg.run_id(), "status": "ok", "reason": None,
+               "tasks": res.tasks, "affinity": res.affinity.tolist(),
+               "per_probe": res.per_probe.tolist(), "probe_steps": list(res.steps),
+               "meta": res.meta}  # fmt: skip
+        return row, [], {}, []
+
+
+def _finite(v: Any) -> float:
+    """A stored number (the store writes ±inf as strings, NaN as null)."""
+    return math.nan if v is None else float(v)
+
+
+def results_from_rows(rows: list[dict[str, Any]]) -> list[AffinityResult]:
+    """One result per finished run (its seed) of either family, in seed order; runs that failed
+    or measured no finite probe are left out."""
     out = []
-    for seed in seeds:
-        outcome, _ = train(Spec(tuple(names), method, seed, probe=True), prep, settings)
-        Z = np.asarray(outcome.extra["per_probe"], float)
-        if not len(Z):
-            raise ValueError(f"seed {seed}: no finite probe (training diverged?)")
+    for row in sorted(rows, key=lambda r: (r.get("seed", 0), r["run_id"])):
+        if row.get("status") != "ok":
+            continue
+        if row.get("family") == "lookahead":
+            Z = np.asarray(row["per_probe"], float)
+            out.append(AffinityResult(list(row["tasks"]), np.asarray(row["affinity"], float),
+                                      list(row["probe_steps"]), Z, dict(row["meta"])))  # fmt: skip
+            continue
+        evals = {e["task"]: e for e in row.get("evals") or []}
+        tasks = list(row["tasks"])
+        if not all(evals.get(t, {}).get("affinity_per_probe") for t in tasks):
+            continue
+        Z = np.stack([np.asarray(evals[t]["affinity_per_probe"], float) for t in tasks], axis=1)
         meta = {
-            "dataset": str(path),
-            "method": method,
-            "rule": "sgd",
-            "steps": steps,
-            "probe_every": probe_every,
-            "probes": len(Z),
-            "seed": seed,
-            "probe_seconds": outcome.extra["probe_seconds"],
-            "train_seconds": outcome.seconds - outcome.extra["probe_seconds"],
-            "first_order_corr": float("nan"),
-            "test_metric": {t: m["test_metric"] for t, m in outcome.metrics.items()},
-        }
-        out.append(AffinityResult(names, Z.mean(0), outcome.extra["probe_steps"], Z, meta))
+            "dataset": row["data"], "method": row["method"], "rule": "sgd", "steps": row["steps"],
+            "probe_every": row["probe_every"], "probes": len(Z), "seed": row["seed"],
+            "probe_seconds": row["probe_seconds"],
+            "train_seconds": _finite(row.get("wall_s")) - row["probe_seconds"],
+            "first_order_corr": math.nan,
+            "test_metric": {t: _finite(evals[t]["test_metric"]) for t in tasks},
+        }  # fmt: skip
+        out.append(AffinityResult(tasks, Z.mean(0), list(row["probe_steps"]), Z, meta))
     return out
 
 
@@ -172,4 +191,7 @@ def combine_seeds(results: list[AffinityResult]) -> AffinityResult:
     return AffinityResult(tasks, A, list(steps[:n]), per_probe, meta)
 
 
-__all__ = ["AffinityResult", "combine_seeds", "measure_affinity", "measure_table_affinity"]
+FAMILY = register_family(LookaheadFamily())
+
+__all__ = ["AffinityResult", "LookaheadFamily", "combine_seeds", "measure_affinity",
+           "results_from_rows"]  # fmt: skip

@@ -552,7 +552,7 @@ def method_errors(method: str) -> list[str]:
     return []
 
 
-class BenchmarkRunConfig(RunConfig):
+class MtbenchRunConfig(RunConfig):
     """One run of the real-data multi-task benchmark (``mtlab benchmark``): a network with a shared
     trunk and one head per task, trained on ``dataset`` with a multi-task ``method`` (see
     :mod:`mtlab.grad.methods`), or ``method: stl`` on the single task ``task``.
@@ -574,7 +574,7 @@ class BenchmarkRunConfig(RunConfig):
     diagnostics_every: int = Field(20, ge=1, description="steps between conflict diagnostics")
 
     @model_validator(mode="after")
-    def _check(self) -> BenchmarkRunConfig:
+    def _check(self) -> MtbenchRunConfig:
         from mtlab.tasks.datasets import DATASETS, dataset_tasks
 
         errors = []
@@ -650,10 +650,11 @@ class TrajectoryRunConfig(RunConfig):
     ``setting``: ``teacher`` — two regression tasks ``t1``, ``t2`` with linear teachers at
     ``angle`` degrees in R^d, ``n1``/``n2`` training samples, label noise ``noise``
     (:mod:`mtlab.tasks.teacher_angle`); ``dataset`` — the classification tasks ``tasks`` (default:
-    all) of a built-in dataset; ``file`` — the tasks of a CSV / NPZ table (``data_path``; the
-    loaders of :mod:`mtlab.tasks.loaders`). The trunk's initialisation depends on the seed only
-    and each head's on the seed and its task's name, so STL and MTL runs of a task start from the
-    same parameters and draw the same batches for it.
+    all) of a built-in dataset; ``file`` — the target columns ``tasks`` of a CSV, Parquet or NPZ
+    table (``data_path``; read by :mod:`mtlab.tasks.tables`, the reader of every ``--data``
+    command: classification and regression targets, missing labels). The trunk's initialisation
+    depends on the seed only and each head's on the seed and its task's name, so STL and MTL runs
+    of a task start from the same parameters and draw the same batches for it.
     """
 
     family: Literal["trajectory"] = "trajectory"
@@ -728,7 +729,7 @@ class TrajectoryRunConfig(RunConfig):
                 f"dataset: unknown dataset {self.dataset!r}; allowed: {', '.join(DATASETS)}"
             )
         if self.setting == "file" and not self.data_path:
-            errors.append("data_path: setting 'file' needs the path of a CSV / NPZ table")
+            errors.append("data_path: setting 'file' needs the path of a CSV, Parquet or NPZ table")
         if self.setting == "file" and not self.tasks:
             errors.append("tasks: setting 'file' needs the task (label) columns")
         names = self.task_names()
@@ -763,15 +764,154 @@ class TrajectoryRunConfig(RunConfig):
         return self
 
 
+class LookaheadRunConfig(RunConfig):
+    """One lookahead-affinity measurement on a built-in dataset (``mtlab affinity --dataset``;
+    TAG, Fifty et al. 2021): all tasks trained together with ``method`` (an MLP trunk, one head
+    per task; :func:`mtlab.train.multitask.train_multitask`), probed every ``probe_every`` steps
+    with the optimiser's real update (``rule: optimizer``) or ``lr`` · gradient (``sgd``)."""
+
+    family: Literal["lookahead"] = "lookahead"
+    method: str = "mean"
+    dataset: str = "digit-attributes"
+    epochs: int = Field(50, ge=1)
+    probe_every: int = Field(100, ge=1)
+    rule: Literal["optimizer", "sgd"] = "optimizer"
+    widths: tuple[int, ...] = Field((128, 64), min_length=1)
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(64, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> LookaheadRunConfig:
+        from mtlab.tasks.datasets import DATASETS
+
+        errors = method_errors(self.method)
+        if self.dataset not in DATASETS:
+            errors.append(
+                f"dataset: unknown dataset {self.dataset!r}; allowed: {', '.join(DATASETS)}"
+            )
+        if min(self.widths) < 1:
+            errors.append(f"widths: need positive widths (got {self.widths})")
+        if errors:
+            raise ValueError("; ".join(errors))
+        return self
+
+
+_OWN_FT = ("source", "rescale", "pt_steps")
+_OWN_PROBE = ("probe_every", "probe_batch", "probe_eta", "first_order_above")
+
+
+class OwnDataRunConfig(RunConfig):
+    """One training on a user's own data — a table (CSV, Parquet, NPZ), a label table naming
+    image files, or IDX files, read and checked by :mod:`mtlab.tasks.tables` — through a network
+    with a shared trunk (``mlp`` widths or ``cnn`` channels) and one head per task
+    (:mod:`mtlab.runs.owndata`).
+
+    ``method``: ``stl`` (one task alone), ``ptft`` (one task, its trunk starting from the trunk
+    of the ``stl`` run of ``source`` — same seed, ``pt_steps`` steps — multiplied by
+    ``rescale``), or a multi-task method (MTL on ``tasks``, :mod:`mtlab.grad.methods`). With
+    ``probe`` the training measures lookahead affinity (TAG's SGD lookahead of step
+    ``probe_eta`` · gradient) on fixed per-task batches every ``probe_every`` steps after the
+    first tenth of training; above ``first_order_above`` tasks its first-order estimate. Each
+    task is scored at its best validation checkpoint (every ``eval_every`` steps).
+
+    The data fields are the data's identity: the file's SHA-256 (``data_sha256``; IDX labels:
+    ``labels_sha256``) is part of every run id, so a changed file is never mistaken for the one a
+    folder was trained on, and the reader's options are those of the command line.
+    """
+
+    family: Literal["owndata"] = "owndata"
+    method: str = "stl"
+    tasks: tuple[str, ...] = Field(min_length=1, description="the tasks of this network")
+    source: str | None = Field(None, description="ptft: the task whose STL trunk is finetuned")
+    rescale: float | None = Field(None, gt=0, description="ptft: the pretrained trunk × s")
+    pt_steps: int | None = Field(None, ge=1, description="ptft: the source run's steps")
+    probe: bool = Field(False, description="measure lookahead affinity while training")
+    data: str = Field(min_length=1, description="the table, label table or IDX image file")
+    data_sha256: str = Field(min_length=1)
+    targets: tuple[str, ...] = Field(min_length=1, description="the target columns read")
+    features: tuple[str, ...] | None = Field(None, description="None: every other column")
+    kinds: tuple[str, ...] = Field((), description="kind overrides, name=kind")
+    split_column: str | None = None
+    images: str | None = Field(None, description="the folder of the images named in data")
+    image_column: str | None = None
+    image_size: int | None = Field(None, ge=1)
+    labels: str | None = Field(None, description="IDX labels of an IDX data file")
+    labels_sha256: str | None = None
+    trunk: Literal["mlp", "cnn"] = "mlp"
+    widths: tuple[int, ...] = Field((128, 128), min_length=1)
+    steps: int = Field(800, ge=1)
+    lr: float = Field(1e-3, gt=0, description="Adam")
+    batch_size: int = Field(128, ge=1)
+    eval_every: int = Field(100, ge=1)
+    probe_every: int = Field(100, ge=1)
+    probe_batch: int = Field(256, ge=1)
+    probe_eta: float = Field(0.1, gt=0)
+    first_order_above: int = Field(12, ge=1)
+
+    def row_fields(self) -> dict[str, Any]:
+        data = super().row_fields()
+        if self.method != "ptft":
+            for name in _OWN_FT:
+                data[name] = None
+        if not self.probe:
+            for name in _OWN_PROBE:
+                data[name] = None
+        return data
+
+    @property
+    def regime(self) -> str:
+        return self.method if self.method in ("stl", "ptft") else "mtl"
+
+    @model_validator(mode="after")
+    def _check(self) -> OwnDataRunConfig:
+        errors = []
+        unknown = [t for t in self.tasks if t not in self.targets]
+        if unknown:
+            errors.append(f"tasks: {unknown} are not among the targets {list(self.targets)}")
+        if len(set(self.tasks)) != len(self.tasks):
+            errors.append(f"tasks: a task appears twice ({list(self.tasks)})")
+        if self.method in ("stl", "ptft"):
+            if len(self.tasks) != 1:
+                errors.append(f"tasks: method {self.method!r} trains one task (got {self.tasks})")
+        else:
+            errors += method_errors(self.method)
+            if len(self.tasks) < 2:
+                errors.append(f"tasks: MTL with {self.method!r} needs at least two tasks")
+        if self.method == "ptft":
+            if self.source is None or self.rescale is None:
+                errors.append("source, rescale: method 'ptft' needs the source task and s")
+            elif self.source not in self.targets or self.source in self.tasks:
+                errors.append(f"source: {self.source!r} must be another of the targets")
+        if min(self.widths) < 1:
+            errors.append(f"widths: need positive widths (got {self.widths})")
+        if errors:
+            raise ValueError("; ".join(errors))
+        return self
+
+    def dependencies(self) -> list[RunConfig]:
+        return [self.pretraining()] if self.method == "ptft" else []
+
+    def pretraining(self) -> OwnDataRunConfig:
+        """The ``stl`` run of the source whose trunk this finetuning starts from (the same run
+        an STL stage trains, so it is trained once)."""
+        assert self.source is not None
+        return self.model_copy(update={
+            "method": "stl", "tasks": (self.source,), "source": None, "rescale": None,
+            "pt_steps": None, "probe": False, "steps": self.pt_steps or self.steps,
+        })  # fmt: skip
+
+
 #: config class per family name (built-in ones; ``mtlab.runs.family.register_family`` adds more)
 FAMILIES: dict[str, type[RunConfig]] = {
     "diagonal": DiagonalRunConfig,
     "subspace": SubspaceRunConfig,
-    "mtbench": BenchmarkRunConfig,
+    "mtbench": MtbenchRunConfig,
     "transference": TransferenceRunConfig,
     "relu": ReluRunConfig,
     "images": ImagesRunConfig,
     "trajectory": TrajectoryRunConfig,
+    "owndata": OwnDataRunConfig,
+    "lookahead": LookaheadRunConfig,
 }
 
 
@@ -792,10 +932,12 @@ def make_config(data: dict[str, Any], where: str = "") -> RunConfig:
 __all__ = [
     "FAMILIES",
     "SETTINGS",
-    "BenchmarkRunConfig",
     "ConfigError",
     "DiagonalRunConfig",
     "ImagesRunConfig",
+    "LookaheadRunConfig",
+    "MtbenchRunConfig",
+    "OwnDataRunConfig",
     "ReluRunConfig",
     "RunConfig",
     "SubspaceRunConfig",

@@ -281,7 +281,7 @@ class DiagonalFamily(Family):
     ) -> None:
         """Train ``cfgs`` as one ensemble; each finished run goes to ``sink(row, curve, params)``.
 
-        ``max_steps`` (timing probes) overrides the budget and disables the threshold.
+        ``max_steps`` (timing runs of --chunk measure) overrides the budget and disables the threshold.
         """
         model, params, data, trainable, lr, truth = self.build(cfgs, pretrained, device)
         out_idx = 1 if cfgs[0].method == "mtl" else 0

@@ -40,7 +40,7 @@ def plan_chunk(
     group: Sequence[RunConfig],
     pretrained: Pretrained,
     device: str | torch.device,
-    probe_steps: int = 30,
+    timing_steps: int = 30,
 ) -> int:
     """Ensemble size with the best measured throughput for this group (cached per group key)."""
     key = (fam.group_key(group[0]), len(group) >= CANDIDATE_CHUNKS[-1], str(device))
@@ -54,7 +54,7 @@ def plan_chunk(
     for size in sizes:
         fam.run_chunk(group[:size], pretrained, device=device, max_steps=3)  # warm-up
         t0 = time.perf_counter()
-        fam.run_chunk(group[:size], pretrained, device=device, max_steps=probe_steps)
+        fam.run_chunk(group[:size], pretrained, device=device, max_steps=timing_steps)
         rate = size / (time.perf_counter() - t0)
         if rate > best_rate * 1.05:
             best, best_rate = size, rate
@@ -162,6 +162,8 @@ class Executor(Protocol):
     name: str
     #: the torch device the chunks run on (for the ensemble cost model)
     device: str
+    #: chunks that run at the same time (time estimates divide by it)
+    slots: int
 
     def start(self) -> bool:
         """Acquire what the executor needs; True if this call did (False: already started).
@@ -188,6 +190,7 @@ class LocalExecutor:
     """In this process, one chunk after another; every run is stored as it finishes."""
 
     name = "local"
+    slots = 1
 
     def __init__(self, device: str | torch.device = "cpu") -> None:
         self.device = str(device)

@@ -9,7 +9,7 @@ of its runs. The executor only ever calls the methods of :class:`Family`:
   group key is derived from this declaration (:meth:`Family.group_key`), never written by hand.
 * :meth:`Family.batched` — whether runs of this config are ensembled (``False``: one at a time).
 * :meth:`Family.run_chunk` — train a chunk; each finished run goes to ``sink(row, curve, params,
-  evals=...)``; it returns nothing (``max_steps`` runs are timing probes and store nothing).
+  evals=...)``; it returns nothing (``max_steps`` runs are timing runs and store nothing).
 * :meth:`Family.sort_key` (order inside a group: similar runs together) and
   :meth:`Family.bytes_per_run` (memory per run of an ensemble).
 * :attr:`Family.columns` — the metric columns every stored row of the family carries (beside the
@@ -132,7 +132,7 @@ class Family(ABC):
         max_steps: int | None = None,
     ) -> None:
         """Train ``cfgs`` (one group); each finished run goes to ``sink``. ``max_steps`` (timing
-        probes) overrides the budget, disables the threshold and stores nothing."""
+        runs) overrides the budget, disables the threshold and stores nothing."""
 
 
 class SequentialFamily(Family):
@@ -177,6 +177,8 @@ _BUILTIN = {
     "relu": "mtlab.runs.relu",
     "images": "mtlab.runs.images",
     "trajectory": "mtlab.runs.trajectory",
+    "owndata": "mtlab.runs.owndata",
+    "lookahead": "mtlab.runs.affinity",
 }
 _REGISTRY: dict[str, Family] = {}
 

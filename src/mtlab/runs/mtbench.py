@@ -1,5 +1,8 @@
-"""The real-data multi-task benchmark family: one :class:`BenchmarkRunConfig` = one network trained
-on a dataset's tasks with one method (or one task alone, ``stl``).
+"""The ``mtbench`` family — one run of the multi-task method benchmark (the ``benchmark`` study and
+``mtlab benchmark --dataset``): one :class:`MtbenchRunConfig` = one network trained on a built-in
+dataset's tasks with one method (or one task alone, ``stl``), epochs over the shared design matrix
+(:func:`mtlab.train.multitask.train_multitask`). (``mtlab benchmark --data`` trains the own-data
+family, :mod:`mtlab.runs.owndata`.)
 
 Each run stores one evaluation row per (task, split, metric) — ``task``, ``split`` (``val`` /
 ``test``), ``metric`` (``accuracy`` / ``loss``), ``value``, ``higher_is_better`` — plus run-level
@@ -18,7 +21,7 @@ import torch
 from mtlab._seeding import derive_seed
 from mtlab.grad.methods import make_method
 from mtlab.models.multitask import MultiTaskNet, init_seeded
-from mtlab.runs.config import BenchmarkRunConfig
+from mtlab.runs.config import MtbenchRunConfig
 from mtlab.runs.family import Record, SequentialFamily, register_family
 from mtlab.tasks.datasets import MultiTaskDataset, load_dataset
 from mtlab.train.multitask import MTTrainConfig, train_multitask
@@ -31,20 +34,20 @@ def _dataset(name: str, seed: int) -> MultiTaskDataset:
     return load_dataset(name, seed)
 
 
-class BenchmarkFamily(SequentialFamily):
+class MtbenchFamily(SequentialFamily):
     name = "mtbench"
     headline = ("value",)
     eval_keys = ("task", "split", "metric")
-    config_cls = BenchmarkRunConfig
+    config_cls = MtbenchRunConfig
     columns = ("steps", "best_epoch", "sec_per_step", "jacobian_backend")
     # backend "auto" picks the Jacobian backend by timing it, so the recorded choice is timing too
     timing_columns = ("wall_s", "sec_per_step", "jacobian_backend")
 
-    def sort_key(self, cfg: BenchmarkRunConfig) -> tuple[Any, ...]:
+    def sort_key(self, cfg: MtbenchRunConfig) -> tuple[Any, ...]:
         return (cfg.dataset, cfg.method, cfg.seed, cfg.task or "")
 
     def run_one(
-        self, cfg: BenchmarkRunConfig, device: torch.device | str = "cpu"
+        self, cfg: MtbenchRunConfig, device: torch.device | str = "cpu"
     ) -> tuple[dict[str, Any], list[dict[str, float]], list[dict[str, Any]]]:
         """Train and evaluate one run: (base row, curve, evaluation rows)."""
         data = _dataset(cfg.dataset, cfg.seed)  # the split depends on the seed
@@ -95,10 +98,10 @@ class BenchmarkFamily(SequentialFamily):
         return base, [*res.history, *res.diagnostics], evals
 
     def record(
-        self, cfg: BenchmarkRunConfig, device: torch.device | str = "cpu", pretrained=None
+        self, cfg: MtbenchRunConfig, device: torch.device | str = "cpu", pretrained=None
     ) -> Record:
         row, curve, evals = self.run_one(cfg, device)
         return row, curve, {}, evals
 
 
-FAMILY = register_family(BenchmarkFamily())
+FAMILY = register_family(MtbenchFamily())

@@ -188,6 +188,18 @@ class RayExecutor:
         self._task = ray.remote(mtlab_chunk)
         return True
 
+    @property
+    def slots(self) -> int:
+        """Chunks that can run at once: the cluster's CPUs (GPUs, where chunks declare them)
+        over what a chunk declares (1 before :meth:`start`)."""
+        if self._ray is None:
+            return 1
+        total = self._ray.cluster_resources()
+        n = float(total.get("CPU", 1.0)) / self.cpus_per_chunk
+        if self.gpus_per_chunk > 0:
+            n = min(n, float(total.get("GPU", 0.0)) / self.gpus_per_chunk)
+        return max(1, int(n))
+
     def _check_resources(self) -> None:
         """Refuse chunk resources that no node of the cluster has (they would wait forever)."""
         nodes = [n["Resources"] for n in self._ray.nodes() if n.get("Alive")]

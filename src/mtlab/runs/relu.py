@@ -201,7 +201,7 @@ class ReluFamily(Family):
         max_steps: int | None = None,
     ) -> None:
         """Train ``cfgs`` as one ensemble (or fit a kernel baseline); each finished run goes to
-        ``sink(row, curve, params)``. ``max_steps`` (timing probes) overrides the budget."""
+        ``sink(row, curve, params)``. ``max_steps`` (timing runs of --chunk measure) overrides the budget."""
         if cfgs[0].method in KERNEL:
             for cfg in cfgs:
                 t0 = time.perf_counter()

@@ -15,10 +15,9 @@ from typing import Any
 
 import torch
 
-from mtlab._seeding import derive_seed
 from mtlab.grad.methods import make_method
 from mtlab.measure.trajectory import CheckpointMeter, FactorOptions
-from mtlab.models.multitask import MultiTaskNet, init_seeded
+from mtlab.models.multitask import MultiTaskNet, seeded_network
 from mtlab.runs.config import TrajectoryRunConfig
 from mtlab.runs.family import Record, SequentialFamily, register_family
 from mtlab.tasks.supervised import SupervisedTask, from_classification
@@ -26,13 +25,10 @@ from mtlab.train.minibatch import MinibatchConfig, checkpoint_schedule, train_mi
 
 
 @lru_cache(maxsize=16)
-def _classification(source: str, path: str | None, tasks: tuple[str, ...], seed: int) -> tuple:
+def _dataset_tasks(dataset: str, tasks: tuple[str, ...], seed: int) -> tuple:
     from mtlab.tasks.datasets import load_dataset
-    from mtlab.tasks.loaders import load_table
 
-    data = (
-        load_table(str(path), tasks, seed=seed) if source == "file" else load_dataset(source, seed)
-    )
+    data = load_dataset(dataset, seed)
     if tasks:
         data = data.subset_tasks(list(tasks))
     return tuple(
@@ -41,6 +37,16 @@ def _classification(source: str, path: str | None, tasks: tuple[str, ...], seed:
         )
         for i, name in enumerate(data.tasks)
     )
+
+
+@lru_cache(maxsize=16)
+def _file_tasks(path: str, tasks: tuple[str, ...], seed: int) -> tuple:
+    """The tasks of a user's table: the one reader of every ``--data`` command
+    (:mod:`mtlab.tasks.tables`; classification and regression targets, missing labels), split
+    by the seed."""
+    from mtlab.tasks.tables import prepare, read_table
+
+    return tuple(prepare(read_table(path, list(tasks)), seed=seed).tasks)
 
 
 def setting_tasks(cfg: TrajectoryRunConfig) -> list[SupervisedTask]:
@@ -52,19 +58,18 @@ def setting_tasks(cfg: TrajectoryRunConfig) -> list[SupervisedTask]:
             cfg.angle, cfg.d, (cfg.n1, cfg.n2), noise=cfg.noise, seed=cfg.seed
         )
         return [SupervisedTask(t, "regression", 1) for t in tds]
-    source = cfg.dataset if cfg.setting == "dataset" else "file"
-    assert source is not None
-    return list(_classification(source, cfg.data_path, tuple(cfg.task_names()), cfg.seed))
+    if cfg.setting == "file":
+        assert cfg.data_path is not None
+        return list(_file_tasks(cfg.data_path, tuple(cfg.task_names()), cfg.seed))
+    assert cfg.dataset is not None
+    return list(_dataset_tasks(cfg.dataset, tuple(cfg.task_names()), cfg.seed))
 
 
 def build_network(cfg: TrajectoryRunConfig, tasks: list[SupervisedTask]) -> MultiTaskNet:
     """The trunk initialised from the seed, each head from the seed and its task's name."""
-    d = tasks[0]["train"].x.shape[1]
-    model = MultiTaskNet((d,), [t.n_out for t in tasks], cfg.trunk, cfg.widths)
-    init_seeded(model.trunk, derive_seed(cfg.seed, "trunk"))
-    for head, task in zip(model.heads, tasks, strict=True):
-        init_seeded(head, derive_seed(cfg.seed, "head", task.name))
-    return model
+    shape = tuple(tasks[0]["train"].x.shape[1:])
+    return seeded_network(shape, [(t.name, t.n_out) for t in tasks], cfg.trunk, cfg.widths,
+                          cfg.seed)  # fmt: skip
 
 
 def factor_options(cfg: TrajectoryRunConfig) -> FactorOptions:

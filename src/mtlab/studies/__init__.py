@@ -2,6 +2,7 @@
 
 from mtlab.report.analysis import Analysis, Claim, Section
 from mtlab.studies import (  # noqa: F401  (registration)
+    affinity,
     benchmark,
     custom,
     diagonal,

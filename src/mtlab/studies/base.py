@@ -38,6 +38,9 @@ class StudyInputs:
     widths: tuple[int, ...] | None = None
     lr: float | None = None
     batch_size: int | None = None
+    #: your own data: the :class:`~mtlab.runs.config.OwnDataRunConfig` fields every run shares
+    #: (the data's identity and the training settings; ``mtlab.cli.owndata.read``)
+    owndata: dict[str, Any] | None = None
 
     def given(self) -> set[str]:
         return {k for k, v in self.__dict__.items() if v is not None}

@@ -1,6 +1,6 @@
 """Study ``transference``: lookahead inter-task affinity, IT-MTL and task grouping (Fifty et al.
 2020; TAG, NeurIPS 2021), on a synthetic family with planted task groups and on
-``digit-attributes``. Also :func:`affinity_report`, the folder ``mtlab affinity`` writes.
+``digit-attributes``.
 
 Claims (each with a figure): tasks that share a teacher have positive affinity and tasks with
 competing teachers through a narrow bottleneck negative; the first-order estimate agrees with the
@@ -18,7 +18,6 @@ import pandas as pd
 
 from mtlab.report.analysis import Analysis, Claim, Section
 from mtlab.report.plotting import panel_grid, plt, save
-from mtlab.runs.affinity import AffinityResult
 from mtlab.runs.config import RunConfig
 from mtlab.runs.store import RunStore
 from mtlab.runs.sweep import expand
@@ -49,7 +48,7 @@ PRESETS = {
 }
 
 
-def _heatmap(ax: Any, A: np.ndarray, tasks: list[str], title: str) -> None:
+def heatmap(ax: Any, A: np.ndarray, tasks: list[str], title: str) -> None:
     lim = float(np.abs(A[~np.eye(len(tasks), dtype=bool)]).max()) or 1.0
     im = ax.imshow(A, cmap="RdBu", vmin=-lim, vmax=lim)
     ax.set_xticks(range(len(tasks)), tasks, rotation=90, fontsize=7)
@@ -60,52 +59,6 @@ def _heatmap(ax: Any, A: np.ndarray, tasks: list[str], title: str) -> None:
     ax.figure.colorbar(im, ax=ax, shrink=0.8)
 
 
-def affinity_report(result: AffinityResult, out: Path) -> str:
-    """Write ``affinity.json`` (mean over training, recipient × source), ``affinity_heatmap.png``
-    and ``affinity_over_training.png`` into ``out``; return a text summary."""
-    from mtlab.grouping import write_affinity
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    tasks, A, meta = result.tasks, result.affinity, result.meta
-    write_affinity(out / "affinity.json", tasks, A, meta)
-    fig, ax = plt().subplots(figsize=(6, 5), layout="constrained")
-    _heatmap(ax, A, tasks, f"lookahead affinity, {meta['dataset']} (mean over {meta['probes']})")
-    save(fig, out, "affinity_heatmap.png")
-    fig, ax = plt().subplots(figsize=(6.5, 3.5), layout="constrained")
-    off = ~np.eye(len(tasks), dtype=bool)
-    Z = result.per_probe
-    ax.plot(result.steps, Z[:, off].mean(1), label="mean off-diagonal", linewidth=1.5)
-    for i, t in enumerate(tasks):
-        ax.plot(result.steps, Z[:, i, off[i]].mean(1), linewidth=0.7, alpha=0.6, label=f"onto {t}")
-    ax.axhline(0, color="0.5", linewidth=0.8)
-    ax.set_xlabel("training step")
-    ax.set_ylabel("affinity")
-    ax.legend(fontsize=6, ncol=2)
-    save(fig, out, "affinity_over_training.png")
-    overhead = meta["probe_seconds"] / max(meta["train_seconds"], 1e-9)
-    lines = [
-        f"affinity of {len(tasks)} tasks from {meta['probes']} probes "
-        f"(every {meta['probe_every']} steps, rule {meta['rule']}); probing cost "
-        f"{100 * overhead:.1f} % of training time; first-order estimate vs lookahead: correlation "
-        f"{meta['first_order_corr']:.3f} -> {out / 'affinity.json'}",
-        "recipient \\ source: " + " ".join(f"{t[:8]:>8}" for t in tasks),
-    ]
-    for i, t in enumerate(tasks):
-        lines.append(f"{t[:18]:>18}: " + " ".join(f"{v:8.4f}" for v in A[i]))
-    if "se" in meta:  # several seeds: the standard error of each entry, and grouping stability
-        se = np.asarray(meta["se"])
-        lines.append(f"standard error over {len(meta['seeds'])} seeds:")
-        for i, t in enumerate(tasks):
-            lines.append(f"{t[:18]:>18}: " + " ".join(f"{v:8.4f}" for v in se[i]))
-        for b, st in meta.get("grouping_stability", {}).items():
-            groups = " | ".join(",".join(g) for g in st["groups"])
-            lines.append(f"budget {b}: {groups} — chosen by {st['seeds_agree']:.0%} of the seeds "
-                         "alone" + ("" if st["seeds_agree"] >= 2 / 3 else
-                                    " (not distinguishable from the alternatives)"))  # fmt: skip
-    return "\n".join(lines)
-
-
 def heatmaps_figure(df: pd.DataFrame, aff: pd.DataFrame, fig_dir: Path) -> str:
     runs = df.drop_duplicates("run_id")
     fig, axes = panel_grid(len(runs), ncols=2, size=(4.6, 4.0))
@@ -113,7 +66,7 @@ def heatmaps_figure(df: pd.DataFrame, aff: pd.DataFrame, fig_dir: Path) -> str:
         sub = aff[aff.run_id == run.run_id]
         tasks = list(dict.fromkeys(sub.recipient))
         A = sub.pivot(index="recipient", columns="source", values="value").loc[tasks, tasks]
-        _heatmap(ax, A.to_numpy(), tasks, f"{run.dataset}, seed {run.seed}")
+        heatmap(ax, A.to_numpy(), tasks, f"{run.dataset}, seed {run.seed}")
     return save(fig, fig_dir, "affinity_heatmaps.png")
 
 

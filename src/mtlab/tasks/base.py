@@ -13,6 +13,12 @@ import torch
 from torch import Tensor
 
 
+class DataError(ValueError):
+    """Data that cannot be used as given — a file that cannot be read, an unknown column, a bad
+    value: the message names the file and, where there is one, the column and the row. The one
+    error of every reader (tables, images, IDX, CelebA, CIFAR)."""
+
+
 @dataclass(frozen=True)
 class Split:
     """One split of one task: inputs ``x: (n, d)`` (or images ``(n, C, H, W)``) and targets

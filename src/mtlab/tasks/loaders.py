@@ -1,6 +1,7 @@
-"""Loaders for users' own multi-task data. Each returns arrays or a
-:class:`~mtlab.tasks.datasets.MultiTaskDataset`; a malformed file raises :class:`DataFormatError`
-naming the file and the problem.
+"""Readers of published data formats. Each returns arrays or a
+:class:`~mtlab.tasks.datasets.MultiTaskDataset`; a malformed file raises
+:class:`~mtlab.tasks.base.DataError` naming the file and the problem. (A user's own table, label
+table of images or IDX pair for ``--data`` is read by :mod:`mtlab.tasks.tables`.)
 
 * :func:`load_idx` — the IDX format of MNIST / MultiMNIST (``.gz`` too): magic ``0x0000``,
   a type byte, the number of dimensions, big-endian ``int32`` sizes, then the data.
@@ -8,8 +9,6 @@ naming the file and the problem.
   MultiMNIST's several labels per image) → a dataset with one task per label column.
 * :func:`load_celeba_attributes` — CelebA's ``list_attr_celeba.txt`` (count line, header line of
   attribute names, then ``file v1 … v40`` with ±1) and optionally the images it names.
-* :func:`load_table` — a CSV (one column per task plus feature columns) or an NPZ (``x`` and
-  ``y`` arrays, or ``x`` plus one array per task).
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from typing import IO, Any
 import numpy as np
 import torch
 
+from mtlab.tasks.base import DataError
 from mtlab.tasks.datasets import SPLITS, MultiTaskDataset, split_indices
 
 IDX_TYPES: dict[int, np.dtype[Any] | type[np.generic]] = {
@@ -35,10 +35,6 @@ IDX_TYPES: dict[int, np.dtype[Any] | type[np.generic]] = {
 }
 
 
-class DataFormatError(ValueError):
-    """A data file could not be read; the message names the file and the problem."""
-
-
 def _open(path: Path) -> IO[bytes]:
     if path.suffix == ".gz":
         return gzip.open(path, "rb")  # type: ignore[return-value]  # GzipFile is a binary IO
@@ -49,25 +45,25 @@ def load_idx(path: str | os.PathLike[str]) -> np.ndarray:
     """An IDX file as a NumPy array of its declared type and shape."""
     path = Path(path)
     if not path.exists():
-        raise DataFormatError(f"{path}: no such file")
+        raise DataError(f"{path}: no such file")
     try:
         with _open(path) as f:
             raw = f.read()
     except OSError as err:
-        raise DataFormatError(f"{path}: cannot read ({err})") from None
+        raise DataError(f"{path}: cannot read ({err})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise DataFormatError(f"{path}: not an IDX file (bad magic number {raw[:4].hex()})")
+        raise DataError(f"{path}: not an IDX file (bad magic number {raw[:4].hex()})")
     code, ndim = raw[2], raw[3]
     if code not in IDX_TYPES:
-        raise DataFormatError(f"{path}: unknown IDX data type 0x{code:02x}")
+        raise DataError(f"{path}: unknown IDX data type 0x{code:02x}")
     head = 4 + 4 * ndim
     if len(raw) < head:
-        raise DataFormatError(f"{path}: truncated header ({ndim} dimensions declared)")
+        raise DataError(f"{path}: truncated header ({ndim} dimensions declared)")
     shape = tuple(int(v) for v in np.frombuffer(raw[4:head], dtype=">i4"))
     dtype = np.dtype(IDX_TYPES[code])
     expected = int(np.prod(shape)) * dtype.itemsize
     if len(raw) - head != expected:
-        raise DataFormatError(
+        raise DataError(
             f"{path}: data size {len(raw) - head} bytes does not match shape {shape} "
             f"({expected} bytes expected)"
         )
@@ -122,13 +118,13 @@ def load_mnist_idx(
     x = load_idx(images)
     y = load_idx(labels)
     if x.ndim != 3:
-        raise DataFormatError(f"{images}: expected images of shape (n, H, W), got {x.shape}")
+        raise DataError(f"{images}: expected images of shape (n, H, W), got {x.shape}")
     if y.ndim not in (1, 2) or y.shape[0] != x.shape[0]:
-        raise DataFormatError(
+        raise DataError(
             f"{labels}: expected labels of shape ({x.shape[0]},) or ({x.shape[0]}, k), got {y.shape}"
         )
     if y.min() < 0:
-        raise DataFormatError(f"{labels}: labels must be non-negative class indices")
+        raise DataError(f"{labels}: labels must be non-negative class indices")
     y2 = y.reshape(len(y), -1).astype(np.int64)
     tasks = ["digit"] if y.ndim == 1 else [f"label{k}" for k in range(y2.shape[1])]
     scale = 255.0 if x.dtype == np.uint8 else 1.0
@@ -149,36 +145,36 @@ def load_celeba_attributes(
     ``(n, 3, H, W)``; without it the inputs are the row indices ``(n, 1)`` (labels only)."""
     path = Path(attr_file)
     if not path.exists():
-        raise DataFormatError(f"{path}: no such file")
+        raise DataError(f"{path}: no such file")
     lines = [ln.split() for ln in path.read_text().splitlines() if ln.strip()]
     if len(lines) < 3:
-        raise DataFormatError(f"{path}: expected a count line, a header line and data rows")
+        raise DataError(f"{path}: expected a count line, a header line and data rows")
     try:
         count = int(lines[0][0])
     except ValueError:
-        raise DataFormatError(f"{path}: first line must be the number of images") from None
+        raise DataError(f"{path}: first line must be the number of images") from None
     names = lines[1]
     rows = lines[2:]
     if len(rows) != count:
-        raise DataFormatError(f"{path}: header says {count} images but {len(rows)} rows follow")
+        raise DataError(f"{path}: header says {count} images but {len(rows)} rows follow")
     files, values = [], []
     for k, row in enumerate(rows, start=3):
         if len(row) != len(names) + 1:
-            raise DataFormatError(
+            raise DataError(
                 f"{path}: line {k} has {len(row) - 1} values, expected {len(names)}"
             )
         try:
             vals = [int(v) for v in row[1:]]
         except ValueError:
-            raise DataFormatError(f"{path}: line {k}: attribute values must be -1 or 1") from None
+            raise DataError(f"{path}: line {k}: attribute values must be -1 or 1") from None
         if any(v not in (-1, 1) for v in vals):
-            raise DataFormatError(f"{path}: line {k}: attribute values must be -1 or 1")
+            raise DataError(f"{path}: line {k}: attribute values must be -1 or 1")
         files.append(row[0])
         values.append(vals)
     chosen = list(attributes) if attributes is not None else names
     missing = [a for a in chosen if a not in names]
     if missing:
-        raise DataFormatError(f"{path}: no attribute(s) {missing}; the file has {names}")
+        raise DataError(f"{path}: no attribute(s) {missing}; the file has {names}")
     cols = [names.index(a) for a in chosen]
     y = (np.asarray(values)[:, cols] > 0).astype(np.int64)
     if image_dir is None:
@@ -190,7 +186,7 @@ def load_celeba_attributes(
         for f in files:
             p = Path(image_dir) / f
             if not p.exists():
-                raise DataFormatError(f"{path}: image {p} listed but not found")
+                raise DataError(f"{path}: image {p} listed but not found")
             with Image.open(p) as src:
                 im = src.convert("RGB").resize(image_size[::-1])
                 imgs.append(np.asarray(im, dtype=np.float32).transpose(2, 0, 1) / 255.0)
@@ -198,93 +194,10 @@ def load_celeba_attributes(
     return _dataset("celeba", x, y, chosen, seed, fractions, {"attr_file": str(path)})
 
 
-def load_table(
-    path: str | os.PathLike[str],
-    tasks: Sequence[str],
-    features: Sequence[str] | None = None,
-    seed: int = 0,
-    fractions: Sequence[float] = (0.8, 0.1, 0.1),
-) -> MultiTaskDataset:
-    """A CSV (``tasks`` columns are integer class labels; ``features`` columns, default all
-    others, are the inputs) or an NPZ (``x`` plus ``y`` with one column per task, or ``x`` plus
-    one array per task name)."""
-    path = Path(path)
-    if not path.exists():
-        raise DataFormatError(f"{path}: no such file")
-    if not tasks:
-        raise ValueError("name at least one task column")
-    if path.suffix == ".npz":
-        try:
-            data = np.load(path)
-        except (OSError, ValueError) as err:
-            raise DataFormatError(f"{path}: not a readable NPZ file ({err})") from None
-        if "x" not in data:
-            raise DataFormatError(f"{path}: no array 'x' (found {list(data.keys())})")
-        x = np.asarray(data["x"], dtype=np.float32)
-        if "y" in data:
-            y = np.asarray(data["y"])
-            y = y.reshape(len(y), -1)
-            if y.shape[1] != len(tasks):
-                raise DataFormatError(
-                    f"{path}: 'y' has {y.shape[1]} columns but {len(tasks)} task names were given"
-                )
-        else:
-            missing = [t for t in tasks if t not in data]
-            if missing:
-                raise DataFormatError(f"{path}: no array for task(s) {missing}")
-            y = np.stack([np.asarray(data[t]) for t in tasks], axis=1)
-    else:
-        import pandas as pd
-
-        try:
-            df = pd.read_csv(path)
-        except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
-            raise DataFormatError(f"{path}: not a readable CSV file ({err})") from None
-        missing = [t for t in tasks if t not in df.columns]
-        if missing:
-            raise DataFormatError(f"{path}: no column(s) {missing}; columns: {list(df.columns)}")
-        feats = (
-            list(features) if features is not None else [c for c in df.columns if c not in tasks]
-        )
-        bad = [c for c in feats if c not in df.columns]
-        if bad:
-            raise DataFormatError(f"{path}: no feature column(s) {bad}")
-        non_numeric = [c for c in feats if not pd.api.types.is_numeric_dtype(df[c])]
-        if non_numeric:
-            raise DataFormatError(f"{path}: feature column(s) {non_numeric} are not numeric")
-        not_int = [t for t in tasks if not pd.api.types.is_integer_dtype(df[t])]
-        if not_int:
-            raise DataFormatError(f"{path}: task column(s) {not_int} must hold integer labels")
-        x = df[feats].to_numpy(np.float32)
-        y = df[list(tasks)].to_numpy()
-    if len(x) != len(y):
-        raise DataFormatError(f"{path}: {len(x)} inputs but {len(y)} label rows")
-    x = x.reshape(len(x), -1)
-    nonfinite = ~np.isfinite(x)
-    if nonfinite.any():
-        row, col = (int(v) for v in np.argwhere(nonfinite)[0])
-        name = feats[col] if path.suffix != ".npz" else f"x[:, {col}]"
-        raise DataFormatError(
-            f"{path}: feature {name!r} is missing or not finite (NaN / inf) at row {row + 1}"
-        )
-    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
-        raise DataFormatError(f"{path}: task labels must be non-negative integers")
-    for t, name in enumerate(tasks):
-        classes = np.unique(y[:, t])
-        if len(classes) < 2:
-            raise DataFormatError(
-                f"{path}: task {name!r} has a single class ({int(classes[0])}); a classification "
-                "task needs at least 2"
-            )
-    return _dataset(path.stem, x, y.astype(np.int64), tasks, seed, fractions, {"file": str(path)})
-
-
 __all__ = [
-    "DataFormatError",
     "load_celeba_attributes",
     "load_idx",
     "load_mnist_idx",
-    "load_table",
     "save_idx",
 ]
 
@@ -305,14 +218,14 @@ def _unpickle(path: Path) -> dict[str, Any]:
     import pickle
 
     if not path.exists():
-        raise DataFormatError(f"{path}: no such file")
+        raise DataError(f"{path}: no such file")
     try:
         with open(path, "rb") as f:
             obj = pickle.load(f, encoding="bytes")
     except Exception as err:  # any unpickling failure is a format problem
-        raise DataFormatError(f"{path}: not a CIFAR python-pickle file ({err})") from None
+        raise DataError(f"{path}: not a CIFAR python-pickle file ({err})") from None
     if not isinstance(obj, dict):
-        raise DataFormatError(f"{path}: expected a pickled dict, got {type(obj).__name__}")
+        raise DataError(f"{path}: expected a pickled dict, got {type(obj).__name__}")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
 
 
@@ -320,15 +233,15 @@ def _cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
     d = _unpickle(path)
     for key in ("data", label_key):
         if key not in d:
-            raise DataFormatError(f"{path}: missing key {key!r} (has {sorted(d)})")
+            raise DataError(f"{path}: missing key {key!r} (has {sorted(d)})")
     x = np.asarray(d["data"])
     y = np.asarray(d[label_key], dtype=np.int64)
     if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3 * 32 * 32:
-        raise DataFormatError(
+        raise DataError(
             f"{path}: 'data' must be uint8 of shape (n, 3072); got {x.dtype} {x.shape}"
         )
     if y.shape != (x.shape[0],):
-        raise DataFormatError(f"{path}: {len(y)} labels for {x.shape[0]} images")
+        raise DataError(f"{path}: {len(y)} labels for {x.shape[0]} images")
     return x.reshape(-1, 3, 32, 32), y
 
 
@@ -350,7 +263,7 @@ def load_cifar(
     sub, train_files, test_file, meta_file, names_key = CIFAR_FILES[variant]
     root = Path(data_dir)
     if not root.is_dir():
-        raise DataFormatError(f"{root}: no such directory")
+        raise DataError(f"{root}: no such directory")
     if (root / sub).is_dir():
         root = root / sub
     label_key = "labels" if variant == "cifar10" else f"{label}_labels"
@@ -359,13 +272,13 @@ def load_cifar(
     meta = _unpickle(root / meta_file)
     key = names_key.decode() if label == "fine" else "coarse_label_names"
     if key not in meta:
-        raise DataFormatError(f"{root / meta_file}: missing key {key!r}")
+        raise DataError(f"{root / meta_file}: missing key {key!r}")
     classes = [n.decode() if isinstance(n, bytes) else str(n) for n in meta[key]]
     x_train = np.concatenate([p[0] for p in parts])
     y_train = np.concatenate([p[1] for p in parts])
     for name, y in (("train", y_train), ("test", y_test)):
         if len(y) and (y.min() < 0 or y.max() >= len(classes)):
-            raise DataFormatError(
+            raise DataError(
                 f"{root}: {name} labels outside 0..{len(classes) - 1} ({y.min()}..{y.max()})"
             )
     return {

@@ -3,7 +3,7 @@ classification or a regression task, labels that may be missing per task.
 
 :func:`read_table` reads a CSV, Parquet or NPZ file and checks it before any training: every bad
 input (a file that cannot be read, an unknown column, a NaN or non-numeric feature, a target with
-a single class or no labels, mismatched lengths) raises :class:`TableError` naming the file, the
+a single class or no labels, mismatched lengths) raises :class:`DataError` naming the file, the
 column and — where there is one — the row (1-based data row; for a CSV, line = row + 1 with the
 header). :func:`prepare` splits it (seeded, or by the user's split column), standardises the
 features with the training split's mean and standard deviation only, standardises regression
@@ -32,17 +32,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from mtlab.tasks.base import Split, TaskData
+from mtlab.tasks.base import DataError, Split, TaskData
 from mtlab.tasks.supervised import Kind, SupervisedTask
 
 MAX_CLASSES_INFERRED = 20
 MAX_LEVELS = 50
 SPLITS = ("train", "val", "test")
 SPLIT_VALUES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
-
-
-class TableError(ValueError):
-    """A user table that cannot be used as given (the message names file, column and row)."""
 
 
 @dataclass(frozen=True)
@@ -90,11 +86,11 @@ def _frame(path: Path) -> Any:
                 arrays = {k: data[k] for k in data.files}
             return _npz_frame(path, arrays)
         return pd.read_csv(path)
-    except TableError:
+    except DataError:
         raise
     except Exception as err:  # the readers raise many kinds; one message for all
         kind = {".parquet": "Parquet", ".pq": "Parquet", ".npz": "NPZ"}.get(suffix, "CSV")
-        raise TableError(
+        raise DataError(
             f"{path}: not a readable {kind} file ({type(err).__name__}: {err})"
         ) from None
 
@@ -105,7 +101,7 @@ def _npz_frame(path: Path, arrays: dict[str, np.ndarray]) -> Any:
     import pandas as pd
 
     if "x" not in arrays:
-        raise TableError(f"{path}: no array 'x' (found {sorted(arrays)})")
+        raise DataError(f"{path}: no array 'x' (found {sorted(arrays)})")
     x = arrays.pop("x")
     x = x.reshape(len(x), -1)
     cols: dict[str, np.ndarray] = {f"x{i}": x[:, i] for i in range(x.shape[1])}
@@ -115,13 +111,13 @@ def _npz_frame(path: Path, arrays: dict[str, np.ndarray]) -> Any:
         cols.update({f"y{i}": y[:, i] for i in range(y.shape[1])})
     for name, arr in arrays.items():
         if arr.ndim != 1:
-            raise TableError(f"{path}: array {name!r} has shape {arr.shape}; targets are 1-D")
+            raise DataError(f"{path}: array {name!r} has shape {arr.shape}; targets are 1-D")
         cols[name] = arr
     lengths = {name: len(a) for name, a in cols.items()}
     if len(set(lengths.values())) > 1:
         first = next(iter(lengths))
         bad = next(k for k, v in lengths.items() if v != lengths[first])
-        raise TableError(
+        raise DataError(
             f"{path}: mismatched lengths: {first!r} has {lengths[first]} rows, "
             f"{bad!r} has {lengths[bad]}"
         )
@@ -154,20 +150,20 @@ def _target(path: Path, df: Any, name: str, kind: Kind | None) -> tuple[Target, 
     kind = kind or infer_kind(col)
     present = col.notna().to_numpy()
     if not present.any():
-        raise TableError(f"{path}: target {name!r} has no labels")
+        raise DataError(f"{path}: target {name!r} has no labels")
     if kind == "regression":
         if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
-            raise TableError(f"{path}: target {name!r} is not numeric; it cannot be regression")
+            raise DataError(f"{path}: target {name!r} is not numeric; it cannot be regression")
         values = col.to_numpy(np.float64)
         bad = present & ~np.isfinite(values)
         if bad.any():
-            raise TableError(f"{path}: target {name!r} is not finite at row {_row(df, bad)}")
+            raise DataError(f"{path}: target {name!r} is not finite at row {_row(df, bad)}")
         if np.nanstd(values) == 0:
-            raise TableError(f"{path}: target {name!r} is constant; nothing to learn")
+            raise DataError(f"{path}: target {name!r} is constant; nothing to learn")
         return Target(name, "regression"), values
     classes = tuple(sorted(col.dropna().unique().tolist(), key=lambda v: (str(type(v)), v)))
     if len(classes) < 2:
-        raise TableError(
+        raise DataError(
             f"{path}: target {name!r} has a single class ({classes[0]!r}); a classification "
             "task needs at least 2"
         )
@@ -187,7 +183,7 @@ def _features(
         col = df[name]
         missing = col.isna().to_numpy()
         if missing.any():
-            raise TableError(
+            raise DataError(
                 f"{path}: feature {name!r} is missing (NaN) at row {_row(df, missing)}; "
                 "fill or drop it, or leave the column out with --features"
             )
@@ -195,13 +191,13 @@ def _features(
             values = col.to_numpy(np.float64)
             bad = ~np.isfinite(values)
             if bad.any():
-                raise TableError(f"{path}: feature {name!r} is not finite at row {_row(df, bad)}")
+                raise DataError(f"{path}: feature {name!r} is not finite at row {_row(df, bad)}")
             blocks.append(values[:, None])
             columns.append(name)
             continue
         levels = sorted(col.astype(str).unique().tolist())
         if len(levels) > MAX_LEVELS:
-            raise TableError(
+            raise DataError(
                 f"{path}: feature {name!r} is categorical with {len(levels)} levels (more than "
                 f"{MAX_LEVELS}); encode it yourself or leave it out with --features"
             )
@@ -210,7 +206,7 @@ def _features(
         encoded[name] = [f"{name}={lv}" for lv in levels]
         columns += encoded[name]
     if not blocks:
-        raise TableError(f"{path}: no feature columns")
+        raise DataError(f"{path}: no feature columns")
     return columns, np.concatenate(blocks, axis=1).astype(np.float32), encoded
 
 
@@ -226,13 +222,13 @@ def read_table(
     other column (but the split column)."""
     path = Path(path)
     if not path.is_file():
-        raise TableError(f"{path}: no such file")
+        raise DataError(f"{path}: no such file")
     df = _frame(path)
     if len(df) == 0:
-        raise TableError(f"{path}: no rows")
+        raise DataError(f"{path}: no rows")
     if targets is None:
         if path.suffix.lower() != ".npz":
-            raise TableError(f"{path}: name the target columns (--targets a,b,c)")
+            raise DataError(f"{path}: name the target columns (--targets a,b,c)")
         targets = [c for c in df.columns if not c.startswith("x")]
     targets = list(targets)
     kinds = dict(kinds or {})
@@ -240,7 +236,7 @@ def read_table(
                  [*(features or []), *([split_column] if split_column else [])])  # fmt: skip
     overlap = [c for c in (features or []) if c in targets]
     if overlap:
-        raise TableError(f"{path}: column(s) {overlap} are both features and targets")
+        raise DataError(f"{path}: column(s) {overlap} are both features and targets")
     feats = list(features) if features is not None else [
         c for c in df.columns if c not in targets and c != split_column
     ]  # fmt: skip
@@ -264,7 +260,7 @@ def _targets_and_split(
         bad = ~raw.isin(list(SPLIT_VALUES)).to_numpy()
         if bad.any():
             row = _row(df, bad)
-            raise TableError(
+            raise DataError(
                 f"{path}: split column {split_column!r} has {df[split_column].iloc[row - 1]!r} "
                 f"at row {row}; allowed: train, val, test"
             )
@@ -276,14 +272,14 @@ def _check_names(
     path: Path, df: Any, targets: Sequence[str], kinds: Mapping[str, Kind], other: Sequence[str]
 ) -> None:
     if not targets:
-        raise TableError(f"{path}: no target columns")
+        raise DataError(f"{path}: no target columns")
     named = [*targets, *other, *kinds]
     unknown = [c for c in dict.fromkeys(named) if c not in df.columns]
     if unknown:
-        raise TableError(f"{path}: no column(s) {unknown}; columns: {list(df.columns)}")
+        raise DataError(f"{path}: no column(s) {unknown}; columns: {list(df.columns)}")
     bad_kind = {t: k for t, k in kinds.items() if k not in ("classification", "regression")}
     if bad_kind:
-        raise TableError(f"kinds must be 'classification' or 'regression' (got {bad_kind})")
+        raise DataError(f"kinds must be 'classification' or 'regression' (got {bad_kind})")
 
 
 def _images(path: Path, folder: Path, names: Any, column: str, size: int | None) -> np.ndarray:
@@ -293,14 +289,14 @@ def _images(path: Path, folder: Path, names: Any, column: str, size: int | None)
     from PIL import Image, UnidentifiedImageError
 
     if not folder.is_dir():
-        raise TableError(f"--images {folder}: no such folder")
+        raise DataError(f"--images {folder}: no such folder")
     out: list[np.ndarray] = []
     mode, shape = None, None
     for i, name in enumerate(names):
         file = folder / str(name)
         where = f"{path}: column {column!r}, row {i + 1}"
         if not file.is_file():
-            raise TableError(f"{where}: image {file} does not exist")
+            raise DataError(f"{where}: image {file} does not exist")
         try:
             with Image.open(file) as raw:
                 raw.load()
@@ -311,11 +307,11 @@ def _images(path: Path, folder: Path, names: Any, column: str, size: int | None)
                     img = img.resize((size, size), Image.Resampling.BILINEAR)
                 arr = np.asarray(img, dtype=np.uint8)
         except (UnidentifiedImageError, OSError, ValueError) as err:
-            raise TableError(f"{where}: {file} is not a readable image ({err})") from None
+            raise DataError(f"{where}: {file} is not a readable image ({err})") from None
         if shape is None:
             shape = arr.shape
         elif arr.shape != shape:
-            raise TableError(
+            raise DataError(
                 f"{where}: image {file} is {arr.shape[1]}×{arr.shape[0]}, the first one "
                 f"{shape[1]}×{shape[0]}; pass --image-size N to resize them all to N×N"
             )
@@ -336,23 +332,23 @@ def read_image_table(
     """A label table whose ``image_column`` names image files in the folder ``images`` (any
     format Pillow reads): the images are the inputs ``x (n, C, H, W)``, the ``targets`` columns
     the tasks (kinds, missing labels and splits as in :func:`read_table`). A missing or
-    unreadable image, or one of another size (without ``size``), is a :class:`TableError`
+    unreadable image, or one of another size (without ``size``), is a :class:`DataError`
     naming the table, the column and the row."""
     path, folder = Path(path), Path(images)
     if not path.is_file():
-        raise TableError(f"{path}: no such file")
+        raise DataError(f"{path}: no such file")
     df = _frame(path)
     if len(df) == 0:
-        raise TableError(f"{path}: no rows")
+        raise DataError(f"{path}: no rows")
     kinds = dict(kinds or {})
     targets = list(targets)
     _check_names(path, df, targets, kinds,
                  [image_column, *([split_column] if split_column else [])])  # fmt: skip
     if image_column in targets:
-        raise TableError(f"{path}: the image column {image_column!r} is also a target")
+        raise DataError(f"{path}: the image column {image_column!r} is also a target")
     missing = df[image_column].isna().to_numpy()
     if missing.any():
-        raise TableError(
+        raise DataError(
             f"{path}: column {image_column!r} names no image at row {_row(df, missing)}"
         )
     specs, ys, split = _targets_and_split(path, df, targets, kinds, split_column)
@@ -370,17 +366,17 @@ def read_idx_table(
     table."""
     import pandas as pd
 
-    from mtlab.tasks.loaders import DataFormatError, load_idx
+    from mtlab.tasks.loaders import load_idx
 
     ipath, lpath = Path(images), Path(labels)
     try:
         x, y = load_idx(ipath), load_idx(lpath)
-    except DataFormatError as err:
-        raise TableError(str(err)) from None
+    except DataError as err:
+        raise DataError(str(err)) from None
     if x.ndim != 3:
-        raise TableError(f"{ipath}: expected images of shape (n, H, W), got {x.shape}")
+        raise DataError(f"{ipath}: expected images of shape (n, H, W), got {x.shape}")
     if y.ndim not in (1, 2) or y.shape[0] != x.shape[0]:
-        raise TableError(
+        raise DataError(
             f"{lpath}: mismatched lengths: {x.shape[0]} images in {ipath.name}, labels of "
             f"shape {y.shape}"
         )
@@ -393,6 +389,46 @@ def read_idx_table(
     scale = 255.0 if x.dtype == np.uint8 else 1.0
     xf = (x.astype(np.float32) / scale)[:, None]
     return Table(ipath, ["pixels"], xf, specs, ys)
+
+
+def read_data(
+    data: str | os.PathLike[str],
+    targets: Sequence[str] | None = None,
+    features: Sequence[str] | None = None,
+    kinds: Mapping[str, Kind] | None = None,
+    split_column: str | None = None,
+    images: str | os.PathLike[str] | None = None,
+    image_column: str = "file",
+    image_size: int | None = None,
+    labels: str | os.PathLike[str] | None = None,
+) -> Table:
+    """A user's data, whichever form it takes — the one reader of every ``--data`` command: a
+    table (:func:`read_table`); with ``images``, a label table naming image files in that folder
+    (:func:`read_image_table`); with ``labels``, IDX images and labels (:func:`read_idx_table`,
+    ``targets`` choosing among the label columns)."""
+    if images is not None and labels is not None:
+        raise DataError("--images (a label table naming image files) and --labels (IDX) "
+                        "exclude each other")  # fmt: skip
+    if labels is not None:
+        if features or split_column:
+            raise DataError("--features / --split-column do not apply to IDX data")
+        table = read_idx_table(data, labels, kinds)
+        if targets:
+            unknown = [t for t in targets if t not in table.tasks]
+            if unknown:
+                raise DataError(f"{labels}: no label column(s) {unknown}; columns: "
+                                f"{table.tasks}")  # fmt: skip
+            table.targets = [t for t in table.targets if t.name in targets]
+            table.y = {k: v for k, v in table.y.items() if k in targets}
+        return table
+    if images is not None:
+        if not targets:
+            raise DataError(f"{data}: name the label columns (--targets a,b,c)")
+        if features:
+            raise DataError("--features does not apply to images (the image is the input)")
+        return read_image_table(data, images, image_column, targets, kinds, split_column,
+                                image_size)  # fmt: skip
+    return read_table(data, targets, features, kinds, split_column)
 
 
 @dataclass
@@ -420,7 +456,7 @@ def split_rows(
         rows = {s: np.flatnonzero(table.split == s) for s in SPLITS}
     else:
         if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-9:
-            raise TableError(
+            raise DataError(
                 f"split fractions must be 3 positive numbers summing to 1: {fractions}"
             )
         perm = np.random.default_rng(seed).permutation(table.n)
@@ -428,7 +464,7 @@ def split_rows(
         rows = {s: np.sort(p) for s, p in zip(SPLITS, np.split(perm, cuts), strict=True)}
     empty = [s for s in SPLITS if len(rows[s]) == 0]
     if empty:
-        raise TableError(f"{table.path}: the {'/'.join(empty)} split has no rows")
+        raise DataError(f"{table.path}: the {'/'.join(empty)} split has no rows")
     return rows
 
 
@@ -455,7 +491,7 @@ def prepare(
         present = {s: r[~np.isnan(y[r])] for s, r in rows.items()}
         for s, r in present.items():
             if len(r) < 2:
-                raise TableError(
+                raise DataError(
                     f"{table.path}: target {target.name!r} has {len(r)} label(s) in the {s} "
                     "split; at least 2 are needed"
                 )
@@ -469,7 +505,7 @@ def prepare(
         else:
             seen = np.unique(y[present["train"]])
             if len(seen) < 2:
-                raise TableError(
+                raise DataError(
                     f"{table.path}: target {target.name!r} has a single class in the train split"
                 )
             vals = {s: torch.as_tensor(y[r], dtype=torch.long) for s, r in present.items()}
@@ -484,10 +520,10 @@ __all__ = [
     "MAX_LEVELS",
     "Prepared",
     "Table",
-    "TableError",
     "Target",
     "infer_kind",
     "prepare",
+    "read_data",
     "read_idx_table",
     "read_image_table",
     "read_table",

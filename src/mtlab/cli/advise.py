@@ -1,0 +1,147 @@
+"""``mtlab advise``: which of your tasks together, MTL or PT+FT, which method, which rescaling.
+Its stages are sweeps of own-data runs (:mod:`mtlab.advise.pipeline`) in one run folder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from mtlab.cli import options
+from mtlab.cli.folder import Folder, count_runs, fail, record_session
+
+DESCRIPTION = (
+    "Trains, per seed: STL per task; MTL on all tasks with lookahead probes; every pair of tasks "
+    "together (the realised transfer that drives the grouping, up to 8 tasks); the exact "
+    "grouping per budget; the chosen groups (predicted vs realised); each task with its helpful "
+    "partners under --methods; PT+FT from its most helpful source at each --rescales s. A task "
+    "gets a recommendation only where its validation gain over STL exceeds 2 standard errors "
+    "over seeds. Every training is a run of the folder's store: a rerun of the same command "
+    "resumes, and --executor ray trains each stage's runs in parallel."
+)
+
+
+def add(sub: Any) -> None:
+    adv = sub.add_parser(
+        "advise", description=DESCRIPTION,
+        help="your own data: which tasks together, MTL or PT+FT, which method, which rescaling "
+        "(advice.json, report.html)",
+    )  # fmt: skip
+    options.add_data(adv, required=True)
+    adv.add_argument("--budget", type=options.positive, default=None,
+                     help="networks for the groups that are trained (default 2)")  # fmt: skip
+    adv.add_argument("--seeds", type=options.positive, default=3)
+    adv.add_argument(
+        "--model", default=None, help="mlp:WIDTH,WIDTH,… (default mlp:128,128) or, for images, "
+        "cnn:CHANNELS,… (default cnn:16,32 with --images or --labels)",
+    )  # fmt: skip
+    adv.add_argument("--steps", type=options.positive, default=800, help="steps per training")
+    adv.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    adv.add_argument("--batch-size", type=options.positive, default=128)
+    adv.add_argument("--methods", default="pcgrad,uw", help="methods tried on the groups")
+    adv.add_argument("--rescales", default="0.5,1,2", help="PT+FT rescalings s of the trunk")
+    adv.add_argument(
+        "--time-budget", type=float, default=600.0,
+        help="seconds; later stages that would not fit are skipped and reported (0: no limit)",
+    )  # fmt: skip
+    adv.add_argument(
+        "--affinity", choices=("auto", "pairs", "lookahead"), default="auto",
+        help="what drives the grouping: the realised transfer of every pair of tasks trained "
+        "together (pairs), the lookahead affinity of MTL on all tasks (lookahead), or pairs up "
+        "to 8 tasks and lookahead beyond (auto, the default)",
+    )  # fmt: skip
+    options.add_sweep(adv, report=False, append=False)
+    adv.set_defaults(run=run, trains=True)
+
+
+def _dry_run(data: Any, opts: Any, label: str) -> int:
+    """The runs of the first stages (the later ones depend on what these measure)."""
+    from mtlab.advise.pipeline import PAIRS_MAX_TASKS
+
+    tasks, seeds = data.tasks, range(opts.seeds)
+    first = [data.config(tasks=(t,), method="stl", seed=s) for t in tasks for s in seeds]
+    first += [data.config(tasks=tuple(tasks), method="mean", seed=s, probe=True) for s in seeds]
+    if opts.affinity == "pairs" or (opts.affinity == "auto" and len(tasks) <= PAIRS_MAX_TASKS):
+        first += [data.config(tasks=(a, b), method="mean", seed=s) for i, a in enumerate(tasks)
+                  for b in tasks[i + 1:] for s in seeds]  # fmt: skip
+    print(f"{count_runs(first).replace(' runs:', f' runs of {label} before the grouping:', 1)}"
+          "; the candidates after it (groups, partners, methods, PT+FT) depend on what these "
+          "measure")  # fmt: skip
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from mtlab.advise.pipeline import Options, Stages, advise
+    from mtlab.advise.report import write_advice
+    from mtlab.cli import owndata
+    from mtlab.tasks.base import DataError
+
+    try:
+        methods = tuple(options.methods(args.methods) or [])
+        rescales = tuple(float(v) for v in options.names(args.rescales) or [])
+        if any(r <= 0 for r in rescales):
+            raise ValueError("--rescales must be positive")
+        trunk, widths = options.model(args.model, owndata.is_images(args))
+        data = owndata.read(args, "advise", trunk, widths, steps=args.steps, lr=args.lr,
+                            batch_size=args.batch_size)  # fmt: skip
+    except (ValueError, DataError) as err:
+        return fail(str(err))
+    opts = Options(args.seeds, args.budget, methods, rescales, args.time_budget or None,
+                   args.affinity)  # fmt: skip
+    label = f"advise on {len(data.tasks)} tasks of {args.data}"
+    folder = Folder(args, "advise", "custom", {"result": "advice.json"}, data.base, append=True)
+    if (problem := folder.problem()) is not None:
+        return fail(problem)
+    if args.dry_run:
+        return _dry_run(data, opts, label)
+
+    def body(store: Any) -> int:
+        where = "" if folder.executor.name == "local" else f" on Ray ({args.address or 'local'})"
+        print(f"mtlab: advising on {len(data.tasks)} tasks of {args.data} ({data.table.n} rows)"
+              f" -> {args.out}{where}", file=sys.stderr)  # fmt: skip
+        total: dict[str, Any] = {}
+        before = len(store.done_ids())
+
+        def train(stage: str, configs: Any) -> dict[str, dict[str, Any]]:
+            if not args.quiet:
+                print(f"  {stage}: {len(configs)} runs", file=sys.stderr)
+            stats = folder.execute(configs)
+            for k in ("requested", "trained", "skipped", "failed", "seconds"):
+                total[k] = total.get(k, 0) + stats[k]
+            total["executor"] = stats["executor"]
+            return {r["run_id"]: r for r in store.rows()}
+
+        def stored() -> dict[str, dict[str, Any]]:
+            return {r["run_id"]: r for r in store.rows()}
+
+        stages = Stages(train, stored, opts.time_budget, folder.executor.slots)
+        advice = advise(data.prep, data.config, opts, stages)
+        if total:
+            record_session(store, {**total, "skipped": before}, append=True)
+            print(f"mtlab: trained {total['trained']} runs ({total['failed']} failed) in "
+                  f"{total['seconds']:.1f} s; {before} were stored already", file=sys.stderr)
+        _summary(store)
+        meta = {"data": str(args.data), "rows": data.table.n, "seeds": args.seeds,
+                "model": f"{trunk}:{','.join(map(str, widths))}", "steps": args.steps,
+                "executor": folder.executor.name}  # fmt: skip
+        paths = write_advice(advice, args.out, meta)
+        for task in advice["tasks"]:
+            d = advice["per_task"][task]
+            what = d["regime"] if d["clear"] else "stl (no clear winner)"
+            extra = d["partners"] or d["source"] or ""
+            print(f"  {task:16s} {what:22s} {extra!s:24s} {d['metric']} "
+                  f"{d['recommended']:.3f} (alone {d['stl']:.3f})")  # fmt: skip
+        print(f"advice: {paths['advice']}\nreport: {paths['html']}")
+        return 0
+
+    return folder.open(body)
+
+
+def _summary(store: Any) -> None:
+    """``summary.csv``: per run configuration and task, the metrics' mean and s.e. over seeds."""
+    from mtlab.studies.summary import summary_table
+
+    store.write_csv("summary.csv", summary_table(store.results()))
+
+
+__all__ = ["add", "run"]

@@ -1,0 +1,284 @@
+"""The own-data family: one :class:`~mtlab.runs.config.OwnDataRunConfig` = one network trained on
+some of the tasks of a user's data (STL, MTL with a method, or PT+FT from the STL run of another
+task), scored per task at its best validation checkpoint, optionally measuring lookahead affinity.
+Every own-data command trains through it: ``mtlab advise`` (its stages are sweeps of these runs),
+``mtlab benchmark --data`` and ``mtlab affinity --data``.
+
+A run stores one evaluation row per task: ``task``, ``kind``, ``metric`` (``accuracy`` or ``r2``),
+``val_metric`` / ``test_metric`` and ``val_loss`` / ``test_loss`` at the checkpoint with the best
+validation metric (``best_step``; regression: ``val_rmse`` / ``test_rmse`` in the target's units),
+``min_val_loss`` (the lowest validation loss at any checkpoint) and, for probed runs, the task's
+row of the affinity (``affinity``: the mean over probes, one entry per source in ``tasks`` order;
+``affinity_per_probe``). The run row carries ``regime``, ``steps_done``, ``diverged_at``,
+``probe_steps`` and the seconds spent training, measuring and probing. A run whose training loss
+became non-finite is ``failed`` with that reason (its runs that depend on it fail with it). The
+stored parameters are the trunk's (what a PT+FT run starts from), for ``stl`` runs only.
+
+The data are read once per process (:func:`prepared`, cached by the data fields) with
+:func:`mtlab.tasks.tables.read_data` and split with seed 0, so every run of one folder sees the
+same split; the file's SHA-256 is checked against the config's, so data changed under a folder
+fail its runs instead of mixing into them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mtlab._seeding import generator
+from mtlab.grad.lookahead import LookaheadProbe
+from mtlab.grad.methods import make_method
+from mtlab.models.multitask import MultiTaskNet, rescale_, seeded_network
+from mtlab.runs.config import OwnDataRunConfig
+from mtlab.runs.family import Record, SequentialFamily, register_family
+from mtlab.tasks.base import DataError
+from mtlab.tasks.supervised import SupervisedTask
+from mtlab.tasks.tables import Prepared, prepare, read_data
+from mtlab.train.minibatch import MinibatchConfig, task_output, train_minibatch
+
+#: the config fields that say which data a run reads (the key of the per-process data cache)
+DATA_FIELDS = ("data", "data_sha256", "targets", "features", "kinds", "split_column", "images",
+               "image_column", "image_size", "labels", "labels_sha256")  # fmt: skip
+
+
+def file_digest(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes (a data file's identity in every run id)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def parse_kinds(items: Sequence[str]) -> dict[str, Any]:
+    """``("ltv=regression", …)`` → ``{"ltv": "regression"}`` (the kinds are checked by the
+    reader)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        name, _, kind = item.partition("=")
+        out[name.strip()] = kind.strip()
+    return out
+
+
+def prepared(cfg: OwnDataRunConfig) -> Prepared:
+    """The run's data, read, checked and split (cached per process by :data:`DATA_FIELDS`)."""
+    return load_data({f: getattr(cfg, f) for f in DATA_FIELDS})
+
+
+def load_data(fields: dict[str, Any]) -> Prepared:
+    """The data the :data:`DATA_FIELDS` of ``fields`` name (``targets`` None: the reader's
+    default), read with :func:`~mtlab.tasks.tables.read_data`, checked and split with seed 0;
+    cached per process. A :class:`~mtlab.tasks.base.DataError` names what is wrong."""
+    return _load(tuple(_hashable(fields.get(f)) for f in DATA_FIELDS))
+
+
+def _hashable(v: Any) -> Any:
+    return tuple(v) if isinstance(v, list) else v
+
+
+@lru_cache(maxsize=4)
+def _load(key: tuple[Any, ...]) -> Prepared:
+    d = dict(zip(DATA_FIELDS, key, strict=True))
+    for path, digest in ((d["data"], d["data_sha256"]), (d["labels"], d["labels_sha256"])):
+        if path is not None and Path(path).is_file() and file_digest(path) != digest:
+            raise DataError(f"{path}: the file changed since this folder's runs were planned "
+                            "(its SHA-256 differs); use a new --out for the new data")  # fmt: skip
+    table = read_data(d["data"], d["targets"], d["features"], parse_kinds(d["kinds"] or ()),
+                      d["split_column"], d["images"], d["image_column"] or "file",
+                      d["image_size"], d["labels"])  # fmt: skip
+    return prepare(table, seed=0)
+
+
+class _PerTask(nn.Module):
+    """The network on per-task inputs: ``xs[t]`` through the trunk and head ``t``."""
+
+    def __init__(self, net: MultiTaskNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, xs: Sequence[Tensor]) -> list[Tensor]:
+        return [task_output(self.net, x, t) for t, x in enumerate(xs)]
+
+
+@torch.no_grad()
+def evaluate(
+    net: MultiTaskNet, tasks: Sequence[SupervisedTask], prep: Prepared, dev: Any
+) -> dict[str, dict[str, float]]:
+    """Per task: validation and test metric (accuracy / R²; −inf if not finite) and loss, and
+    for regression the RMSE in the target's units."""
+    net.eval()
+    out: dict[str, dict[str, float]] = {}
+    for t, task in enumerate(tasks):
+        m: dict[str, float] = {}
+        for split in ("val", "test"):
+            s = task[split]
+            pred = task_output(net, s.x.to(dev), t)
+            y = s.y.to(dev)
+            value = task.metric(pred, y)
+            m[f"{split}_metric"] = value if math.isfinite(value) else -math.inf
+            m[f"{split}_loss"] = float(task.loss(pred, y))
+            if task.kind == "regression":
+                m[f"{split}_rmse"] = prep.rmse(task.name, float(((pred - y) ** 2).mean()))
+        out[task.name] = m
+    net.train()
+    return out
+
+
+class AffinityProber:
+    """Lookahead affinity at checkpoints, on fixed per-task batches of the training split (TAG's
+    SGD lookahead; the first-order estimate above ``cfg.first_order_above`` tasks)."""
+
+    def __init__(self, net: MultiTaskNet, tasks: Sequence[SupervisedTask],
+                 cfg: OwnDataRunConfig, dev: Any) -> None:  # fmt: skip
+        self.wrapped = _PerTask(net)
+        shared = [f"net.trunk.{n}" for n, _ in net.trunk.named_parameters()]
+        self.first_order = len(tasks) > cfg.first_order_above
+        self.lookahead = LookaheadProbe(
+            self.wrapped, shared, None, rule="sgd", eta=cfg.probe_eta,
+            first_order_only=self.first_order,
+        )  # fmt: skip
+        g = generator(cfg.seed, "probe")
+        self.batches = []
+        for task in tasks:
+            n = task["train"].n
+            idx = torch.randperm(n, generator=g)[: min(n, cfg.probe_batch)]
+            self.batches.append((task["train"].x[idx].to(dev), task["train"].y[idx].to(dev)))
+        self.tasks = tasks
+        self.values: list[Tensor] = []
+        self.steps: list[int] = []
+        self.seconds = 0.0
+
+    def __call__(self, step: int) -> None:
+        t0 = time.perf_counter()
+        ys = [y for _, y in self.batches]
+
+        def losses_fn(out: list[Tensor]) -> Tensor:
+            return torch.stack([t.loss(o, y) for t, o, y in zip(self.tasks, out, ys, strict=True)])
+
+        look = self.lookahead([x for x, _ in self.batches], losses_fn)
+        Z = look.first_order if self.first_order else look.affinity
+        if bool(torch.isfinite(Z).all()):
+            self.values.append(Z.detach().double().cpu())
+            self.steps.append(step)
+        self.seconds += time.perf_counter() - t0
+
+
+def schedule(cfg: OwnDataRunConfig) -> tuple[set[int], set[int]]:
+    """(probe steps, evaluation steps). Probes start after the first tenth of training — at step 0
+    the heads are random, and so is the direction each task pulls the trunk in — and short
+    trainings probe often enough (at least every eighth of training)."""
+    every = min(cfg.probe_every, max(1, cfg.steps // 8))
+    start = max(every, cfg.steps // 10)
+    probes = set(range(start, cfg.steps, every)) if cfg.probe else set()
+    evals = set(range(cfg.eval_every, cfg.steps + 1, cfg.eval_every)) | {cfg.steps}
+    return probes, evals
+
+
+def train_run(  # long: the run's one training, its checkpoints and its outcome, in order
+    cfg: OwnDataRunConfig, device: Any = "cpu", trunk: dict[str, Tensor] | None = None
+) -> Record:
+    """Train one run (``trunk``: the pretrained trunk of a ``ptft`` run); its record."""
+    prep = prepared(cfg)
+    by_name = {t.name: t for t in prep.tasks}
+    tasks = [by_name[n] for n in cfg.tasks]
+    dev = torch.device(device)
+    shape = tuple(tasks[0]["train"].x.shape[1:])
+    net = seeded_network(shape, [(t.name, t.n_out) for t in tasks], cfg.trunk, cfg.widths,
+                         cfg.seed)  # fmt: skip
+    if cfg.method == "ptft":
+        if trunk is None:
+            raise ValueError(f"run {cfg.run_id()}: finetuning needs the pretrained trunk")
+        net.trunk.load_state_dict(trunk)
+        rescale_(net.trunk, float(cfg.rescale or 1.0))
+    method = make_method("mean" if cfg.regime != "mtl" else cfg.method, len(tasks))
+    probe_steps, eval_steps = schedule(cfg)
+    tcfg = MinibatchConfig(steps=cfg.steps, lr=cfg.lr, optimizer="adam",
+                           batch_size=cfg.batch_size,
+                           checkpoints=tuple(sorted(probe_steps | eval_steps)),
+                           seed=cfg.seed)  # fmt: skip
+    net.to(dev)
+    prober = AffinityProber(net, tasks, cfg, dev) if cfg.probe else None
+    best: dict[str, dict[str, float]] = {}
+
+    def measure(step: int, model: MultiTaskNet) -> None:
+        if prober is not None and step in probe_steps:
+            prober(step)
+        if step in eval_steps:
+            for name, m in evaluate(model, tasks, prep, dev).items():
+                low = min(m["val_loss"], best.get(name, {}).get("min_val_loss", math.inf))
+                if name not in best or m["val_metric"] > best[name]["val_metric"]:
+                    best[name] = {**m, "best_step": float(step)}
+                best[name]["min_val_loss"] = low
+
+    res = train_minibatch(net, tasks, method, tcfg, measure=measure, device=dev)
+    if res.diverged_at is not None or not best:  # the state it stopped in
+        for name, m in evaluate(net, tasks, prep, dev).items():
+            best.setdefault(name, {**m, "best_step": float(res.steps),
+                                   "min_val_loss": m["val_loss"]})  # fmt: skip
+    evals = []
+    for i, task in enumerate(tasks):
+        e: dict[str, Any] = {"task": task.name, "kind": task.kind, "metric": task.metric_name,
+                             **best[task.name]}  # fmt: skip
+        if prober is not None:
+            e["affinity"] = (torch.stack(prober.values).mean(0)[i].tolist()
+                             if prober.values else None)  # fmt: skip
+            e["affinity_per_probe"] = [v[i].tolist() for v in prober.values]
+        evals.append(e)
+    failed = res.diverged_at is not None
+    row = {
+        **cfg.row_fields(),
+        "run_id": cfg.run_id(),
+        "status": "failed" if failed else "ok",
+        "reason": f"non-finite training loss at step {res.diverged_at}" if failed else None,
+        "regime": cfg.regime,
+        "steps_done": res.steps,
+        "diverged_at": res.diverged_at,
+        "train_seconds": res.train_seconds,
+        "measure_seconds": res.measure_seconds,
+        "probe_seconds": prober.seconds if prober else 0.0,
+        "probes": len(prober.values) if prober else 0,
+        "probe_steps": prober.steps if prober else [],
+        "first_order": bool(prober.first_order) if prober else False,
+    }
+    params = ({k: v.detach().cpu() for k, v in net.trunk.state_dict().items()}
+              if cfg.method == "stl" else {})  # fmt: skip
+    return row, [], params, evals
+
+
+class OwnDataFamily(SequentialFamily):
+    name = "owndata"
+    config_cls = OwnDataRunConfig
+    headline = ("test_metric", "val_metric")
+    eval_keys = ("task",)
+    columns = ("regime", "steps_done", "diverged_at", "train_seconds", "measure_seconds",
+               "probe_seconds", "probes", "probe_steps", "first_order")  # fmt: skip
+    timing_columns = ("wall_s", "train_seconds", "measure_seconds", "probe_seconds")
+
+    def sort_key(self, cfg: OwnDataRunConfig) -> tuple[Any, ...]:
+        order = {"stl": 0, "mtl": 1, "ptft": 2}[cfg.regime]
+        return (order, len(cfg.tasks), cfg.tasks, cfg.method, cfg.source or "",
+                cfg.rescale or 0.0, cfg.steps, cfg.seed)  # fmt: skip
+
+    def record(
+        self, cfg: OwnDataRunConfig, device: Any = "cpu", pretrained: Any = None
+    ) -> Record:
+        trunk = None
+        if cfg.method == "ptft":
+            if pretrained is None:
+                raise ValueError(f"run {cfg.run_id()}: finetuning needs its pretraining run")
+            trunk = pretrained(cfg.pretraining().run_id())
+        return train_run(cfg, device, trunk)
+
+
+FAMILY = register_family(OwnDataFamily())
+
+__all__ = ["DATA_FIELDS", "FAMILY", "OwnDataFamily", "evaluate", "file_digest", "load_data",
+           "parse_kinds", "prepared", "train_run"]  # fmt: skip

@@ -307,3 +307,115 @@ def test_benchmark_summary_leaves_out_diverged_runs():
     assert dm.n_failed["mean"] == 1 and dm.n_seeds["mean"] == 1
     assert math.isnan(dm.delta_m["uw"]) and dm.n_failed["uw"] == 2
     assert set(per.method) == {"stl", "mean"}
+
+
+# ---------------------------------------------------------------- one engine (issue 22)
+
+SMALL = ["--targets", "a,b,d,e", "--seeds", "2", "--steps", "150", "--model", "mlp:16",
+         "--methods", "pcgrad", "--rescales", "0.5", "--time-budget", "0", "--quiet"]  # fmt: skip
+
+
+def _small_table(tmp_path):
+    data = tmp_path / "t.csv"
+    planted_table(800, seed=5, missing=0.3).drop(columns=["c", "noise"]).to_csv(data, index=False)
+    return data
+
+
+def _content(out):
+    """advice.json without its wall-clock seconds."""
+    advice = json.loads((out / "advice.json").read_text())
+    advice.pop("seconds")
+    return advice
+
+
+def _stored_ids(out):
+    return [json.loads(x)["run_id"] for x in (out / "rows.jsonl").read_text().splitlines()
+            if x.strip()]  # fmt: skip
+
+
+def test_advise_killed_mid_stage_resumes_training_nothing_twice(tmp_path, capsys):
+    """kill -9 of ``mtlab advise`` mid-stage, then the same command: it resumes (the dead
+    process's lock is taken over), trains exactly the runs not stored (counted), stores each run
+    once, and gives the advice of an uninterrupted run."""
+    import subprocess
+    import sys
+    import time
+
+    data = _small_table(tmp_path)
+    out, ref = tmp_path / "o", tmp_path / "ref"
+    cmd = [sys.executable, "-m", "mtlab", "advise", "--data", str(data), "--out", str(out),
+           *SMALL]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rows = out / "rows.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if rows.exists() and len(rows.read_text().splitlines()) >= 6:
+            break
+        time.sleep(0.01)
+    proc.kill()  # SIGKILL: no cleanup; the lock file stays behind
+    proc.wait()
+    before = len(set(_stored_ids(out)))
+    assert 6 <= before and not (out / "advice.json").exists()  # stopped in its first stage
+    assert (out / ".lock").exists()
+    assert main(["advise", "--data", str(data), "--out", str(out), *SMALL]) == 0
+    err = capsys.readouterr().err
+    ids = _stored_ids(out)
+    assert len(ids) == len(set(ids))  # no run stored twice
+    assert f"trained {len(ids) - before} runs (0 failed)" in err  # only the missing ones
+    assert f"{before} were stored already" in err
+    assert main(["advise", "--data", str(data), "--out", str(ref), *SMALL]) == 0
+    assert sorted(ids) == sorted(_stored_ids(ref))
+    assert _content(out) == _content(ref)
+
+
+@pytest.mark.slow
+def test_advise_on_ray_gives_the_local_advice(tmp_path):
+    """The stages on a local Ray instance (2 workers): the same runs and the same advice as in
+    this process (one thread per run in both, so the numbers are bitwise equal)."""
+    data = _small_table(tmp_path)
+    local, ray = tmp_path / "local", tmp_path / "ray"
+    assert main(["advise", "--data", str(data), "--out", str(local), *SMALL]) == 0
+    assert main(["advise", "--data", str(data), "--out", str(ray), *SMALL,
+                 "--executor", "ray"]) == 0  # fmt: skip
+    assert sorted(_stored_ids(local)) == sorted(_stored_ids(ray))
+    assert _content(local) == _content(ray)
+
+
+def test_advise_dry_run_status_and_folder_policy(tmp_path, capsys):
+    data = _small_table(tmp_path)
+    out = tmp_path / "o"
+    args = ["advise", "--data", str(data), "--out", str(out), *SMALL]
+    assert main([*args, "--dry-run"]) == 0
+    assert "22 runs of advise on 4 tasks" in capsys.readouterr().out  # 8 STL, 2 MTL, 12 pairs
+    assert not out.exists()
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(["status", str(out)]) == 0
+    status = capsys.readouterr().out
+    n = len(_stored_ids(out))
+    assert f"all            {n:6d}      0       0 {n:6d}" in status, status
+    assert "advice.json: written" in status and "study 'advise'" in status
+    assert main(["report", str(out)]) == 2  # advise writes its own report: rerun it
+    assert "rerun it" in capsys.readouterr().err
+    # another study's folder, and a folder of an earlier mtlab, are refused
+    assert main(["benchmark", "--data", str(data), "--targets", "a,b", "--features", "x0,x1",
+                 "--out", str(out), "--quiet"]) == 2  # fmt: skip
+    assert "already holds study 'advise'" in capsys.readouterr().err
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "trainings.jsonl").write_text("")
+    assert main([*args[:4], str(old), *SMALL]) == 2
+    assert "written by an earlier mtlab (trainings.jsonl)" in capsys.readouterr().err
+
+
+def test_a_changed_data_file_fails_its_runs_instead_of_mixing(tmp_path):
+    from mtlab.runs.config import make_config
+    from mtlab.runs.owndata import FAMILY, file_digest, load_data
+
+    data = _small_table(tmp_path)
+    cfg = make_config({"family": "owndata", "data": str(data), "data_sha256": file_digest(data),
+                       "targets": ("a", "b", "d", "e"), "tasks": ("a",), "steps": 5})  # fmt: skip
+    assert load_data({f: getattr(cfg, f) for f in cfg.model_fields}).table.n == 800
+    planted_table(800, seed=6, missing=0.3).drop(columns=["c", "noise"]).to_csv(data, index=False)
+    with pytest.raises(Exception, match="the file changed"):
+        FAMILY.record(cfg)

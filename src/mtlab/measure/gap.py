@@ -3,7 +3,7 @@ Dredze & Andrews 2024): validation loss as a function of the task's own training
 between an MTL and an STL run at equal training-loss levels.
 
 A trajectory is a table of checkpoints with ``step``, ``train_loss`` (on a fixed training
-probe) and any other columns (``val_loss``, factors, …). Training loss is not monotone, so a
+subset) and any other columns (``val_loss``, factors, …). Training loss is not monotone, so a
 level ℓ is matched in one of two ways:
 
 * ``first_passage`` — the first checkpoint with ``train_loss ≤ ℓ``; the residual ``mismatch`` is

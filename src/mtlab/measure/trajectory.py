@@ -1,11 +1,15 @@
 """Everything measured at one checkpoint of a multi-head network, per task: losses and metrics on
-the fixed training probe, validation and test splits; the trajectory factors of
-:mod:`mtlab.measure.curvature` on the task's own probe loss; and, with several tasks, the
-gradient conflict of the tasks' probe gradients on the shared parameters
+the fixed training subset, validation and test splits; the trajectory factors of
+:mod:`mtlab.measure.curvature` on the task's own training-subset loss; and, with several tasks,
+the gradient conflict of the tasks' training-subset gradients on the shared parameters
 (:mod:`mtlab.measure.conflict`).
 
+The *training subset* is a seeded, fixed subset of each task's training examples
+(:func:`train_subset`; its size is the option ``probe_size``, a name kept because it is a config
+field of every trajectory run and so part of its id).
+
 Options (:class:`FactorOptions`) name every estimator choice the paper leaves open, so a report
-can state them: the probe size, the parameters the factors use (``shared``: the trunk;
+can state them: the training subset's size, the parameters the factors use (``shared``: the trunk;
 ``all``: the trunk and the task's own head), Lanczos tolerance, Fisher label samples and the
 noise-scale micro-batch.
 """
@@ -59,10 +63,10 @@ class FactorOptions:
         return asdict(self)
 
 
-def probe_indices(task: SupervisedTask, size: int, seed: int) -> Tensor:
-    """The fixed training probe: a seeded subset of ``size`` training examples (all if fewer),
+def train_subset(task: SupervisedTask, size: int, seed: int) -> Tensor:
+    """The fixed training subset: a seeded subset of ``size`` training examples (all if fewer),
     named by the task, so every run of that task (STL or MTL) uses the same one."""
-    n = task["train"].n
+    n = task["train"].n  # (the stream keeps its first name, "probe": renaming it would redraw)
     return torch.randperm(n, generator=generator(seed, "probe", task.name))[: min(size, n)]
 
 
@@ -79,10 +83,10 @@ class CheckpointMeter:
     ) -> None:
         self.tasks, self.opts, self.factor_steps = list(tasks), opts, factor_steps
         dev = torch.device(device)
-        self.probes = []
+        self.subsets = []
         for t in self.tasks:
-            idx = probe_indices(t, opts.probe_size, opts.seed)
-            self.probes.append((t["train"].x[idx].to(dev), t["train"].y[idx].to(dev)))
+            idx = train_subset(t, opts.probe_size, opts.seed)
+            self.subsets.append((t["train"].x[idx].to(dev), t["train"].y[idx].to(dev)))
         self.evals = {
             s: [(t[s].x.to(dev), t[s].y.to(dev)) for t in self.tasks] for s in ("val", "test")
         }
@@ -110,7 +114,7 @@ class CheckpointMeter:
     def _losses(self, model: MultiTaskNet, t: int) -> dict[str, float]:
         task = self.tasks[t]
         out: dict[str, float] = {}
-        for name, (x, y) in (("train", self.probes[t]), ("val", self.evals["val"][t])):
+        for name, (x, y) in (("train", self.subsets[t]), ("val", self.evals["val"][t])):
             o = model(x)[1][t]
             out[f"{name}_loss"] = float(task.loss(o, y))
             out[f"{name}_metric"] = task.metric(o, y)
@@ -131,7 +135,7 @@ class CheckpointMeter:
         return lambda out, y: task.loss(out[1][t], y)
 
     def _factors(self, model: MultiTaskNet, t: int, step: int) -> dict[str, float]:
-        opts, task, (x, y) = self.opts, self.tasks[t], self.probes[t]
+        opts, task, (x, y) = self.opts, self.tasks[t], self.subsets[t]
         names, want, out = self.names(t), set(opts.factors), {}
         seed = derive_seed(opts.seed, "factors", task.name, step)
         if "sharpness" in want:
@@ -154,12 +158,12 @@ class CheckpointMeter:
             out["grad_norm"] = float(g.double().mean(0).norm())
             try:
                 out["noise_scale"] = noise_scale(g, opts.noise_batch, seed).b_simple
-            except ValueError:  # a probe too small for two micro-batches
+            except ValueError:  # a subset too small for two micro-batches
                 out["noise_scale"] = math.nan
         return {k: v for k, v in out.items() if k in want}
 
     def _conflict(self, model: MultiTaskNet) -> dict[int, dict[str, float]]:
-        """Per task: cos to the sum of the other tasks' probe gradients (shared parameters), and
+        """Per task: cos to the sum of the other tasks' training-subset gradients (shared parameters), and
         the run's mean pairwise cosine and directional conflict."""
         from torch.func import functional_call, grad
 
@@ -168,7 +172,7 @@ class CheckpointMeter:
         fixed = {n: p.detach() for n, p in named.items() if n not in sel}
         rows = []
         with eval_mode(model):
-            for t, (x, y) in enumerate(self.probes):
+            for t, (x, y) in enumerate(self.subsets):
 
                 def f(s: dict[str, Tensor], t: int = t, x: Tensor = x, y: Tensor = y) -> Tensor:
                     out = functional_call(model, {**fixed, **s}, (x,))
@@ -190,4 +194,4 @@ class CheckpointMeter:
         }
 
 
-__all__ = ["FACTORS", "CheckpointMeter", "FactorOptions", "probe_indices"]
+__all__ = ["FACTORS", "CheckpointMeter", "FactorOptions", "train_subset"]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import time
 from collections.abc import Sequence
 from functools import lru_cache
@@ -76,8 +77,30 @@ def prepared(cfg: OwnDataRunConfig) -> Prepared:
 def load_data(fields: dict[str, Any]) -> Prepared:
     """The data the :data:`DATA_FIELDS` of ``fields`` name (``targets`` None: the reader's
     default), read with :func:`~mtlab.tasks.tables.read_data`, checked and split with seed 0;
-    cached per process. A :class:`~mtlab.tasks.base.DataError` names what is wrong."""
+    cached per process. A :class:`~mtlab.tasks.base.DataError` names what is wrong — also a file
+    whose SHA-256 is no longer the one the runs were planned with (checked on every call)."""
+    for path, digest in ((fields.get("data"), fields.get("data_sha256")),
+                         (fields.get("labels"), fields.get("labels_sha256"))):  # fmt: skip
+        now = None if path is None or digest is None else current_digest(path)
+        if now is not None and now != digest:  # (a missing file: the reader names it)
+            raise DataError(f"{path}: the file changed since this folder's runs were planned "
+                            "(its SHA-256 differs); use a new --out for the new data")  # fmt: skip
     return _load(tuple(_hashable(fields.get(f)) for f in DATA_FIELDS))
+
+
+def current_digest(path: str | Path) -> str | None:
+    """The file's SHA-256 now (None if it is gone); hashed again only when its size or
+    modification time changed."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return _digest(str(path), st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=16)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    return file_digest(path)
 
 
 def _hashable(v: Any) -> Any:
@@ -87,10 +110,6 @@ def _hashable(v: Any) -> Any:
 @lru_cache(maxsize=4)
 def _load(key: tuple[Any, ...]) -> Prepared:
     d = dict(zip(DATA_FIELDS, key, strict=True))
-    for path, digest in ((d["data"], d["data_sha256"]), (d["labels"], d["labels_sha256"])):
-        if path is not None and Path(path).is_file() and file_digest(path) != digest:
-            raise DataError(f"{path}: the file changed since this folder's runs were planned "
-                            "(its SHA-256 differs); use a new --out for the new data")  # fmt: skip
     table = read_data(d["data"], d["targets"], d["features"], parse_kinds(d["kinds"] or ()),
                       d["split_column"], d["images"], d["image_column"] or "file",
                       d["image_size"], d["labels"])  # fmt: skip

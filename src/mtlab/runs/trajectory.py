@@ -2,7 +2,7 @@
 tasks (MTL with a method) or on one task (``stl``), measured at every checkpoint.
 
 A run stores one evaluation row per (task, checkpoint): ``task``, ``step``, ``epoch_frac``
-(epochs of that task's training set seen), the losses and metrics on the fixed training probe,
+(epochs of that task's training set seen), the losses and metrics on the fixed training subset,
 validation and test splits, the factors of :mod:`mtlab.measure.trajectory` and, for MTL runs,
 the task's conflict measures. The run row carries ``steps``, ``diverged_at``, ``train_seconds``
 and ``measure_seconds``; a run whose loss became non-finite is ``failed`` with that reason.

@@ -234,7 +234,7 @@ TEXTS = {
     "gap": (
         "Claim 1 — the gap at matched training loss",
         "gap = validation loss of MTL − of STL at the same own-task training loss (on the fixed "
-        "training probe); negative: MTL generalises better at equal training loss. Final "
+        "training subset); negative: MTL generalises better at equal training loss. Final "
         "transfer = MTL − STL test metric (R² for regression, accuracy for classification) at "
         "each run's best-validation checkpoint; positive: MTL better. Early / late gap: mean over "
         "the levels the STL run reached within / after the early share of its steps. Mean ± s.e. "
@@ -247,10 +247,10 @@ TEXTS = {
     ),
     "conflict": (
         "Claim 3 — conflict, slowdown and transfer",
-        "Early conflict = the task's mean cos to the sum of the other tasks' probe gradients "
+        "Early conflict = the task's mean cos to the sum of the other tasks' training-subset gradients "
         "(shared parameters) over the MTL run's early checkpoints; slowdown = MTL ÷ STL steps to "
         "reach a level. Note on the estimator: at a stationary point of the summed loss the "
-        "tasks' probe gradients on the trunk cancel (cos → −1 for two tasks) whatever the tasks' "
+        "tasks' training-subset gradients on the trunk cancel (cos → −1 for two tasks) whatever the tasks' "
         "relation, so when a run converges inside the early window its early conflict partly "
         "measures that.",
     ),
@@ -327,11 +327,11 @@ def _setup_text(store: RunStore, baseline: str) -> str:
         f"running minimum of the training loss with linear interpolation ({MATCH}; gap.csv also "
         f"has first passage) at {N_LEVELS} geometric levels inside the overlap of the two runs' "
         "training-loss ranges, never extrapolated; a level is early when the STL run reached it "
-        "within the early share of its steps. Factors on each task's own probe loss, on the "
+        "within the early share of its steps. Factors on each task's own training-subset loss, on the "
         "shared parameters (or all: the trunk and the task's head): sharpness = top Hessian "
         "eigenvalue by Lanczos on torch.func HVPs; Fisher trace with labels sampled from the "
         "model (Gaussian unit variance for regression); coherence ‖mean gᵢ‖²/mean‖gᵢ‖² over "
-        "per-example gradients; noise scale B_simple from micro-batches vs the probe. "
+        "per-example gradients; noise scale B_simple from micro-batches vs the training subset. "
         f"Estimator choices of these runs: {chosen}. Thresholds of the claims were fixed "
         "before any result was looked at (studies/trajectories_rules.py)."
     )

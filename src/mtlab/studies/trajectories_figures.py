@@ -20,7 +20,7 @@ def _groups(pairs: pd.DataFrame) -> dict[Any, str]:
 
 
 def val_vs_train(traj: pd.DataFrame, baseline: str, fig_dir: Path, max_panels: int = 9) -> str:
-    """Validation loss against training loss (probe), STL dashed and MTL solid, seed 0."""
+    """Validation loss against training loss (fixed training subset), STL dashed and MTL solid, seed 0."""
     ok = traj[(traj.status != "failed") & (traj.seed == traj.seed.min())]
     settings = list(dict.fromkeys(ok[ok.method == baseline].setting))[:max_panels]
     fig, axes = panel_grid(max(len(settings), 1), ncols=3)
@@ -38,7 +38,7 @@ def val_vs_train(traj: pd.DataFrame, baseline: str, fig_dir: Path, max_panels: i
         ax.set_yscale("log")
         ax.invert_xaxis()
         ax.set_title(f"{setting} (seed {int(ok.seed.min())}, {baseline})", fontsize=8)
-        ax.set_xlabel("training loss (probe) →")
+        ax.set_xlabel("training loss (fixed training subset) →")
         ax.set_ylabel("validation loss")
         ax.legend(fontsize=6)
     return save(fig, fig_dir, "val_vs_train.png")

@@ -1,9 +1,13 @@
-"""``mtlab advise`` end to end on the planted 10 000 × 6 table with the defaults: wall time, and
-where it goes — seconds per stage from the folder's ``trainings.jsonl``, and the price of the
-realised pairwise transfer relative to the lookahead measurement it replaces as the grouping's
-input (both measured in the same run).
+"""``mtlab advise`` end to end on the planted 10 000 × 6 table with the defaults, on 2 cores: wall
+time with the local executor and with ``--executor ray`` (a local instance, one worker per core),
+measured in the same run as a baseline — by default the same command with this checkout's code;
+with ``--baseline-src DIR`` an earlier mtlab's ``src`` folder (e.g. a ``git worktree`` of the
+commit before a change) — plus where the time goes (seconds per stage from the folder's run
+store), whether the advice is the same in content across the three, and the price of the
+realised pairwise transfer relative to the lookahead measurement.
 
     .venv/bin/python benchmarks/advise_end_to_end.py --json benchmarks/results/advise_end_to_end.json
+    .venv/bin/python benchmarks/advise_end_to_end.py --baseline-src /tmp/before/src
     .venv/bin/python benchmarks/advise_end_to_end.py --folder runs/adv   # only the breakdown
 """
 
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -19,31 +24,31 @@ from collections import defaultdict
 from pathlib import Path
 
 
-def stage(spec: dict, n_tasks: int) -> str:
-    tasks = spec["tasks"]
-    if spec.get("source"):
+def stage(run: dict) -> str:
+    tasks = run["tasks"]
+    if run.get("source"):
         return "PT+FT"
     if len(tasks) == 1:
-        return "STL as long as PT+FT" if spec.get("steps") else "STL"
-    if spec.get("probe"):
+        return "STL as long as PT+FT" if run["steps"] != run.get("_base_steps") else "STL"
+    if run.get("probe"):
         return "MTL on all tasks with probes (lookahead)"
-    if len(tasks) == 2 and spec["method"] == "mean":
+    if len(tasks) == 2 and run["method"] == "mean":
         return "pairs (and 2-task groups)"
     return "groups and methods"
 
 
 def breakdown(folder: Path) -> dict:
-    lines = (folder / "trainings.jsonl").read_text().splitlines()
-    rows = [json.loads(x) for x in lines if x.strip()]
-    n_tasks = max(len(r["spec"]["tasks"]) for r in rows)
+    """Seconds and runs per stage from the folder's run store (rows.jsonl)."""
+    rows = [json.loads(x) for x in (folder / "rows.jsonl").read_text().splitlines() if x.strip()]
+    base_steps = min(r["steps"] for r in rows)
     seconds: dict[str, float] = defaultdict(float)
     count: dict[str, int] = defaultdict(int)
     probe = 0.0
     for r in rows:
-        s = stage(r["spec"], n_tasks)
-        seconds[s] += r["seconds"]
+        s = stage({**r, "_base_steps": base_steps})
+        seconds[s] += float(r.get("wall_s") or 0.0)
         count[s] += 1
-        probe += r["extra"].get("probe_seconds", 0.0)
+        probe += float(r.get("probe_seconds") or 0.0)
     advice = json.loads((folder / "advice.json").read_text())
     look = seconds["MTL on all tasks with probes (lookahead)"]
     pairs = seconds["pairs (and 2-task groups)"]
@@ -51,6 +56,7 @@ def breakdown(folder: Path) -> dict:
         "trainings": len(rows),
         "seconds_by_stage": dict(seconds),
         "trainings_by_stage": dict(count),
+        "training_seconds": sum(seconds.values()),
         "probe_seconds": probe,
         "pairs_over_lookahead": pairs / look if look else None,
         "affinity_source": advice["affinity"]["source"],
@@ -59,26 +65,52 @@ def breakdown(folder: Path) -> dict:
     }
 
 
+def content(folder: Path) -> dict:
+    advice = json.loads((folder / "advice.json").read_text())
+    advice.pop("seconds", None)
+    return advice
+
+
+def advise(data: Path, out: Path, extra: list[str], src: str | None = None) -> float:
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = src
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "mtlab", "advise", "--data", str(data), "--targets",
+                    "a,b,c,d,e,noise", "--out", str(out), "--quiet", *extra], check=True,
+                   env=env)  # fmt: skip
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--folder", type=Path, default=None, help="only break down this advice")
     ap.add_argument("--rows", type=int, default=10_000)
+    ap.add_argument("--baseline-src", default=None, help="an earlier mtlab's src folder")
+    ap.add_argument("--no-ray", action="store_true")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     out: dict = {}
-    if args.folder is None:
+    if args.folder is not None:
+        out.update(breakdown(args.folder))
+    else:
         tmp = Path(tempfile.mkdtemp(prefix="advise-e2e-"))
-        data, folder = tmp / "planted.csv", tmp / "adv"
+        data = tmp / "planted.csv"
         subprocess.run([sys.executable, "-m", "mtlab.advise.synthetic", str(data), "--rows",
                         str(args.rows)], check=True)  # fmt: skip
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "mtlab", "advise", "--data", str(data), "--targets",
-                        "a,b,c,d,e,noise", "--out", str(folder), "--quiet"], check=True)  # fmt: skip
-        out["wall_seconds"] = time.perf_counter() - t0
         out["rows"] = args.rows
-    else:
-        folder = args.folder
-    out.update(breakdown(folder))
+        out["baseline"] = args.baseline_src or "this checkout"
+        out["baseline_seconds"] = advise(data, tmp / "base", [], args.baseline_src)
+        out["local_seconds"] = advise(data, tmp / "local", [])
+        out["local"] = breakdown(tmp / "local")
+        out["local_over_baseline"] = out["local_seconds"] / out["baseline_seconds"]
+        out["advice_local_equals_baseline"] = content(tmp / "local") == content(tmp / "base")
+        if not args.no_ray:
+            out["ray_seconds"] = advise(data, tmp / "ray", ["--executor", "ray"])
+            out["ray_training_seconds"] = breakdown(tmp / "ray")["training_seconds"]
+            out["ray_over_local"] = out["ray_seconds"] / out["local_seconds"]
+            out["ray_over_baseline"] = out["ray_seconds"] / out["baseline_seconds"]
+            out["advice_ray_equals_local"] = content(tmp / "ray") == content(tmp / "local")
     text = json.dumps(out, indent=2)
     print(text)
     if args.json:

@@ -69,6 +69,7 @@ def _own_table() -> dict[str, Any]:
 
 
 _OWN = _own_table()
+_PLANTED = ("g0t0", "g0t1", "g0t2", "g1t0", "g1t1", "g1t2", "g2t0", "g2t1", "g2t2")
 EXAMPLES: dict[str, list[dict[str, Any]]] = {
     "diagonal": [{**_DIAG, "method": m} for m in ("stl", "mtl", "pt", "ptft", "ptft_lr")],
     "relu": [{**_RELU, "method": m} for m in ("stl", "mtl", "pt", "ptft", "ptft_lr", "ntk")],
@@ -98,10 +99,9 @@ EXAMPLES: dict[str, list[dict[str, Any]]] = {
         {**_OWN, "method": "stl", "tasks": ("a",)},
         {**_OWN, "method": "pcgrad", "tasks": ("a", "b", "d"), "probe": True, "probe_every": 5},
         {**_OWN, "method": "ptft", "tasks": ("b",), "source": "a", "rescale": 0.5},
-    ],
-    "lookahead": [
-        {"family": "lookahead", "dataset": "planted-groups", "epochs": 1, "probe_every": 10,
-         "widths": (8, 4), "batch_size": 128},
+        {"family": "owndata", "dataset": "planted-groups", "targets": _PLANTED,
+         "tasks": _PLANTED[:3], "method": "mean", "probe": True, "probe_rule": "optimizer",
+         "probe_every": 5, "widths": (8,), "steps": 20, "eval_every": 10, "batch_size": 32},
     ],
 }  # fmt: skip
 

@@ -102,20 +102,16 @@ class AffinityProbe:
 
     def affinity(self) -> tuple[Tensor, Tensor]:
         """Mean ``(T, T)`` affinity over the probes (recipient × source) and its standard error
-        (non-finite probes ignored)."""
+        (non-finite entries left out; NaN where fewer than one / two probes are finite)."""
         if not self.probes:
             raise RuntimeError("no probe yet: call maybe(step, x, losses_fn) in your loop")
+        from mtlab.measure.stats import finite_mean_se
+
         Z = torch.stack(
             [(p.first_order if self.first_order else p.affinity).double() for p in self.probes]
         )
-        finite = torch.isfinite(Z)
-        n = finite.sum(0).clamp_min(1)
-        Zf = torch.where(finite, Z, torch.zeros_like(Z))
-        mean = Zf.sum(0) / n
-        var = (torch.where(finite, (Z - mean) ** 2, torch.zeros_like(Z))).sum(0) / (
-            n - 1
-        ).clamp_min(1)
-        return mean, (var / n).sqrt()
+        mean, se = finite_mean_se(Z.numpy())
+        return torch.from_numpy(mean), torch.from_numpy(se)
 
     def save(self, path: str | Path) -> Path:
         """``affinity.json`` for ``mtlab group`` (the mean; the standard errors in its meta)."""

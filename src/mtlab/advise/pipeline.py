@@ -49,9 +49,9 @@ from mtlab.advise.rules import (
     helpful_partners,
     helpful_source,
     paired_difference,
-    stable_grouping,
 )
-from mtlab.grouping import SINGLETON_SCORE, best_grouping
+from mtlab.grouping import SINGLETON_SCORE, by_budget
+from mtlab.measure.stats import finite_mean_se
 from mtlab.runs.config import OwnDataRunConfig
 from mtlab.tasks.tables import Prepared
 
@@ -160,16 +160,6 @@ class Stages:
         return {c.run_id(): Outcome.from_row(c, rows[c.run_id()]) for c in unique}
 
 
-def describe(cfg: OwnDataRunConfig) -> str:
-    """One training in words."""
-    tasks = "+".join(cfg.tasks)
-    if cfg.regime == "ptft":
-        return f"PT+FT {tasks} from {cfg.source}, s={cfg.rescale:g}"
-    if cfg.regime == "stl":
-        return f"STL {tasks} ({cfg.steps} steps)"
-    return f"MTL {tasks} ({cfg.method}{', probes' if cfg.probe else ''})"
-
-
 def _metric(outcomes: Sequence[Outcome], task: str, split: str = "val") -> list[float]:
     """Per seed; NaN for a training that diverged (a failed run is never averaged in: the
     rules and means drop NaN, paired by seed)."""
@@ -177,25 +167,12 @@ def _metric(outcomes: Sequence[Outcome], task: str, split: str = "val") -> list[
             for o in outcomes]  # fmt: skip
 
 
-def _mean_se(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard error over the first axis, of the finite entries only (NaN where fewer
-    than one / two are finite)."""
-    n = np.isfinite(stack).sum(0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        total = np.where(np.isfinite(stack), stack, 0.0).sum(0)
-        mean = np.where(n > 0, total / np.maximum(n, 1), np.nan)
-        dev = np.where(np.isfinite(stack), stack - mean, 0.0)
-        var = (dev**2).sum(0) / np.maximum(n - 1, 1)
-        se = np.where(n > 1, np.sqrt(var / np.maximum(n, 1)), np.nan)
-    return mean, se
-
-
 def _affinity(outcomes: Sequence[Outcome]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     mats = [np.asarray(o.affinity, float) for o in outcomes
             if o.affinity is not None and not o.diverged]  # fmt: skip
     if not mats:
         raise RuntimeError("no affinity was measured (every MTL run diverged?)")
-    mean, se = _mean_se(np.stack(mats))
+    mean, se = finite_mean_se(np.stack(mats))
     return mean, se, mats
 
 
@@ -218,7 +195,7 @@ def _pair_affinity(
         for s, o in enumerate(outcomes):
             for r, src in ((i, j), (j, i)):
                 mats[s][r, src] = 1.0 - low(o, tasks[r]) / low(stl[tasks[r]][s], tasks[r])
-    mean, se = _mean_se(np.stack(mats))
+    mean, se = finite_mean_se(np.stack(mats))
     # a pair with no finite seed (its trainings diverged) must not be grouped together
     mean = np.where(np.isfinite(mean), mean, FAILED_PAIR_SCORE)
     mats = [np.where(np.isfinite(m), m, FAILED_PAIR_SCORE) for m in mats]
@@ -234,31 +211,18 @@ def _offdiag_corr(A: np.ndarray, B: np.ndarray) -> float:
 
 
 def _groupings(A: np.ndarray, tasks: list[str], per_seed: list[np.ndarray]) -> dict[str, Any]:
-    """The best grouping for every budget 1 … T, and each seed's own choice. The searches share
+    """The best grouping for every budget 1 … T, and each seed's own choice
+    (:func:`~mtlab.grouping.by_budget`; a task alone scores 0). The searches share
     ``GROUPING_SECONDS``; one stopped by its share returns the best grouping found with a
     certified upper bound on the optimum (``optimal`` false, ``bound``). Above
     ``LARGE_T`` tasks groups hold at most ``MAX_GROUP_SIZE_LARGE_T`` tasks (``max_group_size``),
     so that the candidate groups fit in memory."""
     T = len(tasks)
-    out: dict[str, Any] = {}
-    single = [SINGLETON_SCORE] * T
-    limit = GROUPING_SECONDS / (T * (1 + len(per_seed)))
     size = MAX_GROUP_SIZE_LARGE_T if T > LARGE_T else None
-
-    def search(M: np.ndarray, b: int) -> Any:
-        return best_grouping(M, b, single, names=tasks, max_group_size=size, time_limit=limit,
-                             anytime=True)  # fmt: skip
-
-    for b in range(1, T + 1):
-        if size is not None and b * size < T:
-            continue  # no grouping of at most b groups of ≤ size tasks covers every task
-        g = search(A, b)
-        seeds = [search(m, b).names or [] for m in per_seed]
-        stable, agree = stable_grouping(g.names or [], seeds)
-        out[str(b)] = {"groups": g.names, "value": g.value, "stable": stable, "seeds_agree": agree,
-                       "per_seed": seeds, "optimal": g.optimal, "bound": g.bound,
-                       "max_group_size": size}  # fmt: skip
-    return out
+    out = by_budget(A, range(1, T + 1), per_seed, tasks, [SINGLETON_SCORE] * T,
+                    max_group_size=size, time_limit=GROUPING_SECONDS / (T * (1 + len(per_seed))),
+                    anytime=True)  # fmt: skip
+    return {b: {**g, "max_group_size": size} for b, g in out.items()}
 
 
 def _group_of(
@@ -482,4 +446,4 @@ def _decide(task: str, cands: list[dict[str, Any]], prep: Prepared) -> dict[str,
     }
 
 
-__all__ = ["AFFINITIES", "PAIRS_MAX_TASKS", "Options", "Outcome", "Stages", "advise", "describe"]
+__all__ = ["AFFINITIES", "PAIRS_MAX_TASKS", "Options", "Outcome", "Stages", "advise"]

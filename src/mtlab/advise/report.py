@@ -8,12 +8,12 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from mtlab.advise.rules import CLEAR_MARGIN_SE, STABLE_FRACTION
 from mtlab.report.analysis import Analysis, Section
 from mtlab.report.document import _json_safe, write_report
+from mtlab.report.plotting import heatmap, panel_grid, plt, save
 
 ADVICE_KEYS = ("tasks", "groupings", "per_task")
 
@@ -87,48 +87,24 @@ def _affinity_text(aff: dict[str, Any]) -> str:
 
 
 def _figures(advice: dict[str, Any], cands: pd.DataFrame, fig_dir: Path) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig_dir.mkdir(parents=True, exist_ok=True)
     tasks = advice["tasks"]
-    A = np.asarray(advice["affinity"]["mean"])
-    se = np.asarray(advice["affinity"]["se"])
-    fig, ax = plt.subplots(figsize=(1.2 * len(tasks) + 2, 1.1 * len(tasks) + 1.5))
-    lim = float(np.nanmax(np.abs(A - np.diag(np.diag(A))))) or 1.0
-    im = ax.imshow(A, cmap="RdBu", vmin=-lim, vmax=lim)
-    for i in range(len(tasks)):
-        for j in range(len(tasks)):
-            dark = abs(A[i, j]) > 0.6 * lim  # white text on the darkest cells
-            ax.text(j, i, f"{A[i, j]:.3f}\n±{se[i, j]:.3f}", ha="center", va="center", fontsize=7,
-                    color="white" if dark else "black")  # fmt: skip
-    ax.set_xticks(range(len(tasks)), tasks, rotation=45, ha="right")
-    ax.set_yticks(range(len(tasks)), tasks)
     pairs = advice["affinity"]["source"] == "pairs"
-    ax.set_xlabel(
-        "source (trained with this task …)" if pairs else "source (a step on this task …)"
-    )
-    ax.set_ylabel("recipient (… changes this task's loss)")
-    ax.set_title("realised pairwise transfer" if pairs else "lookahead affinity")
-    fig.colorbar(im, ax=ax, shrink=0.8)
-    fig.tight_layout()
-    fig.savefig(fig_dir / "affinity.png", dpi=110)
-    plt.close(fig)
+    fig, ax = plt().subplots(figsize=(1.2 * len(tasks) + 2, 1.1 * len(tasks) + 1.5),
+                             layout="constrained")  # fmt: skip
+    source = "source (trained with this task …)" if pairs else "source (a step on this task …)"
+    heatmap(ax, advice["affinity"]["mean"], tasks,
+            "realised pairwise transfer" if pairs else "lookahead affinity",
+            se=advice["affinity"]["se"], xlabel=source)  # fmt: skip
+    save(fig, fig_dir, "affinity.png")
 
     budgets = sorted(int(b) for b in advice["groupings"])
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    fig, ax = plt().subplots(figsize=(5, 3.2), layout="constrained")
     ax.plot(budgets, [advice["groupings"][str(b)]["value"] for b in budgets], "o-")
     ax.axvline(advice["budget"], color="grey", ls=":", label="trained")
     ax.set_xlabel("budget (networks)")
     ax.set_ylabel("grouping value (mean affinity)")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(fig_dir / "grouping_value.png", dpi=110)
-    plt.close(fig)
-
-    from mtlab.report.plotting import panel_grid, save
+    save(fig, fig_dir, "grouping_value.png")
 
     fig, axes = panel_grid(len(tasks), size=(4.6, 3.4))
     for ax, task in zip(axes, tasks, strict=True):

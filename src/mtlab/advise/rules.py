@@ -7,9 +7,10 @@ tables where they must hold and where they must fail.
 * :func:`helpful_partners`: a source task helps a recipient if its mean affinity onto it exceeds
   ``CLEAR_MARGIN_SE`` standard errors (over seeds) above zero; a task's MTL partners are the
   members of its group that help it. :func:`helpful_source`: the most helpful such source.
-* :func:`stable_grouping`: a grouping is acted on with confidence only if at least
-  ``STABLE_FRACTION`` of the seeds' own affinity matrices choose it too; else it is reported
-  as not distinguishable from the alternatives the other seeds chose.
+* :func:`~mtlab.grouping.stable_grouping` (defined with the grouping search, which reports it for
+  every budget): a grouping is acted on with confidence only if at least ``STABLE_FRACTION`` of
+  the seeds' own affinity matrices choose it too; else it is reported as not distinguishable
+  from the alternatives the other seeds chose.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mtlab.grouping import STABLE_FRACTION, stable_grouping
+
 CLEAR_MARGIN_SE = 2.0
 MIN_SEEDS = 2
-STABLE_FRACTION = 2 / 3
 
 
 def paired_difference(base: Sequence[float], cand: Sequence[float]) -> tuple[float, float]:
@@ -67,22 +69,6 @@ def helpful_source(
     above zero (None: no source helps beyond noise)."""
     helpful = helpful_partners(mean_row, se_row, recipient, margin=margin)
     return max(helpful, key=lambda j: float(mean_row[j])) if helpful else None
-
-
-def stable_grouping(
-    chosen: Sequence[Sequence[str]], per_seed: Sequence[Sequence[Sequence[str]]],
-    fraction: float = STABLE_FRACTION,
-) -> tuple[bool, float]:  # fmt: skip
-    """Whether ``chosen`` (groups of task names) is also the choice of at least ``fraction`` of
-    the seeds; returns (stable, the fraction that agrees)."""
-
-    def canon(groups: Sequence[Sequence[str]]) -> tuple[tuple[str, ...], ...]:
-        return tuple(sorted(tuple(sorted(g)) for g in groups))
-
-    if not per_seed:
-        return False, math.nan
-    agree = sum(canon(g) == canon(chosen) for g in per_seed) / len(per_seed)
-    return agree >= fraction, agree
 
 
 __all__ = [

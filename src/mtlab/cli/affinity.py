@@ -30,9 +30,9 @@ def add(sub: Any) -> None:
     ap.add_argument("--probe-every", type=options.positive, default=100,
                     help="steps between probes")  # fmt: skip
     ap.add_argument(
-        "--rule", choices=("optimizer", "sgd"), default="optimizer",
-        help="probe update (built-in datasets): the optimiser's real (Adam) update, or "
-        "lr·gradient; your own data is probed with TAG's SGD lookahead",
+        "--rule", choices=("optimizer", "sgd"), default=None,
+        help="probe update: the optimiser's real (Adam) update, or a step of 0.1 · gradient "
+        "(default: optimizer for a built-in dataset, sgd for your own data)",
     )  # fmt: skip
     ap.add_argument("--method", default="mean", help="how the network itself is trained")
     ap.add_argument("--seed", type=int, default=0, help="the first seed")
@@ -41,11 +41,10 @@ def add(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mtlab.runs.config import make_config
+    from mtlab.runs.config import dataset_errors, make_config
     from mtlab.runs.store import RunStore
     from mtlab.studies.affinity import affinity_text, folder_result
     from mtlab.tasks.base import DataError
-    from mtlab.tasks.datasets import DATASETS
 
     if (problem := options.own_data_without_data(args)) is not None:
         return fail(problem)
@@ -62,20 +61,21 @@ def run(args: argparse.Namespace) -> int:
             images = owndata.is_images(args)
             data = owndata.read(args, "affinity", "cnn" if images else "mlp", widths,
                                 steps=args.steps, lr=args.lr, batch_size=args.batch_size,
-                                probe_every=args.probe_every)  # fmt: skip
+                                probe_every=args.probe_every,
+                                probe_rule=args.rule or "sgd")  # fmt: skip
             identity = data.base
             configs = [data.config(tasks=tuple(data.tasks), method=args.method, seed=s,
                                    probe=True) for s in seeds]  # fmt: skip
             where = str(args.data)
         else:
-            if args.dataset not in DATASETS:
-                raise ValueError(f"--dataset: unknown dataset {args.dataset!r}; allowed: "
-                                 f"{', '.join(DATASETS)}")  # fmt: skip
-            configs = [make_config({"family": "lookahead", "study": "affinity", "seed": s,
-                                    "method": args.method, "dataset": args.dataset,
-                                    "epochs": args.epochs, "probe_every": args.probe_every,
-                                    "rule": args.rule, "widths": widths, "lr": args.lr,
-                                    "batch_size": args.batch_size}) for s in seeds]  # fmt: skip
+            if errors := dataset_errors(args.dataset):
+                raise ValueError(f"--{errors[0]}")
+            from mtlab.studies.affinity import dataset_base
+
+            identity = dataset_base(args.dataset, args.epochs, args.batch_size, method=args.method,
+                                    widths=widths, lr=args.lr, probe_every=args.probe_every,
+                                    probe_rule=args.rule or "optimizer")  # fmt: skip
+            configs = [make_config({**identity, "seed": s}) for s in seeds]
             where = args.dataset
     except (ValueError, DataError) as err:
         return fail(str(err))

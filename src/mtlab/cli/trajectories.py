@@ -46,20 +46,19 @@ def _check_table(path: Path, tasks: list[str] | None) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mtlab.runs.config import dataset_errors
     from mtlab.studies import get_study
     from mtlab.studies.base import StudyInputs
     from mtlab.studies.trajectories import BASELINE
     from mtlab.tasks.base import DataError
-    from mtlab.tasks.datasets import DATASETS
 
     try:
         methods = options.methods(args.methods)
         if methods is not None and not methods:
             raise ValueError("--methods: name at least one method")
         tasks = options.names(args.tasks)
-        if args.dataset is not None and args.dataset not in DATASETS:
-            raise ValueError(f"--dataset: unknown dataset {args.dataset!r}; allowed: "
-                             f"{', '.join(DATASETS)}")  # fmt: skip
+        if args.dataset is not None and (errors := dataset_errors(args.dataset)):
+            raise ValueError(f"--{errors[0]}")
         if args.data is not None:
             tasks = _check_table(args.data, tasks)
         study = get_study("trajectories")

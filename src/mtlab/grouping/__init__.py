@@ -30,6 +30,9 @@ import numpy as np
 #: the score of a task trained alone (``singletons``): no transfer from other tasks — the same
 #: scale as a group member's mean affinity from its partners
 SINGLETON_SCORE = 0.0
+#: a grouping is acted on with confidence only if at least this share of the seeds' own affinity
+#: matrices choose it too (:func:`stable_grouping`)
+STABLE_FRACTION = 2 / 3
 
 
 @dataclass
@@ -210,6 +213,46 @@ def best_grouping(
     return Grouping(chosen_groups, best_val, named, nodes, optimal, bound)
 
 
+def stable_grouping(
+    chosen: Sequence[Sequence[str]], per_seed: Sequence[Sequence[Sequence[str]]],
+    fraction: float = STABLE_FRACTION,
+) -> tuple[bool, float]:  # fmt: skip
+    """Whether ``chosen`` (groups of task names) is also the choice of at least ``fraction`` of
+    the seeds; returns (stable, the fraction that agrees)."""
+
+    def canon(groups: Sequence[Sequence[str]]) -> tuple[tuple[str, ...], ...]:
+        return tuple(sorted(tuple(sorted(g)) for g in groups))
+
+    if not per_seed:
+        return False, math.nan
+    agree = sum(canon(g) == canon(chosen) for g in per_seed) / len(per_seed)
+    return agree >= fraction, agree
+
+
+def by_budget(
+    A, budgets: Sequence[int], per_seed: Sequence[np.ndarray] = (),
+    names: Sequence[str] | None = None, singleton_scores: Sequence[float] | None = None,
+    **search,
+) -> dict[str, dict]:  # fmt: skip
+    """Per budget (as a string): the best grouping of the (mean) matrix ``A`` — ``groups``,
+    ``value``, ``optimal``, ``bound`` — each seed's own choice (``per_seed``) and whether
+    it is ``stable`` (:func:`stable_grouping`; ``seeds_agree``). ``search``: the keyword
+    arguments of :func:`best_grouping`; a budget no grouping can cover is left out."""
+    out = {}
+    for b in budgets:
+        try:
+            g = best_grouping(A, b, singleton_scores, names=names, **search)
+        except ValueError:
+            continue
+        seeds = [best_grouping(m, b, singleton_scores, names=names, **search).names or []
+                 for m in per_seed]  # fmt: skip
+        stable, agree = stable_grouping(g.names or [], seeds)
+        out[str(b)] = {"groups": g.names, "value": g.value, "stable": stable,
+                       "seeds_agree": agree, "per_seed": seeds, "optimal": g.optimal,
+                       "bound": g.bound}  # fmt: skip
+    return out
+
+
 def _greedy_partition(
     S: np.ndarray, groups: list[tuple[int, ...]], budget: int, T: int
 ) -> list[int] | None:
@@ -349,14 +392,17 @@ def read_affinity(path: str | os.PathLike[str]) -> tuple[list[str], np.ndarray, 
 
 __all__ = [
     "SINGLETON_SCORE",
+    "STABLE_FRACTION",
     "AffinityFileError",
     "Grouping",
     "affinity_from_pairwise",
     "best_grouping",
     "brute_force_grouping",
+    "by_budget",
     "candidate_groups",
     "cosine_affinity",
     "group_scores",
     "read_affinity",
+    "stable_grouping",
     "write_affinity",
 ]

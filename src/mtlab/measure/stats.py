@@ -36,6 +36,20 @@ class Correlation:
         return bool(np.isfinite(lo) and np.isfinite(hi) and (lo > 0 or hi < 0))
 
 
+def finite_mean_se(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard error over the first axis (seeds, probes), of the finite entries only
+    (NaN where fewer than one / two are finite): a diverged seed or a non-finite probe is left
+    out, never averaged in."""
+    n = np.isfinite(stack).sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        total = np.where(np.isfinite(stack), stack, 0.0).sum(0)
+        mean = np.where(n > 0, total / np.maximum(n, 1), np.nan)
+        dev = np.where(np.isfinite(stack), stack - mean, 0.0)
+        var = (dev**2).sum(0) / np.maximum(n - 1, 1)
+        se = np.where(n > 1, np.sqrt(var / np.maximum(n, 1)), np.nan)
+    return mean, se
+
+
 def sign_agreement(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
     """Fraction of pairs (both finite and non-zero) whose signs agree; NaN if none."""
     a, b = np.asarray(x, np.float64), np.asarray(y, np.float64)
@@ -103,4 +117,4 @@ def correlate(
     return Correlation(n, *s, *p, agree, confidence)
 
 
-__all__ = ["Correlation", "correlate", "sign_agreement"]
+__all__ = ["Correlation", "correlate", "finite_mean_se", "sign_agreement"]

@@ -79,6 +79,35 @@ def panel_grid(
     return fig, list(axes.flat[:n])
 
 
+def heatmap(
+    ax: Any,
+    A: Any,
+    tasks: Sequence[str],
+    title: str,
+    se: Any = None,
+    xlabel: str = "source (step on this task)",
+) -> None:
+    """A recipient × source affinity matrix, diverging colours symmetric about 0 (scaled to the
+    off-diagonal entries); with ``se`` every cell is annotated mean ± s.e."""
+    A = np.asarray(A, float)
+    n = len(tasks)
+    lim = float(np.nanmax(np.abs(A[~np.eye(n, dtype=bool)]))) if n > 1 else 0.0
+    lim = lim or 1.0
+    im = ax.imshow(A, cmap="RdBu", vmin=-lim, vmax=lim)
+    if se is not None:
+        for i in range(n):
+            for j in range(n):
+                dark = abs(A[i, j]) > 0.6 * lim  # white text on the darkest cells
+                ax.text(j, i, f"{A[i, j]:.3f}\n±{se[i][j]:.3f}", ha="center", va="center",
+                        fontsize=7, color="white" if dark else "black")  # fmt: skip
+    ax.set_xticks(range(n), tasks, rotation=45 if se is not None else 90, ha="right", fontsize=7)
+    ax.set_yticks(range(n), tasks, fontsize=7)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("recipient (loss measured)")
+    ax.set_title(title, fontsize=9)
+    ax.figure.colorbar(im, ax=ax, shrink=0.8)
+
+
 def errorline(ax: Any, x: Any, mean: Any, se: Any, label: str, **kw: Any) -> None:
     x, mean, se = (np.asarray(a, float) for a in (x, mean, se))
     order = np.argsort(x)

@@ -552,6 +552,15 @@ def method_errors(method: str) -> list[str]:
     return []
 
 
+def dataset_errors(name: str | None) -> list[str]:
+    """Why ``name`` is not a built-in dataset (empty if it is)."""
+    from mtlab.tasks.datasets import DATASETS
+
+    if name in DATASETS:
+        return []
+    return [f"dataset: unknown dataset {name!r}; allowed: {', '.join(DATASETS)}"]
+
+
 class MtbenchRunConfig(RunConfig):
     """One run of the real-data multi-task benchmark (``mtlab benchmark``): a network with a shared
     trunk and one head per task, trained on ``dataset`` with a multi-task ``method`` (see
@@ -577,11 +586,7 @@ class MtbenchRunConfig(RunConfig):
     def _check(self) -> MtbenchRunConfig:
         from mtlab.tasks.datasets import DATASETS, dataset_tasks
 
-        errors = []
-        if self.dataset not in DATASETS:
-            errors.append(
-                f"dataset: unknown dataset {self.dataset!r}; allowed: {', '.join(DATASETS)}"
-            )
+        errors = dataset_errors(self.dataset)
         if self.method == "stl":
             if self.task is None:
                 errors.append("task: method 'stl' needs the task to train")
@@ -623,13 +628,8 @@ class TransferenceRunConfig(RunConfig):
 
     @model_validator(mode="after")
     def _check(self) -> TransferenceRunConfig:
-        from mtlab.tasks.datasets import DATASETS
 
-        errors = []
-        if self.dataset not in DATASETS:
-            errors.append(
-                f"dataset: unknown dataset {self.dataset!r}; allowed: {', '.join(DATASETS)}"
-            )
+        errors = dataset_errors(self.dataset)
         if self.itmtl:  # IT-MTL's candidates include UPGrad (the projector's solver)
             errors += [e.replace("method:", "itmtl:", 1) for e in method_errors("itmtl")]
         if errors:
@@ -723,11 +723,7 @@ class TrajectoryRunConfig(RunConfig):
         from mtlab.measure.trajectory import FACTORS
         from mtlab.tasks.datasets import DATASETS
 
-        errors = []
-        if self.setting == "dataset" and self.dataset not in DATASETS:
-            errors.append(
-                f"dataset: unknown dataset {self.dataset!r}; allowed: {', '.join(DATASETS)}"
-            )
+        errors = dataset_errors(self.dataset) if self.setting == "dataset" else []
         if self.setting == "file" and not self.data_path:
             errors.append("data_path: setting 'file' needs the path of a CSV, Parquet or NPZ table")
         if self.setting == "file" and not self.tasks:
@@ -764,54 +760,23 @@ class TrajectoryRunConfig(RunConfig):
         return self
 
 
-class LookaheadRunConfig(RunConfig):
-    """One lookahead-affinity measurement on a built-in dataset (``mtlab affinity --dataset``;
-    TAG, Fifty et al. 2021): all tasks trained together with ``method`` (an MLP trunk, one head
-    per task; :func:`mtlab.train.multitask.train_multitask`), probed every ``probe_every`` steps
-    with the optimiser's real update (``rule: optimizer``) or ``lr`` · gradient (``sgd``)."""
-
-    family: Literal["lookahead"] = "lookahead"
-    method: str = "mean"
-    dataset: str = "digit-attributes"
-    epochs: int = Field(50, ge=1)
-    probe_every: int = Field(100, ge=1)
-    rule: Literal["optimizer", "sgd"] = "optimizer"
-    widths: tuple[int, ...] = Field((128, 64), min_length=1)
-    lr: float = Field(1e-3, gt=0)
-    batch_size: int = Field(64, ge=1)
-
-    @model_validator(mode="after")
-    def _check(self) -> LookaheadRunConfig:
-        from mtlab.tasks.datasets import DATASETS
-
-        errors = method_errors(self.method)
-        if self.dataset not in DATASETS:
-            errors.append(
-                f"dataset: unknown dataset {self.dataset!r}; allowed: {', '.join(DATASETS)}"
-            )
-        if min(self.widths) < 1:
-            errors.append(f"widths: need positive widths (got {self.widths})")
-        if errors:
-            raise ValueError("; ".join(errors))
-        return self
-
-
 _OWN_FT = ("source", "rescale", "pt_steps")
-_OWN_PROBE = ("probe_every", "probe_batch", "probe_eta", "first_order_above")
+_OWN_PROBE = ("probe_every", "probe_batch", "probe_eta", "probe_rule", "first_order_above")
 
 
 class OwnDataRunConfig(RunConfig):
     """One training on a user's own data — a table (CSV, Parquet, NPZ), a label table naming
-    image files, or IDX files, read and checked by :mod:`mtlab.tasks.tables` — through a network
-    with a shared trunk (``mlp`` widths or ``cnn`` channels) and one head per task
-    (:mod:`mtlab.runs.owndata`).
+    image files, or IDX files, read and checked by :mod:`mtlab.tasks.tables` — or on a built-in
+    ``dataset`` read the same way, through a network with a shared trunk (``mlp`` widths or
+    ``cnn`` channels) and one head per task (:mod:`mtlab.runs.owndata`).
 
     ``method``: ``stl`` (one task alone), ``ptft`` (one task, its trunk starting from the trunk
     of the ``stl`` run of ``source`` — same seed, ``pt_steps`` steps — multiplied by
     ``rescale``), or a multi-task method (MTL on ``tasks``, :mod:`mtlab.grad.methods`). With
-    ``probe`` the training measures lookahead affinity (TAG's SGD lookahead of step
-    ``probe_eta`` · gradient) on fixed per-task batches every ``probe_every`` steps after the
-    first tenth of training; above ``first_order_above`` tasks its first-order estimate. Each
+    ``probe`` the training measures lookahead affinity (TAG's lookahead: ``probe_rule`` ``sgd``, a
+    step of ``probe_eta`` · gradient, or ``optimizer``, the step Adam would take) on fixed per-task
+    batches every ``probe_every`` steps after the first tenth of training; above
+    ``first_order_above`` tasks its first-order estimate only. Each
     task is scored at its best validation checkpoint (every ``eval_every`` steps).
 
     The data fields are the data's identity: the file's SHA-256 (``data_sha256``; IDX labels:
@@ -826,8 +791,9 @@ class OwnDataRunConfig(RunConfig):
     rescale: float | None = Field(None, gt=0, description="ptft: the pretrained trunk × s")
     pt_steps: int | None = Field(None, ge=1, description="ptft: the source run's steps")
     probe: bool = Field(False, description="measure lookahead affinity while training")
-    data: str = Field(min_length=1, description="the table, label table or IDX image file")
-    data_sha256: str = Field(min_length=1)
+    data: str | None = Field(None, description="the table, label table or IDX image file")
+    data_sha256: str | None = None
+    dataset: str | None = Field(None, description="a built-in dataset instead of data")
     targets: tuple[str, ...] = Field(min_length=1, description="the target columns read")
     features: tuple[str, ...] | None = Field(None, description="None: every other column")
     kinds: tuple[str, ...] = Field((), description="kind overrides, name=kind")
@@ -846,6 +812,7 @@ class OwnDataRunConfig(RunConfig):
     probe_every: int = Field(100, ge=1)
     probe_batch: int = Field(256, ge=1)
     probe_eta: float = Field(0.1, gt=0)
+    probe_rule: Literal["sgd", "optimizer"] = "sgd"
     first_order_above: int = Field(12, ge=1)
 
     def row_fields(self) -> dict[str, Any]:
@@ -865,6 +832,12 @@ class OwnDataRunConfig(RunConfig):
     @model_validator(mode="after")
     def _check(self) -> OwnDataRunConfig:
         errors = []
+        if (self.data is None) == (self.dataset is None):
+            errors.append("data, dataset: give one of a data file and a built-in dataset")
+        elif self.data is not None and not self.data_sha256:
+            errors.append("data_sha256: a data file needs its SHA-256 (its identity)")
+        elif self.dataset is not None:
+            errors += dataset_errors(self.dataset)
         unknown = [t for t in self.tasks if t not in self.targets]
         if unknown:
             errors.append(f"tasks: {unknown} are not among the targets {list(self.targets)}")
@@ -911,7 +884,6 @@ FAMILIES: dict[str, type[RunConfig]] = {
     "images": ImagesRunConfig,
     "trajectory": TrajectoryRunConfig,
     "owndata": OwnDataRunConfig,
-    "lookahead": LookaheadRunConfig,
 }
 
 
@@ -935,7 +907,6 @@ __all__ = [
     "ConfigError",
     "DiagonalRunConfig",
     "ImagesRunConfig",
-    "LookaheadRunConfig",
     "MtbenchRunConfig",
     "OwnDataRunConfig",
     "ReluRunConfig",

@@ -178,7 +178,6 @@ _BUILTIN = {
     "images": "mtlab.runs.images",
     "trajectory": "mtlab.runs.trajectory",
     "owndata": "mtlab.runs.owndata",
-    "lookahead": "mtlab.runs.affinity",
 }
 _REGISTRY: dict[str, Family] = {}
 

@@ -42,12 +42,12 @@ from mtlab.runs.config import OwnDataRunConfig
 from mtlab.runs.family import Record, SequentialFamily, register_family
 from mtlab.tasks.base import DataError
 from mtlab.tasks.supervised import SupervisedTask
-from mtlab.tasks.tables import Prepared, prepare, read_data
+from mtlab.tasks.tables import Prepared, prepare, read_data, read_dataset
 from mtlab.train.minibatch import MinibatchConfig, task_output, train_minibatch
 
 #: the config fields that say which data a run reads (the key of the per-process data cache)
-DATA_FIELDS = ("data", "data_sha256", "targets", "features", "kinds", "split_column", "images",
-               "image_column", "image_size", "labels", "labels_sha256")  # fmt: skip
+DATA_FIELDS = ("data", "data_sha256", "dataset", "targets", "features", "kinds", "split_column",
+               "images", "image_column", "image_size", "labels", "labels_sha256")  # fmt: skip
 
 
 def file_digest(path: str | Path) -> str:
@@ -110,6 +110,8 @@ def _hashable(v: Any) -> Any:
 @lru_cache(maxsize=4)
 def _load(key: tuple[Any, ...]) -> Prepared:
     d = dict(zip(DATA_FIELDS, key, strict=True))
+    if d["dataset"] is not None:
+        return prepare(read_dataset(d["dataset"]), seed=0)
     table = read_data(d["data"], d["targets"], d["features"], parse_kinds(d["kinds"] or ()),
                       d["split_column"], d["images"], d["image_column"] or "file",
                       d["image_size"], d["labels"])  # fmt: skip
@@ -153,16 +155,18 @@ def evaluate(
 
 class AffinityProber:
     """Lookahead affinity at checkpoints, on fixed per-task batches of the training split (TAG's
-    SGD lookahead; the first-order estimate above ``cfg.first_order_above`` tasks)."""
+    lookahead with ``cfg.probe_rule``; only the first-order estimate above
+    ``cfg.first_order_above`` tasks, else both)."""
 
     def __init__(self, net: MultiTaskNet, tasks: Sequence[SupervisedTask],
-                 cfg: OwnDataRunConfig, dev: Any) -> None:  # fmt: skip
+                 cfg: OwnDataRunConfig, dev: Any, optimizer: Any) -> None:  # fmt: skip
         self.wrapped = _PerTask(net)
         shared = [f"net.trunk.{n}" for n, _ in net.trunk.named_parameters()]
         self.first_order = len(tasks) > cfg.first_order_above
+        sgd = cfg.probe_rule == "sgd"
         self.lookahead = LookaheadProbe(
-            self.wrapped, shared, None, rule="sgd", eta=cfg.probe_eta,
-            first_order_only=self.first_order,
+            self.wrapped, shared, None if sgd else optimizer, rule=cfg.probe_rule,
+            eta=cfg.probe_eta if sgd else None, first_order_only=self.first_order,
         )  # fmt: skip
         g = generator(cfg.seed, "probe")
         self.batches = []
@@ -171,7 +175,8 @@ class AffinityProber:
             idx = torch.randperm(n, generator=g)[: min(n, cfg.probe_batch)]
             self.batches.append((task["train"].x[idx].to(dev), task["train"].y[idx].to(dev)))
         self.tasks = tasks
-        self.values: list[Tensor] = []
+        self.values: list[Tensor] = []  # per probe: the affinity (the first-order one above …)
+        self.estimates: list[Tensor] = []  # … and, where both are measured, the first-order one
         self.steps: list[int] = []
         self.seconds = 0.0
 
@@ -186,6 +191,8 @@ class AffinityProber:
         Z = look.first_order if self.first_order else look.affinity
         if bool(torch.isfinite(Z).all()):
             self.values.append(Z.detach().double().cpu())
+            if not self.first_order:
+                self.estimates.append(look.first_order.detach().double().cpu())
             self.steps.append(step)
         self.seconds += time.perf_counter() - t0
 
@@ -224,8 +231,12 @@ def train_run(  # long: the run's one training, its checkpoints and its outcome,
                            checkpoints=tuple(sorted(probe_steps | eval_steps)),
                            seed=cfg.seed)  # fmt: skip
     net.to(dev)
-    prober = AffinityProber(net, tasks, cfg, dev) if cfg.probe else None
+    prober: AffinityProber | None = None
     best: dict[str, dict[str, float]] = {}
+
+    def ready(optimizer: torch.optim.Optimizer) -> None:
+        nonlocal prober
+        prober = AffinityProber(net, tasks, cfg, dev, optimizer) if cfg.probe else None
 
     def measure(step: int, model: MultiTaskNet) -> None:
         if prober is not None and step in probe_steps:
@@ -237,7 +248,8 @@ def train_run(  # long: the run's one training, its checkpoints and its outcome,
                     best[name] = {**m, "best_step": float(step)}
                 best[name]["min_val_loss"] = low
 
-    res = train_minibatch(net, tasks, method, tcfg, measure=measure, device=dev)
+    res = train_minibatch(net, tasks, method, tcfg, measure=measure, device=dev,
+                          on_optimizer=ready)  # fmt: skip
     if res.diverged_at is not None or not best:  # the state it stopped in
         for name, m in evaluate(net, tasks, prep, dev).items():
             best.setdefault(name, {**m, "best_step": float(res.steps),
@@ -250,6 +262,7 @@ def train_run(  # long: the run's one training, its checkpoints and its outcome,
             e["affinity"] = (torch.stack(prober.values).mean(0)[i].tolist()
                              if prober.values else None)  # fmt: skip
             e["affinity_per_probe"] = [v[i].tolist() for v in prober.values]
+            e["first_order_per_probe"] = [v[i].tolist() for v in prober.estimates]
         evals.append(e)
     failed = res.diverged_at is not None
     row = {

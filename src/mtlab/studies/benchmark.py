@@ -14,7 +14,7 @@ datasets) of the conflict diagnostics over training. Δm uses accuracy for class
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -279,13 +279,6 @@ class BenchmarkStudy(Study):
             ax.set_title(metric)
         axes[0].legend(fontsize=7)
         return save(fig, fig_dir, "conflict_diagnostics.png")
-
-
-def summary_table(root: Path) -> Any:
-    """The ``delta_m.csv`` of a benchmark folder as a DataFrame."""
-    import pandas as pd
-
-    return pd.read_csv(Path(root) / "delta_m.csv")
 
 
 register(BenchmarkStudy())

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from mtlab.report.analysis import Analysis, Claim, Section
-from mtlab.report.plotting import panel_grid, plt, save
+from mtlab.report.plotting import heatmap, panel_grid, plt, save
 from mtlab.runs.config import RunConfig
 from mtlab.runs.store import RunStore
 from mtlab.runs.sweep import expand
@@ -46,17 +46,6 @@ PRESETS = {
         },
     ),
 }
-
-
-def heatmap(ax: Any, A: np.ndarray, tasks: list[str], title: str) -> None:
-    lim = float(np.abs(A[~np.eye(len(tasks), dtype=bool)]).max()) or 1.0
-    im = ax.imshow(A, cmap="RdBu", vmin=-lim, vmax=lim)
-    ax.set_xticks(range(len(tasks)), tasks, rotation=90, fontsize=7)
-    ax.set_yticks(range(len(tasks)), tasks, fontsize=7)
-    ax.set_xlabel("source (step on this task)")
-    ax.set_ylabel("recipient (loss measured)")
-    ax.set_title(title, fontsize=9)
-    ax.figure.colorbar(im, ax=ax, shrink=0.8)
 
 
 def heatmaps_figure(df: pd.DataFrame, aff: pd.DataFrame, fig_dir: Path) -> str:

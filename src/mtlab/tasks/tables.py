@@ -431,6 +431,23 @@ def read_data(
     return read_table(data, targets, features, kinds, split_column)
 
 
+def read_dataset(name: str) -> Table:
+    """A built-in dataset (:mod:`mtlab.tasks.datasets`, its split seeded 0) as a table: every
+    task a classification target, the dataset's own split as the split column."""
+    from mtlab.tasks.datasets import SPLITS as DS_SPLITS
+    from mtlab.tasks.datasets import load_dataset
+
+    ds = load_dataset(name, 0)
+    splits = [s for s in DS_SPLITS if s in ds.x]
+    x = np.concatenate([ds.x[s].numpy() for s in splits])
+    y = np.concatenate([ds.y[s].numpy() for s in splits]).astype(float)
+    split = np.concatenate([np.full(len(ds.x[s]), s) for s in splits])
+    targets = [Target(t, "classification", tuple(range(k)))
+               for t, k in zip(ds.tasks, ds.num_classes, strict=True)]  # fmt: skip
+    ys = {t: y[:, i] for i, t in enumerate(ds.tasks)}
+    return Table(Path(name), ["pixels"], x, targets, ys, split)
+
+
 @dataclass
 class Prepared:
     """A table ready to train on: one task per target, the split's row indices, and the
@@ -524,6 +541,7 @@ __all__ = [
     "infer_kind",
     "prepare",
     "read_data",
+    "read_dataset",
     "read_idx_table",
     "read_image_table",
     "read_table",

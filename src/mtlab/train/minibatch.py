@@ -122,8 +122,11 @@ def train_minibatch(
     cfg: MinibatchConfig,
     measure: Callable[[int, MultiTaskNet], None] | None = None,
     device: torch.device | str = "cpu",
+    on_optimizer: Callable[[torch.optim.Optimizer], None] | None = None,
 ) -> MinibatchResult:
     """Train ``model`` (one head per task, in order) on ``tasks`` with ``method`` (module doc).
+    ``on_optimizer(opt)`` is called with the optimizer once it is built (a measurement that
+    reads its state, such as a lookahead with the optimiser's update, takes it there).
 
     A non-finite loss stops training (``diverged_at`` is that step); measurements stop with it."""
     if len(model.heads) != len(tasks) or method.n_tasks != len(tasks):
@@ -135,6 +138,8 @@ def train_minibatch(
     model.to(dev)
     method.to(dev)
     opt = _optimizer([*model.parameters(), *method.parameters()], cfg)
+    if on_optimizer is not None:
+        on_optimizer(opt)
     engine = JacobianEngine(cfg.backend)
     shared, specific = model.shared_parameters(), model.task_parameters()
     data = [(t["train"].x.to(dev), t["train"].y.to(dev)) for t in tasks]

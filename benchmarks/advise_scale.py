@@ -5,7 +5,8 @@ tasks (lookahead vs the first-order estimate vs no probe).
   T = 6 … ``--max-tasks`` and budgets 2 … 4, with a ``--limit`` (default 60 s) anytime search:
   seconds, nodes, whether it finished, and for unfinished searches the certified gap
   (bound − best found).
-* ``probes``: one MTL training (``mtlab.advise.engine``) on a planted table widened to T tasks
+* ``probes``: one MTL run of the own-data family (``mtlab.runs.owndata``) on a planted table
+  widened to T tasks
   (noisy copies of the six planted targets), no probe vs lookahead probes vs first-order probes
   every 100 steps; the probes' share of the training time.
 
@@ -17,16 +18,15 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mtlab.advise.engine import Settings, Spec, train
 from mtlab.advise.synthetic import planted_table
 from mtlab.grouping import best_grouping
-from mtlab.tasks.tables import prepare, read_table
+from mtlab.runs.config import make_config
+from mtlab.runs.owndata import FAMILY, file_digest
 
 
 def grouping(max_tasks: int, limit: float) -> list[dict[str, Any]]:
@@ -62,17 +62,18 @@ def probes(tasks: int, root: Path) -> dict[str, Any]:
     df = df.drop(columns=base)
     path = root / "wide.csv"
     df.to_csv(path, index=False)
-    prep = prepare(read_table(path, names), seed=0)
     out: dict[str, Any] = {"tasks": tasks}
-    base_settings = Settings((128, 128), steps=300, probe_every=100)
-    for label, spec, settings in (
-        ("no probe", Spec(tuple(names)), base_settings),
-        ("lookahead", Spec(tuple(names), probe=True), replace(base_settings, first_order_above=10**6)),
-        ("first-order", Spec(tuple(names), probe=True), replace(base_settings, first_order_above=0)),
-    ):  # fmt: skip
-        outcome, _ = train(spec, prep, settings)
-        out[label] = {"seconds": outcome.seconds, "probe_seconds": outcome.extra["probe_seconds"],
-                      "probes": outcome.extra["probes"]}  # fmt: skip
+    base = {"family": "owndata", "data": str(path), "data_sha256": file_digest(path),
+            "targets": tuple(names), "tasks": tuple(names), "method": "mean", "steps": 300,
+            "probe_every": 100}  # fmt: skip
+    for label, fields in (
+        ("no probe", {}),
+        ("lookahead", {"probe": True, "first_order_above": 10**6}),
+        ("first-order", {"probe": True, "first_order_above": 1}),
+    ):
+        row = FAMILY.record(make_config({**base, **fields}))[0]
+        out[label] = {"seconds": row["train_seconds"] + row["measure_seconds"],
+                      "probe_seconds": row["probe_seconds"], "probes": row["probes"]}  # fmt: skip
         print(tasks, label, out[label], flush=True)
     return out
 

@@ -44,7 +44,7 @@ def one_by_one(E: int, d: int, T: int, widths: tuple[int, ...], steps: int, b: i
 
 def ensemble(E: int, d: int, T: int, widths: tuple[int, ...], steps: int, b: int) -> float:
     nets = _nets(E, d, T, widths)
-    params, buffers = stack_module_state(nets)
+    params, _ = stack_module_state(nets)
     leaves = list(params.values())
     opt = torch.optim.Adam(leaves, lr=1e-3)
     base = nets[0]

@@ -68,7 +68,7 @@ def main() -> None:
                 )
                 total += secs
                 continue
-            size = plan_chunk(fam, group, pretrained, "cpu", probe_steps=20)
+            size = plan_chunk(fam, group, pretrained, "cpu", timing_steps=20)
             fam.run_chunk(group[:size], pretrained, max_steps=3)
             t0 = time.perf_counter()
             fam.run_chunk(group[:size], pretrained, max_steps=args.steps)

@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         def train(stage: str, configs: Any) -> dict[str, dict[str, Any]]:
             if not args.quiet:
                 print(f"  {stage}: {len(configs)} runs", file=sys.stderr)
-            stats = folder.execute(configs)
+            stats = folder.execute(configs, tables=False)  # written once, at the end
             for k in ("requested", "trained", "skipped", "failed", "seconds"):
                 total[k] = total.get(k, 0) + stats[k]
             total["executor"] = stats["executor"]
@@ -120,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
             record_session(store, {**total, "skipped": before}, append=True)
             print(f"mtlab: trained {total['trained']} runs ({total['failed']} failed) in "
                   f"{total['seconds']:.1f} s; {before} were stored already", file=sys.stderr)
+        store.write_tables()
         _summary(store)
         meta = {"data": str(args.data), "rows": data.table.n, "seeds": args.seeds,
                 "model": f"{trunk}:{','.join(map(str, widths))}", "steps": args.steps,

@@ -158,6 +158,7 @@ class Folder:
         self.extra, self.identity, self.append = dict(extra or {}), identity, append
         self.executor: Any = None
         self.store: Any = None
+        self._recorded: tuple[list[Any], list[str]] | None = None  # config.yaml's runs and ids
 
     def problem(self, configs: Sequence[Any] = ()) -> str | None:
         """Why the folder or the executor cannot take ``configs`` (None: they can)."""
@@ -210,27 +211,31 @@ class Folder:
         store = self.store
         runs = [c.model_dump() for c in configs]
         ids = [c.run_id() for c in configs]
-        if (self.append or self.identity is not None) and (self.out / "config.yaml").exists():
+        merge = self.append or self.identity is not None
+        if merge and self._recorded is None and (self.out / "config.yaml").exists():
             old = store.read_config()
+            self._recorded = (list(old.get("runs", [])), stored_ids(old))
+        if merge and self._recorded is not None:
             known = set(ids)
-            for r, rid in zip(old.get("runs", []), stored_ids(old), strict=True):
+            for r, rid in zip(*self._recorded, strict=True):
                 if rid not in known:  # the folder keeps every run recorded in it
                     runs.append(r)
                     ids.append(rid)
                     known.add(rid)
+        self._recorded = (runs, ids)
         head = {"study": self.study, "preset": self.preset,
                 "command": " ".join(["mtlab", *sys.argv[1:]]), **self.extra}  # fmt: skip
         if self.identity is not None:
             head["identity"] = json.loads(json.dumps(self.identity))
         store.write_config({**head, "run_ids": ids, "runs": runs})
 
-    def execute(self, configs: Sequence[Any]) -> dict[str, Any]:
+    def execute(self, configs: Sequence[Any], tables: bool = True) -> dict[str, Any]:
         """Train the runs of ``configs`` not yet stored (recorded in ``config.yaml`` first)."""
         from mtlab.runs.executor import execute
 
         self.plan(configs)
         return execute(configs, self.store, chunk=self.args.chunk, progress=not self.args.quiet,
-                       executor=self.executor)  # fmt: skip
+                       executor=self.executor, tables=tables)  # fmt: skip
 
 
 def print_stats(stats: dict[str, Any]) -> None:

@@ -295,9 +295,12 @@ def execute(
     device: str | torch.device = "cpu",
     progress: bool = True,
     executor: Executor | None = None,
+    tables: bool = True,
 ) -> dict[str, Any]:  # long: the loader cache and the sink share the store, stats and bar
     """Train every run of ``configs`` missing from ``store`` with ``executor`` (default: in this
-    process on ``device``); returns counts and timings."""
+    process on ``device``); returns counts and timings. ``results.parquet`` and the other tables
+    are rebuilt at the end (also when interrupted) unless ``tables`` is False (a command that
+    runs several sweeps into one folder rebuilds them once, after the last)."""
     from tqdm.auto import tqdm
 
     if (isinstance(chunk, int) and chunk < 1) or (isinstance(chunk, str) and chunk not in CHUNKS):
@@ -365,11 +368,11 @@ def execute(
             phase_label[0] = f"phase {p + 1}/{len(todo)}, {len(chunks)} chunks"
             bar.set_postfix_str(phase_label[0])
             executor.run_phase(chunks, pretrained, sink, on_chunk)
-            store.write_tables()
     finally:
         bar.close()
         stats["seconds"] = time.perf_counter() - t_start
-        store.write_tables()
+        if tables:
+            store.write_tables()
         if opened:
             executor.close()
     return stats

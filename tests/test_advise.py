@@ -333,10 +333,25 @@ def _stored_ids(out):
             if x.strip()]  # fmt: skip
 
 
-def test_advise_killed_mid_stage_resumes_training_nothing_twice(tmp_path, capsys):
+def _count_trainings(monkeypatch) -> list:
+    """Every training the own-data family starts in this process, counted."""
+    from mtlab.runs import owndata
+
+    calls: list = []
+    real = owndata.train_run
+
+    def counting(cfg, *args, **kwargs):
+        calls.append(cfg.run_id())
+        return real(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(owndata, "train_run", counting)
+    return calls
+
+
+def test_advise_killed_mid_stage_resumes_training_nothing_twice(tmp_path, capsys, monkeypatch):
     """kill -9 of ``mtlab advise`` mid-stage, then the same command: it resumes (the dead
-    process's lock is taken over), trains exactly the runs not stored (counted), stores each run
-    once, and gives the advice of an uninterrupted run."""
+    process's lock is taken over), trains exactly the runs not stored (every training counted),
+    stores each run once, and gives the advice of an uninterrupted run."""
     import subprocess
     import sys
     import time
@@ -357,10 +372,12 @@ def test_advise_killed_mid_stage_resumes_training_nothing_twice(tmp_path, capsys
     before = len(set(_stored_ids(out)))
     assert 6 <= before and not (out / "advice.json").exists()  # stopped in its first stage
     assert (out / ".lock").exists()
+    trainings = _count_trainings(monkeypatch)
     assert main(["advise", "--data", str(data), "--out", str(out), *SMALL]) == 0
     err = capsys.readouterr().err
     ids = _stored_ids(out)
     assert len(ids) == len(set(ids))  # no run stored twice
+    assert sorted(trainings) == sorted(set(ids) - set(ids[:before]))  # no run trained twice
     assert f"trained {len(ids) - before} runs (0 failed)" in err  # only the missing ones
     assert f"{before} were stored already" in err
     assert main(["advise", "--data", str(data), "--out", str(ref), *SMALL]) == 0
@@ -406,6 +423,31 @@ def test_advise_dry_run_status_and_folder_policy(tmp_path, capsys):
     (old / "trainings.jsonl").write_text("")
     assert main([*args[:4], str(old), *SMALL]) == 2
     assert "written by an earlier mtlab (trainings.jsonl)" in capsys.readouterr().err
+
+
+def test_a_rerun_trains_only_what_is_missing_or_needed(tmp_path, monkeypatch):
+    """A finished run is trained again only if a run depends on it and its parameters are lost
+    (own-data MTL and PT+FT runs store none: they are never redone)."""
+    from mtlab.runs.config import make_config
+    from mtlab.runs.executor import execute
+    from mtlab.runs.owndata import file_digest
+    from mtlab.runs.store import RunStore
+
+    data = _small_table(tmp_path)
+    base = {"family": "owndata", "data": str(data), "data_sha256": file_digest(data),
+            "targets": ("a", "b", "d", "e"), "steps": 20, "widths": (8,)}  # fmt: skip
+    stl = make_config({**base, "tasks": ("a",)})
+    configs = [stl, make_config({**base, "tasks": ("a", "b"), "method": "mean"}),
+               make_config({**base, "tasks": ("b",), "method": "ptft", "source": "a",
+                            "rescale": 0.5})]  # fmt: skip
+    store = RunStore(tmp_path / "o")
+    assert execute(configs, store, progress=False)["trained"] == 3
+    trainings = _count_trainings(monkeypatch)
+    execute(configs, store, progress=False)
+    assert trainings == []
+    (store.root / "params" / f"{stl.run_id()}.pt").unlink()  # the dependency's trunk is lost
+    stats = execute(configs, store, progress=False)
+    assert trainings == [stl.run_id()] and stats["redone"] == 1
 
 
 def test_a_changed_data_file_fails_its_runs_instead_of_mixing(tmp_path):

@@ -82,14 +82,18 @@ def expand_dependencies(configs: Sequence[RunConfig]) -> list[list[RunConfig]]:
 
 
 def plan(configs: Sequence[RunConfig], store: RunStore) -> list[list[RunConfig]]:
-    """The runs still to train, per dependency phase: those missing from ``store``, plus finished
-    dependencies whose parameters were lost (their dependents need them)."""
+    """The runs still to train, per dependency phase: those missing from ``store``, plus the
+    finished dependencies of the sweep's runs whose parameters were lost (a run that depends on
+    them starts from them). A finished run that no run depends on is never redone, whether or
+    not its family stores parameters."""
     done = store.done_ids()
     phases = expand_dependencies(configs)
     todo = [[c for c in phase if c.run_id() not in done] for phase in phases]
+    needed = {d.run_id() for phase in phases for c in phase for d in c.dependencies()}
     for p, phase in enumerate(phases[:-1]):
         for c in phase:
-            if c.run_id() in done and not store.params_ok(c.run_id()):
+            rid = c.run_id()
+            if rid in needed and rid in done and not store.params_ok(rid):
                 todo[p].append(c)  # missing or unreadable (truncated) parameters: redone
     return todo
 

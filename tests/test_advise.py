@@ -414,6 +414,11 @@ def test_advise_dry_run_status_and_folder_policy(tmp_path, capsys):
     assert "advice.json: written" in status and "study 'advise'" in status
     assert main(["report", str(out)]) == 2  # advise writes its own report: rerun it
     assert "rerun it" in capsys.readouterr().err
+    # the data file moved: the same bytes, the same runs — the folder resumes, trains nothing
+    moved = data.rename(tmp_path / "moved.csv")
+    assert main(["advise", "--data", str(moved), "--out", str(out), *SMALL]) == 0
+    assert "trained 0 runs" in capsys.readouterr().err
+    data = moved
     # another study's folder, and a folder of an earlier mtlab, are refused
     assert main(["benchmark", "--data", str(data), "--targets", "a,b", "--features", "x0,x1",
                  "--out", str(out), "--quiet"]) == 2  # fmt: skip
@@ -421,7 +426,7 @@ def test_advise_dry_run_status_and_folder_policy(tmp_path, capsys):
     old = tmp_path / "old"
     old.mkdir()
     (old / "trainings.jsonl").write_text("")
-    assert main([*args[:4], str(old), *SMALL]) == 2
+    assert main(["advise", "--data", str(data), "--out", str(old), *SMALL]) == 2
     assert "written by an earlier mtlab (trainings.jsonl)" in capsys.readouterr().err
 
 

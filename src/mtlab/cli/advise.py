@@ -89,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
     opts = Options(args.seeds, args.budget, methods, rescales, args.time_budget or None,
                    args.affinity)  # fmt: skip
     label = f"advise on {len(data.tasks)} tasks of {args.data}"
-    folder = Folder(args, "advise", "custom", {"result": "advice.json"}, data.base, append=True)
+    folder = Folder(args, "advise", "custom", {"result": "advice.json", "data": str(args.data)},
+                    data.identity, append=True)  # fmt: skip
     if (problem := folder.problem()) is not None:
         return fail(problem)
     if args.dry_run:

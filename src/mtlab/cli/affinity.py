@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
                                 steps=args.steps, lr=args.lr, batch_size=args.batch_size,
                                 probe_every=args.probe_every,
                                 probe_rule=args.rule or "sgd")  # fmt: skip
-            identity = data.base
+            identity = data.identity
             configs = [data.config(tasks=tuple(data.tasks), method=args.method, seed=s,
                                    probe=True) for s in seeds]  # fmt: skip
             where = str(args.data)
@@ -79,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
             where = args.dataset
     except (ValueError, DataError) as err:
         return fail(str(err))
-    extra = {"seeds": seeds, "dataset": None if args.data is not None else args.dataset}
+    extra = {"seeds": seeds, "dataset": None if args.data is not None else args.dataset,
+             "data": None if args.data is None else str(args.data)}  # fmt: skip
     code = execute_sweep(args, "affinity", "custom", configs, extra, f"affinity on {where}",
                          identity)  # fmt: skip
     if code == 0 and not args.dry_run and not args.no_report:

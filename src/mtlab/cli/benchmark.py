@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             data = owndata.read(args, "benchmark", trunk, widths, steps=args.steps,
                                 lr=1e-3 if args.lr is None else args.lr,
                                 batch_size=args.batch_size or 128)  # fmt: skip
-            identity = data.base
+            identity = data.identity
             given = StudyInputs(methods=tuple(methods), owndata=data.base)
             preset, seeds, where = "data", args.seeds or 3, str(args.data)
         else:
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, DataError) as err:
         return fail(str(err))
     extra = {"seeds": seeds, "dataset": args.dataset if args.data is None else None,
-             "methods": methods}  # fmt: skip
+             "data": None if args.data is None else str(args.data), "methods": methods}  # fmt: skip
     label = f"benchmark on {where}"
     code = execute_sweep(args, study.name, preset, configs, extra, label, identity)
     if code == 0 and not args.no_report and not args.dry_run:

@@ -37,12 +37,6 @@ def stored_ids(old: dict[str, Any]) -> list[str]:
     return [make_config(r).run_id() for r in old.get("runs", [])]
 
 
-def _identity_text(ident: dict[str, Any] | None) -> str:
-    if not ident:
-        return ""
-    return f" on {ident.get('data')}" if ident.get("data") else ""
-
-
 def check_out(
     out: Path,
     study: str,
@@ -71,8 +65,9 @@ def check_out(
             f"{preset!r}"
         )
     if identity is not None and old_cfg.get("identity") != json.loads(json.dumps(identity)):
-        return (f"{out} holds {study} runs for other data or settings"
-                f"{_identity_text(old_cfg.get('identity'))}; choose another --out")  # fmt: skip
+        where = f" on {old_cfg['data']}" if old_cfg.get("data") else ""
+        return (f"{out} holds {study} runs for other data or settings{where}; choose another "
+                "--out")  # fmt: skip
     new = {c.run_id() for c in configs}
     have = set(stored_ids(old_cfg))
     if configs and new != have and not append:

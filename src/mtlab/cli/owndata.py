@@ -14,11 +14,18 @@ from mtlab.cli import options
 class OwnData:
     """The checked data (``table``, ``prep``: split and standardised, as the runs will see it)
     and ``base``: the :class:`~mtlab.runs.config.OwnDataRunConfig` fields every run of the
-    command shares — the data's identity and the training settings."""
+    command shares — where the data are and what they are, and the training settings."""
 
     table: Any
     prep: Any
     base: dict[str, Any]
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """The folder's identity: ``base`` without the paths of hashed files (moved, the same
+        bytes are the same data)."""
+        return {k: v for k, v in self.base.items()
+                if not (k in ("data", "labels") and self.base.get(f"{k}_sha256"))}  # fmt: skip
 
     @property
     def tasks(self) -> list[str]:

@@ -47,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
     for k in rows:
         (bad if k in failed else done)[planned[k]] += 1
     print(f"{args.out}: study {cfg.get('study')!r}, preset {cfg.get('preset')!r}")
-    if cfg.get("identity", {}).get("data"):
-        print(f"data: {cfg['identity']['data']}")
+    if cfg.get("data") or cfg.get("identity", {}).get("dataset"):
+        print(f"data: {cfg.get('data') or cfg['identity']['dataset']}")
     print(f"{'method':14s} {'done':>6s} {'failed':>6s} {'pending':>7s} {'total':>6s}")
     for m in sorted(total):
         pending = total[m] - done[m] - bad[m]

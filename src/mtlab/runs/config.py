@@ -59,9 +59,14 @@ class RunConfig(BaseModel):
             data[name] = None
         return data
 
+    def identity(self) -> dict[str, Any]:
+        """What makes two runs the same run: the canonical row (a family may leave out where
+        its inputs are read from, when their content identifies them)."""
+        return self.row_fields()
+
     def run_id(self) -> str:
-        """Stable 16-hex id of the canonical row (identical runs share it, so sweeps dedupe)."""
-        blob = json.dumps(self.row_fields(), sort_keys=True, default=str)
+        """Stable 16-hex id of :meth:`identity` (identical runs share it, so sweeps dedupe)."""
+        blob = json.dumps(self.identity(), sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def dependencies(self) -> list[RunConfig]:
@@ -824,6 +829,13 @@ class OwnDataRunConfig(RunConfig):
             for name in _OWN_PROBE:
                 data[name] = None
         return data
+
+    def identity(self) -> dict[str, Any]:
+        """The row without the paths of files identified by their SHA-256: the same bytes moved
+        elsewhere are the same runs (a folder resumes after its data file moved)."""
+        row = self.row_fields()
+        return {k: v for k, v in row.items()
+                if not (k in ("data", "labels") and row.get(f"{k}_sha256"))}  # fmt: skip
 
     @property
     def regime(self) -> str:

@@ -466,3 +466,27 @@ def test_a_changed_data_file_fails_its_runs_instead_of_mixing(tmp_path):
     planted_table(800, seed=6, missing=0.3).drop(columns=["c", "noise"]).to_csv(data, index=False)
     with pytest.raises(Exception, match="the file changed"):
         FAMILY.record(cfg)
+
+
+def test_stages_skip_what_would_not_fit_in_the_time_budget():
+    """A stage is skipped when its remaining runs, at the measured seconds per task-step of the
+    stored runs over the executor's parallel slots, would not fit in the time left (stages
+    accepted earlier count against it); stored runs cost nothing."""
+    from types import SimpleNamespace
+
+    from mtlab.advise.pipeline import Stages
+
+    stored = {"s": {"status": "ok", "wall_s": 10.0, "tasks": ["a"], "steps": 1000}}  # 0.01 s
+    cfg = lambda rid, probe=False: SimpleNamespace(run_id=lambda: rid, tasks=("a", "b"),  # noqa: E731
+                                                   steps=1000, probe=probe)  # fmt: skip
+    runs = [cfg(f"r{i}") for i in range(5)]  # 5 × 2 tasks × 1000 steps × 0.01 s = 100 s
+    stages = Stages(lambda stage, c: {}, lambda: stored, budget=150.0)
+    assert stages.fits("first", runs)  # 100 s of 150 s
+    assert not stages.fits("second", [cfg(f"q{i}") for i in range(5)])  # 100 more: 50 s left
+    assert stages.skipped and stages.skipped[0].startswith("second (5 trainings, ~100 s > 50")
+    assert stages.fits("stored", [cfg("s")])  # stored already: nothing to train
+    two = Stages(lambda stage, c: {}, lambda: stored, budget=150.0, slots=2)
+    assert two.fits("first", runs) and two.fits("second", [cfg(f"q{i}") for i in range(5)])
+    # a probed run costs 1.5×: 4 × 2 tasks × 1000 steps × 0.01 s × 1.5 / 2 slots = 60 s > 50 s
+    assert not two.fits("probed", [cfg(f"p{i}", probe=True) for i in range(4)])
+    assert Stages(lambda s, c: {}, lambda: stored, budget=None).fits("any", runs * 100)

@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -90,7 +90,6 @@ class Outcome:
     seconds: float
     affinity: list[list[float]] | None = None
     diverged: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_row(cls, cfg: OwnDataRunConfig, row: dict[str, Any]) -> Outcome:

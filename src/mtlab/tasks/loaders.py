@@ -107,6 +107,21 @@ def _dataset(
     return MultiTaskDataset(name, list(tasks), num_classes, xs, ys, meta)
 
 
+def load_idx_pair(
+    images: str | os.PathLike[str], labels: str | os.PathLike[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """IDX images ``(n, H, W)`` and labels ``(n,)`` or ``(n, k)``: inputs ``(n, 1, H, W)``
+    float32 (uint8 scaled to [0, 1]) and labels ``(n, k)`` — checked, naming the file."""
+    x, y = load_idx(images), load_idx(labels)
+    if x.ndim != 3:
+        raise DataError(f"{images}: expected images of shape (n, H, W), got {x.shape}")
+    if y.ndim not in (1, 2) or y.shape[0] != x.shape[0]:
+        raise DataError(f"{labels}: mismatched lengths: {x.shape[0]} images in "
+                        f"{Path(images).name}, labels of shape {y.shape}")  # fmt: skip
+    scale = 255.0 if x.dtype == np.uint8 else 1.0
+    return (x.astype(np.float32) / scale)[:, None], y.reshape(len(y), -1)
+
+
 def load_mnist_idx(
     images: str | os.PathLike[str],
     labels: str | os.PathLike[str],
@@ -115,20 +130,11 @@ def load_mnist_idx(
 ) -> MultiTaskDataset:
     """MNIST / MultiMNIST from IDX files: images ``(n, H, W)`` → inputs ``(n, 1, H, W)`` scaled to
     [0, 1]; labels ``(n,)`` or ``(n, k)`` → ``k`` tasks (``digit`` or ``label0 … label{k−1}``)."""
-    x = load_idx(images)
-    y = load_idx(labels)
-    if x.ndim != 3:
-        raise DataError(f"{images}: expected images of shape (n, H, W), got {x.shape}")
-    if y.ndim not in (1, 2) or y.shape[0] != x.shape[0]:
-        raise DataError(
-            f"{labels}: expected labels of shape ({x.shape[0]},) or ({x.shape[0]}, k), got {y.shape}"
-        )
-    if y.min() < 0:
+    xf, y2 = load_idx_pair(images, labels)
+    if y2.min() < 0:
         raise DataError(f"{labels}: labels must be non-negative class indices")
-    y2 = y.reshape(len(y), -1).astype(np.int64)
-    tasks = ["digit"] if y.ndim == 1 else [f"label{k}" for k in range(y2.shape[1])]
-    scale = 255.0 if x.dtype == np.uint8 else 1.0
-    xf = (x.astype(np.float32) / scale)[:, None]
+    y2 = y2.astype(np.int64)
+    tasks = ["digit"] if y2.shape[1] == 1 else [f"label{k}" for k in range(y2.shape[1])]
     return _dataset("idx", xf, y2, tasks, seed, fractions, {"images": str(images)})
 
 
@@ -197,6 +203,7 @@ def load_celeba_attributes(
 __all__ = [
     "load_celeba_attributes",
     "load_idx",
+    "load_idx_pair",
     "load_mnist_idx",
     "save_idx",
 ]

@@ -366,28 +366,15 @@ def read_idx_table(
     table."""
     import pandas as pd
 
-    from mtlab.tasks.loaders import load_idx
+    from mtlab.tasks.loaders import load_idx_pair
 
     ipath, lpath = Path(images), Path(labels)
-    try:
-        x, y = load_idx(ipath), load_idx(lpath)
-    except DataError as err:
-        raise DataError(str(err)) from None
-    if x.ndim != 3:
-        raise DataError(f"{ipath}: expected images of shape (n, H, W), got {x.shape}")
-    if y.ndim not in (1, 2) or y.shape[0] != x.shape[0]:
-        raise DataError(
-            f"{lpath}: mismatched lengths: {x.shape[0]} images in {ipath.name}, labels of "
-            f"shape {y.shape}"
-        )
-    y2 = y.reshape(len(y), -1)
-    names = ["label"] if y.ndim == 1 else [f"label{k}" for k in range(y2.shape[1])]
+    xf, y2 = load_idx_pair(ipath, lpath)
+    names = ["label"] if y2.shape[1] == 1 else [f"label{k}" for k in range(y2.shape[1])]
     df = pd.DataFrame({n: y2[:, k] for k, n in enumerate(names)})
     kinds = dict(kinds or {})
     _check_names(lpath, df, names, kinds, [])
     specs, ys, _ = _targets_and_split(lpath, df, names, kinds, None)
-    scale = 255.0 if x.dtype == np.uint8 else 1.0
-    xf = (x.astype(np.float32) / scale)[:, None]
     return Table(ipath, ["pixels"], xf, specs, ys)
 
 

@@ -22,12 +22,13 @@ from mtlab.advise.synthetic import planted_table
 from mtlab.cli import main
 
 
-def advice_candidates(out, task: str, regime: str, steps=None) -> list[dict]:
+def advice_candidates(out, task: str, regime: str, init_scale=None) -> list[dict]:
     import pandas as pd
 
     df = pd.read_parquet(out / "candidates.parquet")
-    same = df.steps.isna() if steps is None else df.steps == steps
-    rows = df[(df.task == task) & (df.regime == regime) & same]
+    rows = df[(df.task == task) & (df.regime == regime) & (df.control == "")]
+    if init_scale is not None:
+        rows = rows[rows.init_scale == init_scale]
     return [{"test": v} for v in rows.test_metric]
 
 
@@ -79,21 +80,27 @@ def test_advise_on_a_planted_table(tmp_path, capsys):
     out = tmp_path / "adv"
     args = ["advise", "--data", str(data), "--targets", "a,b,c,d,e,noise", "--out", str(out),
             "--seeds", "3", "--steps", "300", "--model", "mlp:64,64", "--methods", "pcgrad",
-            "--rescales", "0.5,2", "--quiet", "--time-budget", "0"]  # fmt: skip
+            "--rescales", "0.25,1", "--quiet", "--time-budget", "0"]  # fmt: skip
     assert main(args) == 0
     advice = json.loads((out / "advice.json").read_text())
     assert advice["tasks"] == ["a", "b", "c", "d", "e", "noise"]
     assert advice["kinds"]["b"] == "regression" and advice["kinds"]["a"] == "classification"
     assert set(advice["groupings"]) == {str(b) for b in range(1, 7)}
     for task, d in advice["per_task"].items():
-        assert d["regime"] in ("stl", "mtl", "ptft")
+        assert d["regime"] in ("stl", "mtl", "ptft", "pretrain_rescale")
         assert d["metric"] == ("r2" if task in ("b", "e") else "accuracy")
         if d["clear"]:  # the noise task is never recommended as a partner or a source
             assert "noise" not in (d["partners"] or []) and d["source"] != "noise"
+        # the baseline is the best STL over the initial scales tried (on validation)
+        stl = [advice_candidates(out, task, "stl", sc) for sc in (0.125, 0.25, 1.0, 4.0)]
+        assert sum(map(len, stl)) >= 6
         assert d["stl"] == pytest.approx(float(np.mean([c["test"] for c in
-                               advice_candidates(out, task, "stl", d["stl_steps"])])))  # fmt: skip
-        if d["regime"] == "ptft":  # judged against STL as long as pretraining + finetuning too
-            assert len(advice_candidates(out, task, "stl", 600)) == 3
+                               advice_candidates(out, task, "stl", d["stl_scale"])])))  # fmt: skip
+        # a named partner or source was credited by its own null control, which was trained
+        for unit in d["partners"] + ([d["source"]] if d["source"] else []):
+            assert d["controls"][unit]["trained"] and d["controls"][unit]["credited"]
+        assert len(advice_candidates(out, task, "reference")) == 3
+        assert math.isfinite(d["reference"]["test"])
     A = np.asarray(advice["affinity"]["mean"])
     assert A.shape == (6, 6) and np.isfinite(A).all()
     # the planted blocks are recovered at budget 2, by the mean and by every seed: no group mixes
@@ -102,7 +109,7 @@ def test_advise_on_a_planted_table(tmp_path, capsys):
     for groups in [advice["groupings"]["2"]["groups"], *advice["groupings"]["2"]["per_seed"]]:
         assert recovers_blocks(groups, [{"a", "b", "c"}, {"d", "e"}]), groups
     for f in ("report.html", "report.md", "candidates.parquet", "groupings.csv", "affinity.csv",
-              "figures/affinity.png", "figures/per_task.png"):  # fmt: skip
+              "figures/affinity.png", "figures/per_task.png", "figures/overview.png"):  # fmt: skip
         assert (out / f).exists(), f
     lines = (out / "rows.jsonl").read_text().splitlines()
     assert len(lines) == len({json.loads(x)["run_id"] for x in lines})  # each run trained once
@@ -403,7 +410,10 @@ def test_advise_dry_run_status_and_folder_policy(tmp_path, capsys):
     out = tmp_path / "o"
     args = ["advise", "--data", str(data), "--out", str(out), *SMALL]
     assert main([*args, "--dry-run"]) == 0
-    assert "22 runs of advise on 4 tasks" in capsys.readouterr().out  # 8 STL, 2 MTL, 12 pairs
+    # the first stage: 4 tasks × 2 seeds × (STL at the one scale + the tree model); then the
+    # 2 MTL runs on all tasks and 6 pairs × 2 seeds, and 8 STL runs at the networks' scale
+    said = capsys.readouterr().out
+    assert "16 runs of advise on 4 tasks" in said and "then 14 MTL runs and 8 STL runs" in said
     assert not out.exists()
     assert main(args) == 0
     capsys.readouterr()

@@ -1,5 +1,7 @@
 """The advice folder: ``advice.json``, tables (Parquet and CSV), figures and a self-contained
-``report.html`` / ``report.md`` that say the recommendation in plain words with its evidence."""
+``report.html`` / ``report.md`` that say the recommendation in plain words with its evidence —
+the fair single-task baseline, the null controls behind every credited partner or source, and the
+non-neural reference beside them."""
 
 from __future__ import annotations
 
@@ -13,61 +15,104 @@ import pandas as pd
 from mtlab.advise.rules import CLEAR_MARGIN_SE, STABLE_FRACTION
 from mtlab.report.analysis import Analysis, Section
 from mtlab.report.document import _json_safe, write_report
-from mtlab.report.plotting import heatmap, panel_grid, plt, save
+from mtlab.report.plotting import heatmap, mean_se, panel_grid, plt, save
 
 ADVICE_KEYS = ("tasks", "groupings", "per_task")
+COLOURS = {"reference": "tab:green", "stl": "tab:grey", "mtl": "tab:blue", "ptft": "tab:orange"}
 
 
 def candidates_table(advice: dict[str, Any]) -> pd.DataFrame:
-    """One row per task × candidate × seed (validation and test metric)."""
+    """One row per task × candidate × seed (validation and test metric); ``control`` names the
+    tasks whose labels a null control permuted (empty for a candidate)."""
     rows = []
     for task, cands in advice["candidates"].items():
         for c in cands:
-            for seed, (v, t) in enumerate(zip(c["val"], c["test"], strict=True)):
+            for seed, (v, t, n) in enumerate(zip(c["val"], c["test"], c["steps_done"],
+                                                 strict=True)):  # fmt: skip
                 rows.append({
                     "task": task, "regime": c["regime"], "partners": ",".join(c["partners"]),
                     "method": c["method"], "source": c["source"], "rescale": c["rescale"],
-                    "steps": c.get("steps"), "seed": seed, "failed": not math.isfinite(v),
-                    "val_metric": v, "test_metric": t,
+                    "init_scale": c["init_scale"], "control": ",".join(c["control"]),
+                    "label": _label(c), "seed": seed, "failed": not math.isfinite(v),
+                    "val_metric": v, "test_metric": t, "steps_done": n,
                 })  # fmt: skip
     return pd.DataFrame(rows)
 
 
 def _label(c: dict[str, Any]) -> str:
-    if c["regime"] == "stl":
-        steps = c.get("steps")
-        return "STL" if steps is None or steps != steps else f"STL ({int(steps)} steps)"
-    if c["regime"] == "ptft":
-        return f"PT+FT from {c['source']} s={c['rescale']:g}"
-    return f"MTL +{','.join(c['partners'])} ({c['method']})"
+    regime = c["regime"]
+    null = c.get("control") or []
+    if regime == "reference":
+        return "tree model (HistGradientBoosting)"
+    if regime == "stl":
+        return f"STL, initial scale ×{c['init_scale']:g}"
+    if regime in ("ptft", "pretrain_rescale"):
+        src = c.get("source") or c.get("pretrained_on")
+        what = f"PT+FT from {'null ' if null else ''}{src} s={c['rescale']:g}"
+        return what if regime == "ptft" else f"pretrain (on {src}) and rescale s={c['rescale']:g}"
+    partners = [f"null {p}" if p in null else p for p in c["partners"]]
+    return f"MTL +{','.join(partners)} ({c['method']})"
+
+
+def _num(v: float | None) -> str:
+    return "—" if v is None or not math.isfinite(v) else f"{v:.3f}"
+
+
+def _control_text(d: dict[str, Any], regime: str) -> str:
+    """The null controls of the judged candidate of ``regime``, in words."""
+    j = d["judged"].get(regime)
+    if j is None:
+        return ""
+    parts = []
+    for unit, c in j["controls"].items():
+        if not c["trained"]:
+            parts.append(f"{unit}'s null control was not trained (time budget)")
+            continue
+        verdict = "credited" if c["credited"] else "not credited"
+        parts.append(
+            f"with {unit}'s labels permuted it reaches {_num(c['val'])} on validation, and the "
+            f"candidate {c['val_gain_over_control']:+.3f} ± {c['val_gain_over_control_se']:.3f} "
+            f"more ({unit} {verdict})"
+        )
+    return "; ".join(parts)
 
 
 def _sentence(task: str, d: dict[str, Any]) -> str:
     metric = d["metric"]
     se = "" if not math.isfinite(d["se"]) else f" ± {d['se']:.3f}"
+    alone = (f"alone (initial scale ×{d['stl_scale']:g}) {_num(d['stl'])}")
+    ref = d.get("reference")
+    tree = ""
+    if ref is not None:
+        tree = f" The tree model reaches {_num(ref['test'])}."
+        if d.get("reference_beats_networks"):
+            tree = (f" A tree model is better on this task than any shared network tried "
+                    f"(test {_num(ref['test'])}, validation {_num(ref['val'])}).")  # fmt: skip
     best = d["best_candidate"]
     if not d["clear"]:
-        if best["regime"] == "stl" and best.get("steps"):
-            why = (
-                f"trained alone for {best['steps']} steps (as long as pretraining plus "
-                "finetuning) it did at least as well as every alternative on validation"
-            )
-        elif best["regime"] == "stl":
-            why = "nothing beat training it alone on validation"
+        if best["regime"] == "stl":
+            why = "no candidate that earned its place beat training it alone on validation"
         else:
-            why = (f"the best alternative ({_label({**best})}) gained {d['val_gain_over_stl']:+.3f} "
-                   f"± {d['val_gain_se']:.3f} on validation — within {CLEAR_MARGIN_SE:g} standard "
-                   "errors, so no clear winner")  # fmt: skip
-        alone = "train it alone" + (f" for {d['steps']} steps" if d.get("steps") else "")
-        return f"**{task}**: {alone} (test {metric} {d['recommended']:.3f}{se}); {why}."
-    what = _label(d)
-    return (
-        f"**{task}**: {what} — test {metric} {d['recommended']:.3f}{se} vs {d['stl']:.3f} alone"
-        + (f" for {d['stl_steps']} steps" if d.get("stl_steps") else "")
-        + " "
-        f"(validation gain {d['val_gain_over_stl']:+.3f} ± {d['val_gain_se']:.3f}, more than "
-        f"{CLEAR_MARGIN_SE:g} standard errors)."
-    )
+            why = (f"the best candidate that earned its place ({_label({**best, 'control': []})}) "
+                   f"gained {d['val_gain_over_stl']:+.3f} ± {d['val_gain_se']:.3f} on "
+                   f"validation — within {CLEAR_MARGIN_SE:g} standard errors, so no clear winner")
+        uncredited = [
+            f"{_label({**j['candidate'], 'control': []})} ({_control_text(d, r)})"
+            for r, j in d["judged"].items() if r == "mtl" and not j["credited"]
+        ]  # fmt: skip
+        extra = (" MTL was not eligible: " + "; ".join(uncredited) + ".") if uncredited else ""
+        return (f"**{task}**: train it alone (test {metric} {d['recommended']:.3f}{se}, initial "
+                f"scale ×{d['stl_scale']:g}); {why}.{extra}{tree}")  # fmt: skip
+    gain = (f"validation gain {d['val_gain_over_stl']:+.3f} ± {d['val_gain_se']:.3f} over the "
+            f"fair STL, more than {CLEAR_MARGIN_SE:g} standard errors")  # fmt: skip
+    if d["regime"] == "pretrain_rescale":
+        return (
+            f"**{task}**: pretrain and rescale — {_label(d)}: test {metric} "
+            f"{d['recommended']:.3f}{se} vs {alone} ({gain}). The gain is the procedure's, not "
+            f"{d['pretrained_on']}'s: {_control_text(d, 'ptft')}.{tree}"
+        )
+    return (f"**{task}**: {_label(d)} — test {metric} {d['recommended']:.3f}{se} vs {alone} "
+            f"({gain}); {_control_text(d, d['regime'])}.{tree}")  # fmt: skip
 
 
 def _affinity_text(aff: dict[str, Any]) -> str:
@@ -81,21 +126,21 @@ def _affinity_text(aff: dict[str, Any]) -> str:
     )  # fmt: skip
     return (
         f"Grouped by the realised pairwise transfer: each pair of tasks trained together "
-        f"({n} seeds), entry = 1 − (the recipient's validation loss with the source) / (alone)."
-        + corr
+        f"({n} seeds), entry = 1 − (the recipient's validation loss with the source) / (alone, "
+        "at the same initial scale)." + corr
     )
 
 
-def _figures(advice: dict[str, Any], cands: pd.DataFrame, fig_dir: Path) -> list[str]:
+def _figures(advice: dict[str, Any], cands: pd.DataFrame, fig_dir: Path) -> dict[str, str]:
     tasks = advice["tasks"]
     pairs = advice["affinity"]["source"] == "pairs"
-    fig, ax = plt().subplots(figsize=(1.2 * len(tasks) + 2, 1.1 * len(tasks) + 1.5),
+    fig, ax = plt().subplots(figsize=(0.7 * len(tasks) + 3, 0.6 * len(tasks) + 2.5),
                              layout="constrained")  # fmt: skip
     source = "source (trained with this task …)" if pairs else "source (a step on this task …)"
     heatmap(ax, advice["affinity"]["mean"], tasks,
             "realised pairwise transfer" if pairs else "lookahead affinity",
-            se=advice["affinity"]["se"], xlabel=source)  # fmt: skip
-    save(fig, fig_dir, "affinity.png")
+            se=advice["affinity"]["se"] if len(tasks) <= 8 else None, xlabel=source)  # fmt: skip
+    out = {"affinity": save(fig, fig_dir, "affinity.png")}
 
     budgets = sorted(int(b) for b in advice["groupings"])
     fig, ax = plt().subplots(figsize=(5, 3.2), layout="constrained")
@@ -104,34 +149,65 @@ def _figures(advice: dict[str, Any], cands: pd.DataFrame, fig_dir: Path) -> list
     ax.set_xlabel("budget (networks)")
     ax.set_ylabel("grouping value (mean affinity)")
     ax.legend()
-    save(fig, fig_dir, "grouping_value.png")
+    out["grouping"] = save(fig, fig_dir, "grouping_value.png")
 
-    fig, axes = panel_grid(len(tasks), size=(4.6, 3.4))
+    # the fair STL against the reference, per task: shown whatever else was trained
+    fig, ax = plt().subplots(figsize=(max(5.0, 0.55 * len(tasks) + 2), 3.4), layout="constrained")
+    x = range(len(tasks))
+    for k, (what, colour) in enumerate((("stl", COLOURS["stl"]),
+                                        ("recommended", "tab:purple"),
+                                        ("reference", COLOURS["reference"]))):  # fmt: skip
+        ys = [advice["per_task"][t][what] if what != "reference"
+              else (advice["per_task"][t]["reference"] or {}).get("test", math.nan)
+              for t in tasks]  # fmt: skip
+        ax.bar([i + (k - 1) * 0.27 for i in x], ys, width=0.27, color=colour,
+               label={"stl": "fair STL", "recommended": "recommended",
+                      "reference": "tree model"}[what])  # fmt: skip
+    ax.set_xticks(list(x), tasks, rotation=45 if len(tasks) > 8 else 0, fontsize=8)
+    ax.set_ylabel("test metric (accuracy or R²)")
+    ax.legend(fontsize=7)
+    out["overview"] = save(fig, fig_dir, "overview.png")
+
+    fig, axes = panel_grid(len(tasks), size=(5.2, 0.9 + 0.22 * cands.groupby("task")["label"]
+                                             .nunique().max()))  # fmt: skip
     for ax, task in zip(axes, tasks, strict=True):
         d = cands[cands.task == task]
-        stl = d[(d.regime == "stl") & d.steps.isna()].set_index("seed")["test_metric"]
-        groups = d.groupby(["regime", "partners", "method", "source", "rescale", "steps"],
-                           dropna=False, sort=False)  # fmt: skip
-        means, ses, labels = [], [], []
-        for key, rows in groups:
-            regime, partners, method, source, rescale, steps = key
-            if regime == "stl" and steps != steps:  # the baseline itself (NaN steps)
-                continue
-            c = {"regime": regime, "partners": partners.split(",") if partners else [],
-                 "method": method, "source": source, "rescale": rescale,
-                 "steps": steps}  # fmt: skip
-            diff = (rows.set_index("seed")["test_metric"] - stl).dropna()  # paired; no failed
-            labels.append(_label(c))
-            means.append(diff.mean())
-            ses.append(diff.std(ddof=1) / math.sqrt(len(diff)) if len(diff) > 1 else 0)
-        ax.barh(range(len(means)), means, xerr=ses, color="tab:blue", alpha=0.7)
-        ax.axvline(0, color="0.3", lw=0.8)
+        labels, means, ses, colours, hatches = [], [], [], [], []
+        for (label, regime, control), rows in d.groupby(["label", "regime", "control"],
+                                                         sort=False):  # fmt: skip
+            m, se, _ = mean_se(rows.test_metric.tolist())
+            labels.append(label)
+            means.append(m)
+            ses.append(se)
+            colours.append(COLOURS.get(str(regime), "k"))
+            hatches.append("//" if control else "")
+        bars = ax.barh(range(len(means)), means, xerr=ses, color=colours, alpha=0.75)
+        for bar, hatch in zip(bars, hatches, strict=True):
+            bar.set_hatch(hatch)
+        stl = advice["per_task"][task]["stl"]
+        if math.isfinite(stl):
+            ax.axvline(stl, color="0.2", lw=0.8, ls=":", label="fair STL")
         ax.set_yticks(range(len(means)), labels, fontsize=7)
         ax.invert_yaxis()
-        ax.set_xlabel(f"test {advice['per_task'][task]['metric']} − STL (mean ± s.e. over seeds)")
-        ax.set_title(f"{task}: alone {stl.mean():.3f}")
-    save(fig, fig_dir, "per_task.png")
-    return ["affinity.png", "grouping_value.png", "per_task.png"]
+        ax.set_xlabel(f"test {advice['per_task'][task]['metric']} (mean ± s.e. over seeds)")
+        ax.set_title(f"{task}: {advice['per_task'][task]['regime']}", fontsize=9)
+    out["per_task"] = save(fig, fig_dir, "per_task.png")
+    return out
+
+
+def _only_stl(advice: dict[str, Any], cands: pd.DataFrame) -> str | None:
+    """Why no multi-task candidate was trained, when none was (else None)."""
+    if cands.regime.isin(["mtl", "ptft"]).any():
+        return None
+    why = []
+    if advice["skipped"]:
+        why.append("the later stages did not fit in the time budget (" +
+                   "; ".join(advice["skipped"]) + ")")  # fmt: skip
+    else:
+        why.append("no task's group held a partner that clearly helped it, and no PT+FT "
+                   "source was tried")  # fmt: skip
+    return ("Only single-task networks and the reference were trained: " + "; ".join(why) +
+            ". What was measured is shown: the pairwise matrix, and STL against the reference.")
 
 
 def write_advice(advice: dict[str, Any], out: Path, meta: dict[str, Any]) -> dict[str, Path]:
@@ -158,10 +234,22 @@ def write_advice(advice: dict[str, Any], out: Path, meta: dict[str, Any]) -> dic
     public = {k: advice[k] for k in advice if k != "candidates"}
     (out / "advice.json").write_text(json.dumps(_json_safe(public), indent=2, default=str))
     figures = _figures(advice, cands, out / "figures")
-    per_task = pd.DataFrame(advice["per_task"]).T[
-        ["regime", "partners", "source", "rescale", "method", "metric", "stl", "recommended", "se",
-         "clear"]
-    ]  # fmt: skip
+    per_task = pd.DataFrame([
+        {"task": t, "regime": d["regime"], "partners": ",".join(d["partners"]),
+         "source": d["source"] or d["pretrained_on"], "rescale": d["rescale"],
+         "method": d["method"], "metric": d["metric"], "fair STL": d["stl"],
+         "STL scale": d["stl_scale"], "recommended": d["recommended"], "se": d["se"],
+         "tree model": (d["reference"] or {}).get("test", math.nan), "clear": d["clear"]}
+        for t, d in advice["per_task"].items()
+    ]).set_index("task")  # fmt: skip
+    controls = pd.DataFrame([
+        {"task": t, "candidate": _label({**j["candidate"], "control": []}), "null of": unit,
+         "candidate val": j["val"], "null val": c.get("val"),
+         "gain over null": c.get("val_gain_over_control"),
+         "se": c.get("val_gain_over_control_se"), "credited": c["credited"]}
+        for t, d in advice["per_task"].items() for j in d["judged"].values()
+        for unit, c in j["controls"].items()
+    ])  # fmt: skip
     b = advice["budget"]
     g = advice["groupings"][str(b)]
     stable = (
@@ -170,16 +258,38 @@ def write_advice(advice: dict[str, Any], out: Path, meta: dict[str, Any]) -> dic
            "from the groupings the other seeds chose — act on it with care)")
     )  # fmt: skip
     agree = int(verify["agree"].sum()) if len(verify) else 0
+    tuning = pd.DataFrame([{"regime": k, "tuned on validation": v}
+                           for k, v in advice["tuning"].items()]).set_index("regime")  # fmt: skip
+    only = _only_stl(advice, cands)
     sections = [
-        Section("Recommendation", "\n\n".join(_sentence(t, advice["per_task"][t])
-                                              for t in advice["tasks"]),
+        Section("Recommendation", "\n\n".join(
+            [*([only] if only else []), *(_sentence(t, advice["per_task"][t])
+                                          for t in advice["tasks"])]),
+                figures=[figures["overview"]],
                 tables=[("per task (test split; chosen on validation)", per_task)]),
+        Section(
+            "What each regime was tuned over",
+            f"Every regime had its settings chosen on the validation split. The shared networks "
+            f"start at initial scale ×{advice['network_scale']:g}, the scale best for "
+            "single-task training over all tasks; each task's fair STL is its own best scale.",
+            tables=[("tuning per regime", tuning)],
+        ),
+        Section(
+            "Null controls",
+            "A partner (MTL) or a source (PT+FT) is credited with a gain only if the candidate "
+            f"beats the same procedure with that task's training labels permuted by more than "
+            f"{CLEAR_MARGIN_SE:g} standard errors (paired by seed). A PT+FT gain its null source "
+            "matches is the pretraining-and-rescaling's (recommended as such); an MTL candidate "
+            "with a partner that is not credited is not recommended.",
+            tables=[("the best candidates against their null controls (validation)", controls)]
+            if len(controls) else [],
+        ),
         Section(
             "Which tasks together",
             f"{_affinity_text(advice['affinity'])} At budget {b}: "
             f"{' | '.join(','.join(x) for x in g['groups'])} — {stable}. A task alone scores 0 "
             "(no transfer).",
-            figures=figures[:2],
+            figures=[figures["affinity"], figures["grouping"]],
             tables=[("best grouping per budget", groupings.set_index("budget"))],
         ),
         Section(
@@ -190,18 +300,21 @@ def write_advice(advice: dict[str, Any], out: Path, meta: dict[str, Any]) -> dic
             tables=[("predicted affinity vs realised change (validation)", verify)]
             if len(verify) else [],
         ),
-        Section("Every candidate", "Each candidate's test metric minus STL's, paired by seed "
-                "(mean ± s.e.); the choice itself was made on validation.",
-                figures=figures[2:]),
+        Section("Every candidate", "Each candidate's test metric (mean ± s.e. over seeds; the "
+                "choice itself was made on validation). Grey: STL at each initial scale (the "
+                "dotted line is the fair STL); green: the tree model; blue: MTL; orange: PT+FT; "
+                "hatched: null controls.", figures=[figures["per_task"]]),
     ]  # fmt: skip
     if advice["skipped"]:
         sections.append(Section("Skipped for the time budget", "; ".join(advice["skipped"])))
     if advice.get("notes"):
         sections.append(Section("Notes", "\n\n".join(advice["notes"])))
     failed = int(cands["failed"].sum())
+    trees = sum(bool(d.get("reference_beats_networks")) for d in advice["per_task"].values())
     summary = (
         f"{sum(d['clear'] for d in advice['per_task'].values())} of {len(advice['tasks'])} tasks "
-        f"have a clear winner over training alone; {advice['seconds']:.0f} s."
+        f"have a clear winner over the fair STL; the tree model beats every network on {trees}; "
+        f"{advice['seconds']:.0f} s."
         + (
             f" {failed} per-task result(s) came from trainings that diverged; they are left out "
             "of every mean and rule."

@@ -7,6 +7,14 @@ tables where they must hold and where they must fail.
 * :func:`helpful_partners`: a source task helps a recipient if its mean affinity onto it exceeds
   ``CLEAR_MARGIN_SE`` standard errors (over seeds) above zero; a task's MTL partners are the
   members of its group that help it. :func:`helpful_source`: the most helpful such source.
+* :func:`credited`: a gain belongs to a partner or a source only if the candidate clearly beats
+  (:func:`clear_winner`) the same procedure with that partner's or source's training labels
+  permuted (its null control); otherwise the gain is the procedure's (pretraining and rescaling,
+  or training in a shared network), not the task's.
+* :func:`network_scale`: the initial scale of the shared networks is the one with the lowest
+  mean regret over tasks in the single-task grid (each task's best scale is its fair STL).
+* :func:`reference_beats_networks`: the non-neural reference is better on a task than every
+  network tried if its mean validation metric exceeds every network's.
 * :func:`~mtlab.grouping.stable_grouping` (defined with the grouping search, which reports it for
   every budget): a grouping is acted on with confidence only if at least ``STABLE_FRACTION`` of
   the seeds' own affinity matrices choose it too; else it is reported as not distinguishable
@@ -47,6 +55,44 @@ def clear_winner(
     return mean > 0 and mean > margin * se
 
 
+def credited(control: Sequence[float], cand: Sequence[float]) -> bool:
+    """The candidate's gain belongs to its partner or source: it clearly beats its null
+    control, paired by seed (module doc). No control (every seed NaN): not credited."""
+    return clear_winner(control, cand)
+
+
+def network_scale(means: dict[float, Sequence[float]]) -> float:
+    """``means[scale]``: per task (one order for every scale) the mean validation metric of STL
+    at that initial scale. The scale with the lowest mean regret ``best(task) − value`` over
+    tasks; a task with no finite value at a scale counts the largest regret seen; ties go to the
+    scale nearest 1 (the network's usual initialisation)."""
+    scales = sorted(means)
+    M = np.asarray([means[s] for s in scales], float)  # scales × tasks
+    if M.size == 0:
+        raise ValueError("network_scale needs at least one scale and one task")
+    best = np.nanmax(np.where(np.isfinite(M), M, -np.inf), axis=0)
+    regret = best[None, :] - M
+    finite = regret[np.isfinite(regret)]
+    regret = np.where(np.isfinite(regret), regret, finite.max() if finite.size else 0.0)
+    mean = regret.mean(axis=1)
+    low = mean.min()
+    tied = [s for s, m in zip(scales, mean, strict=True) if m <= low + 1e-12]
+    return min(tied, key=lambda s: (abs(math.log(s)), s))
+
+
+def reference_beats_networks(reference: Sequence[float], networks: Sequence[Sequence[float]]
+                             ) -> bool:  # fmt: skip
+    """The reference's mean validation metric is above every network candidate's (each given
+    per seed; NaN seeds left out); False when no network has a finite value."""
+    def mean(values: Sequence[float]) -> float:
+        v = np.asarray(values, float)
+        return float(v[np.isfinite(v)].mean()) if np.isfinite(v).any() else math.nan
+
+    ref = mean(reference)
+    nets = [m for m in map(mean, networks) if math.isfinite(m)]
+    return math.isfinite(ref) and bool(nets) and ref > max(nets)
+
+
 def helpful_partners(
     mean_row: Sequence[float], se_row: Sequence[float], recipient: int,
     members: Sequence[int] | None = None, margin: float = CLEAR_MARGIN_SE,
@@ -76,8 +122,11 @@ __all__ = [
     "MIN_SEEDS",
     "STABLE_FRACTION",
     "clear_winner",
+    "credited",
     "helpful_partners",
     "helpful_source",
+    "network_scale",
     "paired_difference",
+    "reference_beats_networks",
     "stable_grouping",
 ]

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+BLOCK_LETTERS = "ABCDEFGHIJKMOPQRSTUVWXYZ"  # not L (loners) nor N (noise tasks)
+
 
 def planted_table(
     rows: int = 10_000, features: int = 20, seed: int = 0, missing: float = 0.7
@@ -38,6 +40,58 @@ def planted_table(
     df["noise"] = rng.integers(0, 2, size=rows)
     for col in ("a", "b", "c", "d", "e", "noise"):
         df.loc[rng.random(rows) < missing, col] = np.nan
+    return df
+
+
+def planted_blocks(
+    blocks: int = 4, per_block: int = 3, loners: int = 2, noise: int = 2, rows: int = 10_000,
+    features: int = 40, kept: float = 0.2, seed: int = 0,
+) -> pd.DataFrame:
+    """A many-task table with planted structure: ``blocks`` blocks of ``per_block`` tasks
+    (``A1``, ``A2``, … ``B1`` …; the letters skip L and N) that each read one latent score of
+    the features — a product of two projections plus a third, so a network needs data to learn
+    it and a block's labels help each other — ``loners`` tasks ``L1`` … that read a latent of
+    their own, and ``noise`` tasks ``N1`` … whose labels are unrelated to the features. Within a
+    block the tasks differ in kind: the first is a binary class (``yes``/``no``), the second a
+    regression, the third three ordered classes, then again. Every task keeps a fraction
+    ``kept`` of its labels (independently per task), so no task alone has much data."""
+    if min(blocks, per_block, rows, features) < 1 or min(loners, noise) < 0:
+        raise ValueError("need blocks, per_block, rows, features >= 1 and loners, noise >= 0")
+    if not 0 < kept <= 1:
+        raise ValueError(f"kept must be in (0, 1] (got {kept})")
+    if blocks > len(BLOCK_LETTERS) or features < 3:
+        raise ValueError(f"at most {len(BLOCK_LETTERS)} blocks, and at least 3 features")
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, features))
+    df = pd.DataFrame(x, columns=[f"x{i}" for i in range(features)])
+
+    def latent() -> np.ndarray:
+        w = rng.normal(size=(3, features))
+        w /= np.linalg.norm(w, axis=1, keepdims=True)
+        p = x @ w.T
+        s = p[:, 0] * p[:, 1] + p[:, 2]
+        return (s - s.mean()) / s.std()
+
+    def target(s: np.ndarray, k: int) -> np.ndarray:
+        e = s + 0.3 * rng.normal(size=rows)
+        if k % 3 == 0:
+            return np.where(e > 0, "yes", "no")
+        if k % 3 == 1:
+            return 2.0 * e
+        return np.digitize(e, [-0.5, 0.5])
+
+    for letter in BLOCK_LETTERS[:blocks]:
+        s = latent()
+        for k in range(per_block):
+            df[f"{letter}{k + 1}"] = target(s, k)
+    for k in range(loners):
+        df[f"L{k + 1}"] = target(latent(), k)
+    for k in range(noise):
+        df[f"N{k + 1}"] = (rng.integers(0, 2, size=rows) if k % 2 == 0
+                           else rng.normal(size=rows))  # fmt: skip
+    for col in df.columns[features:]:
+        df[col] = df[col].astype(object) if df[col].dtype.kind in "OU" else df[col].astype(float)
+        df.loc[rng.random(rows) >= kept, col] = np.nan
     return df
 
 

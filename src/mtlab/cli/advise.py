@@ -11,13 +11,16 @@ from mtlab.cli import options
 from mtlab.cli.folder import Folder, count_runs, fail, record_session
 
 DESCRIPTION = (
-    "Trains, per seed: STL per task; MTL on all tasks with lookahead probes; every pair of tasks "
-    "together (the realised transfer that drives the grouping, up to 8 tasks); the exact "
-    "grouping per budget; the chosen groups (predicted vs realised); each task with its helpful "
-    "partners under --methods; PT+FT from its most helpful source at each --rescales s. A task "
-    "gets a recommendation only where its validation gain over STL exceeds 2 standard errors "
-    "over seeds. Every training is a run of the folder's store: a rerun of the same command "
-    "resumes, and --executor ray trains each stage's runs in parallel."
+    "Trains, per seed: STL per task at each initial scale of --rescales (the fair single-task "
+    "baseline is the best) and a gradient-boosted tree reference; MTL on all tasks with "
+    "lookahead probes; every pair of tasks together (the realised transfer that drives the "
+    "grouping, up to 8 tasks); the exact grouping per budget; the chosen groups (predicted vs "
+    "realised); each task with its helpful partners under --methods; PT+FT from each candidate "
+    "source, the best one at each --rescales s; null controls (the partner's or source's "
+    "labels permuted). A task gets a recommendation only where its validation gain over the "
+    "fair STL exceeds 2 standard errors over seeds, and a partner or source is credited only "
+    "where it clearly beats its null control. Every training is a run of the folder's store: a "
+    "rerun of the same command resumes, and --executor ray trains each stage's runs in parallel."
 )
 
 
@@ -35,11 +38,23 @@ def add(sub: Any) -> None:
         "--model", default=None, help="mlp:WIDTH,WIDTH,… (default mlp:128,128) or, for images, "
         "cnn:CHANNELS,… (default cnn:16,32 with --images or --labels)",
     )  # fmt: skip
-    adv.add_argument("--steps", type=options.positive, default=800, help="steps per training")
+    adv.add_argument(
+        "--steps", type=options.positive, default=None,
+        help="the step budget of every training (default: 20 epochs of the largest task, "
+        "within 800 … 5000); training stops earlier at a validation plateau (--patience)",
+    )  # fmt: skip
+    adv.add_argument(
+        "--patience", type=options.positive, default=5,
+        help="evaluations (100 steps apart) without a better validation metric or loss that "
+        "end a training (default 5)",
+    )  # fmt: skip
     adv.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     adv.add_argument("--batch-size", type=options.positive, default=128)
     adv.add_argument("--methods", default="pcgrad,uw", help="methods tried on the groups")
-    adv.add_argument("--rescales", default="0.5,1,2", help="PT+FT rescalings s of the trunk")
+    adv.add_argument(
+        "--rescales", default="0.125,0.25,0.5,1",
+        help="the scales s tuned: STL's initial trunk × s, and PT+FT's pretrained trunk × s",
+    )  # fmt: skip
     adv.add_argument(
         "--time-budget", type=float, default=600.0,
         help="seconds; later stages that would not fit are skipped and reported (0: no limit)",
@@ -56,22 +71,27 @@ def add(sub: Any) -> None:
 
 def _dry_run(data: Any, opts: Any, label: str) -> int:
     """The runs of the first stages (the later ones depend on what these measure)."""
-    from mtlab.advise.pipeline import PAIRS_MAX_TASKS
+    from mtlab.advise.pipeline import PAIRS_MAX_TASKS, scale_field
 
     tasks, seeds = data.tasks, range(opts.seeds)
-    first = [data.config(tasks=(t,), method="stl", seed=s) for t in tasks for s in seeds]
-    first += [data.config(tasks=tuple(tasks), method="mean", seed=s, probe=True) for s in seeds]
-    if opts.affinity == "pairs" or (opts.affinity == "auto" and len(tasks) <= PAIRS_MAX_TASKS):
-        first += [data.config(tasks=(a, b), method="mean", seed=s) for i, a in enumerate(tasks)
-                  for b in tasks[i + 1:] for s in seeds]  # fmt: skip
-    print(f"{count_runs(first).replace(' runs:', f' runs of {label} before the grouping:', 1)}"
-          "; the candidates after it (groups, partners, methods, PT+FT) depend on what these "
-          "measure")  # fmt: skip
+    first = [data.config(tasks=(t,), method="stl", seed=s, init_scale=scale_field(sc),
+                         steps=2 * data.base["steps"])
+             for t in tasks for s in seeds for sc in sorted(set(opts.rescales))]  # fmt: skip
+    first += [data.config(tasks=(t,), method="reference", seed=s) for t in tasks for s in seeds]
+    n_mtl = opts.seeds * (1 + (len(tasks) * (len(tasks) - 1) // 2 if (
+        opts.affinity == "pairs" or (opts.affinity == "auto" and len(tasks) <= PAIRS_MAX_TASKS)
+    ) else 0))  # fmt: skip
+    print(f"{count_runs(first).replace(' runs:', f' runs of {label} in its first stage:', 1)}"
+          f"; then {n_mtl} MTL runs and {len(tasks) * opts.seeds} STL runs at the initial scale "
+          "these choose (all tasks with probes"
+          f"{', every pair' if n_mtl > opts.seeds else ''}); the candidates after the grouping "
+          "(groups, partners, methods, PT+FT, controls) depend on what these measure; every "
+          f"training at most {data.base['steps']} steps")  # fmt: skip
     return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    from mtlab.advise.pipeline import Options, Stages, advise
+    from mtlab.advise.pipeline import Options, Stages, advise, auto_steps
     from mtlab.advise.report import write_advice
     from mtlab.cli import owndata
     from mtlab.tasks.base import DataError
@@ -82,8 +102,9 @@ def run(args: argparse.Namespace) -> int:
         if any(r <= 0 for r in rescales):
             raise ValueError("--rescales must be positive")
         trunk, widths = options.model(args.model, owndata.is_images(args))
-        data = owndata.read(args, "advise", trunk, widths, steps=args.steps, lr=args.lr,
-                            batch_size=args.batch_size)  # fmt: skip
+        data = owndata.read(args, "advise", trunk, widths, steps=args.steps or 1, lr=args.lr,
+                            batch_size=args.batch_size, patience=args.patience)  # fmt: skip
+        data.base["steps"] = args.steps or auto_steps(data.prep, args.batch_size)
     except (ValueError, DataError) as err:
         return fail(str(err))
     opts = Options(args.seeds, args.budget, methods, rescales, args.time_budget or None,
@@ -124,15 +145,17 @@ def run(args: argparse.Namespace) -> int:
         store.write_tables()
         _summary(store)
         meta = {"data": str(args.data), "rows": data.table.n, "seeds": args.seeds,
-                "model": f"{trunk}:{','.join(map(str, widths))}", "steps": args.steps,
+                "model": f"{trunk}:{','.join(map(str, widths))}", "steps": data.base["steps"],
+                "patience": args.patience,
                 "executor": folder.executor.name}  # fmt: skip
         paths = write_advice(advice, args.out, meta)
         for task in advice["tasks"]:
             d = advice["per_task"][task]
             what = d["regime"] if d["clear"] else "stl (no clear winner)"
-            extra = d["partners"] or d["source"] or ""
-            print(f"  {task:16s} {what:22s} {extra!s:24s} {d['metric']} "
-                  f"{d['recommended']:.3f} (alone {d['stl']:.3f})")  # fmt: skip
+            extra = ",".join(d["partners"]) or d["source"] or d["pretrained_on"] or ""
+            ref = d["reference"]["test"] if d["reference"] else float("nan")
+            print(f"  {task:16s} {what:22s} {extra:24s} {d['metric']} "
+                  f"{d['recommended']:.3f} (alone {d['stl']:.3f}, tree {ref:.3f})")  # fmt: skip
         print(f"advice: {paths['advice']}\nreport: {paths['html']}")
         return 0
 

@@ -767,6 +767,11 @@ class TrajectoryRunConfig(RunConfig):
 
 _OWN_FT = ("source", "rescale", "pt_steps")
 _OWN_PROBE = ("probe_every", "probe_batch", "probe_eta", "probe_rule", "first_order_above")
+#: fields added after own-data folders existed: left out of a run's identity at their default, so
+#: the runs stored before keep their ids
+_OWN_LATER = {"init_scale": None, "null": (), "patience": None}
+_OWN_NETWORK = ("trunk", "widths", "steps", "lr", "batch_size", "eval_every", "init_scale",
+                "patience")  # fmt: skip
 
 
 class OwnDataRunConfig(RunConfig):
@@ -777,7 +782,16 @@ class OwnDataRunConfig(RunConfig):
 
     ``method``: ``stl`` (one task alone), ``ptft`` (one task, its trunk starting from the trunk
     of the ``stl`` run of ``source`` — same seed, ``pt_steps`` steps — multiplied by
-    ``rescale``), or a multi-task method (MTL on ``tasks``, :mod:`mtlab.grad.methods`). With
+    ``rescale``), a multi-task method (MTL on ``tasks``, :mod:`mtlab.grad.methods`), or
+    ``reference``: one task fitted by scikit-learn's ``HistGradientBoosting`` (lightly tuned on the
+    validation split — the non-neural reference, no network). ``init_scale``: the trunk's
+    initial weights × s (STL and MTL; PT+FT: its pretraining run's, the finetuning starting from
+    that run's trunk × ``rescale``). ``null``:
+    tasks whose training labels are permuted (a seeded permutation per task) — the null control
+    of a partner (MTL) or a source (PT+FT: the source's pretraining run has them permuted), which
+    keeps the labels' distribution and the procedure but none of their relation to the inputs.
+    ``patience``: training stops once no task's validation metric nor loss improved for that many
+    evaluations (a validation plateau; ``steps`` is then the budget). With
     ``probe`` the training measures lookahead affinity (TAG's lookahead: ``probe_rule`` ``sgd``, a
     step of ``probe_eta`` · gradient, or ``optimizer``, the step Adam would take) on fixed per-task
     batches every ``probe_every`` steps after the first tenth of training; above
@@ -792,6 +806,9 @@ class OwnDataRunConfig(RunConfig):
     family: Literal["owndata"] = "owndata"
     method: str = "stl"
     tasks: tuple[str, ...] = Field(min_length=1, description="the tasks of this network")
+    null: tuple[str, ...] = Field((), description="tasks whose training labels are permuted")
+    init_scale: float | None = Field(None, gt=0, description="the initial trunk × s")
+    patience: int | None = Field(None, ge=1, description="evaluations without improvement")
     source: str | None = Field(None, description="ptft: the task whose STL trunk is finetuned")
     rescale: float | None = Field(None, gt=0, description="ptft: the pretrained trunk × s")
     pt_steps: int | None = Field(None, ge=1, description="ptft: the source run's steps")
@@ -828,18 +845,23 @@ class OwnDataRunConfig(RunConfig):
         if not self.probe:
             for name in _OWN_PROBE:
                 data[name] = None
+        if self.method == "reference":
+            for name in _OWN_NETWORK:
+                data[name] = None
         return data
 
     def identity(self) -> dict[str, Any]:
         """The row without the paths of files identified by their SHA-256: the same bytes moved
-        elsewhere are the same runs (a folder resumes after its data file moved)."""
+        elsewhere are the same runs (a folder resumes after its data file moved), and without
+        the later fields at their default (the ids of the runs stored before them)."""
         row = self.row_fields()
         return {k: v for k, v in row.items()
-                if not (k in ("data", "labels") and row.get(f"{k}_sha256"))}  # fmt: skip
+                if not (k in ("data", "labels") and row.get(f"{k}_sha256"))
+                and not (k in _OWN_LATER and v in (_OWN_LATER[k], None, ()))}  # fmt: skip
 
     @property
     def regime(self) -> str:
-        return self.method if self.method in ("stl", "ptft") else "mtl"
+        return self.method if self.method in ("stl", "ptft", "reference") else "mtl"
 
     @model_validator(mode="after")
     def _check(self) -> OwnDataRunConfig:
@@ -855,7 +877,7 @@ class OwnDataRunConfig(RunConfig):
             errors.append(f"tasks: {unknown} are not among the targets {list(self.targets)}")
         if len(set(self.tasks)) != len(self.tasks):
             errors.append(f"tasks: a task appears twice ({list(self.tasks)})")
-        if self.method in ("stl", "ptft"):
+        if self.method in ("stl", "ptft", "reference"):
             if len(self.tasks) != 1:
                 errors.append(f"tasks: method {self.method!r} trains one task (got {self.tasks})")
         else:
@@ -869,9 +891,24 @@ class OwnDataRunConfig(RunConfig):
                 errors.append(f"source: {self.source!r} must be another of the targets")
         if min(self.widths) < 1:
             errors.append(f"widths: need positive widths (got {self.widths})")
+        errors += self._null_errors()
         if errors:
             raise ValueError("; ".join(errors))
         return self
+
+    def _null_errors(self) -> list[str]:
+        if len(set(self.null)) != len(self.null):
+            return [f"null: a task appears twice ({list(self.null)})"]
+        if self.method == "ptft":
+            if set(self.null) - {self.source}:
+                return [f"null: a finetuning permutes only its source's labels (got {self.null})"]
+        elif set(self.null) - set(self.tasks):
+            return [f"null: {sorted(set(self.null) - set(self.tasks))} are not among the tasks"]
+        elif self.method == "reference" and (self.null or self.probe):
+            return ["null, probe: the reference model permutes no labels and has no probes"]
+        elif self.regime == "mtl" and set(self.null) == set(self.tasks):
+            return ["null: an MTL run keeps at least one task's labels"]
+        return []
 
     def dependencies(self) -> list[RunConfig]:
         return [self.pretraining()] if self.method == "ptft" else []
@@ -883,6 +920,7 @@ class OwnDataRunConfig(RunConfig):
         return self.model_copy(update={
             "method": "stl", "tasks": (self.source,), "source": None, "rescale": None,
             "pt_steps": None, "probe": False, "steps": self.pt_steps or self.steps,
+            "null": self.null, "init_scale": self.init_scale,
         })  # fmt: skip
 
 

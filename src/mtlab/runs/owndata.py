@@ -27,6 +27,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ from mtlab.grad.methods import make_method
 from mtlab.models.multitask import MultiTaskNet, rescale_, seeded_network
 from mtlab.runs.config import OwnDataRunConfig
 from mtlab.runs.family import Record, SequentialFamily, register_family
-from mtlab.tasks.base import DataError
+from mtlab.tasks.base import DataError, Split
 from mtlab.tasks.supervised import SupervisedTask
 from mtlab.tasks.tables import Prepared, prepare, read_data, read_dataset
 from mtlab.train.minibatch import MinibatchConfig, task_output, train_minibatch
@@ -197,6 +198,75 @@ class AffinityProber:
         self.seconds += time.perf_counter() - t0
 
 
+def null_task(task: SupervisedTask, seed: int) -> SupervisedTask:
+    """``task`` with its training labels permuted (seeded by the run's seed and the task's name):
+    the labels' distribution without their relation to the inputs — a null partner or source.
+    Its validation and test splits are left as they are."""
+    train = task["train"]
+    perm = torch.randperm(train.n, generator=generator(seed, "null", task.name))
+    splits = {**task.data.splits, "train": Split(train.x, train.y[perm])}
+    return replace(task, data=replace(task.data, splits=splits))
+
+
+#: the reference model's grid, tried on the training split and chosen on the validation split
+REFERENCE_GRID = ({"learning_rate": 0.1, "max_leaf_nodes": 31},
+                  {"learning_rate": 0.05, "max_leaf_nodes": 15},
+                  {"learning_rate": 0.05, "max_leaf_nodes": 63})  # fmt: skip
+REFERENCE_MAX_ITER = 500  # with early stopping on a tenth of the training split
+
+
+def fit_reference(cfg: OwnDataRunConfig, prep: Prepared) -> Record:
+    """The non-neural reference for one task: scikit-learn's ``HistGradientBoosting`` at each
+    setting of :data:`REFERENCE_GRID` (at most ``REFERENCE_MAX_ITER`` boosting rounds, stopped
+    early on a seeded tenth of the training split), the one with the best validation metric
+    kept; scored like a network (its probabilities or predictions through the task's loss and
+    metric), so its numbers compare with STL's."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from threadpoolctl import threadpool_limits
+
+    task = next(t for t in prep.tasks if t.name == cfg.tasks[0])
+    t0 = time.perf_counter()
+
+    def arrays(split: str) -> tuple[Any, Any]:
+        s = task[split]
+        return s.x.reshape(s.n, -1).double().numpy(), s.y.numpy()
+
+    x, y = arrays("train")
+    cls = HistGradientBoostingRegressor if task.kind == "regression" else HistGradientBoostingClassifier
+    best: dict[str, Any] | None = None
+    with threadpool_limits(limits=torch.get_num_threads()):
+        for params in REFERENCE_GRID:
+            model = cls(max_iter=REFERENCE_MAX_ITER, early_stopping=True, random_state=cfg.seed,
+                        **params)  # fmt: skip
+            model.fit(x, y.ravel())
+            m: dict[str, Any] = {}
+            for split in ("val", "test"):
+                xs, ys = arrays(split)
+                if task.kind == "regression":
+                    out = torch.as_tensor(model.predict(xs), dtype=torch.float32).reshape(-1, 1)
+                else:  # the classes the model saw, placed in the task's columns
+                    proba = torch.full((len(xs), task.n_out), 1e-12, dtype=torch.float64)
+                    proba[:, torch.as_tensor(model.classes_)] = torch.as_tensor(
+                        model.predict_proba(xs))
+                    out = proba.clamp_min(1e-12).log().float()
+                yt = torch.as_tensor(ys)
+                m[f"{split}_metric"] = task.metric(out, yt)
+                m[f"{split}_loss"] = float(task.loss(out, yt))
+                if task.kind == "regression":
+                    m[f"{split}_rmse"] = prep.rmse(task.name, float(((out - yt) ** 2).mean()))
+            if best is None or m["val_metric"] > best["val_metric"]:
+                best = {**m, "min_val_loss": m["val_loss"], "best_step": float(model.n_iter_),
+                        **{f"reference_{k}": v for k, v in params.items()}}  # fmt: skip
+    assert best is not None
+    seconds = time.perf_counter() - t0
+    evals = [{"task": task.name, "kind": task.kind, "metric": task.metric_name, **best}]
+    row = {**cfg.row_fields(), "run_id": cfg.run_id(), "status": "ok", "reason": None,
+           "regime": "reference", "steps_done": int(best["best_step"]), "diverged_at": None,
+           "stopped_at": None, "train_seconds": seconds, "measure_seconds": 0.0,
+           "probe_seconds": 0.0, "probes": 0, "probe_steps": [], "first_order": False}  # fmt: skip
+    return row, [], {}, evals
+
+
 def schedule(cfg: OwnDataRunConfig) -> tuple[set[int], set[int]]:
     """(probe steps, evaluation steps). Probes start after the first tenth of training — at step 0
     the heads are random, and so is the direction each task pulls the trunk in — and short
@@ -213,8 +283,10 @@ def train_run(  # long: the run's one training, its checkpoints and its outcome,
 ) -> Record:
     """Train one run (``trunk``: the pretrained trunk of a ``ptft`` run); its record."""
     prep = prepared(cfg)
+    if cfg.method == "reference":
+        return fit_reference(cfg, prep)
     by_name = {t.name: t for t in prep.tasks}
-    tasks = [by_name[n] for n in cfg.tasks]
+    tasks = [null_task(by_name[n], cfg.seed) if n in cfg.null else by_name[n] for n in cfg.tasks]
     dev = torch.device(device)
     shape = tuple(tasks[0]["train"].x.shape[1:])
     net = seeded_network(shape, [(t.name, t.n_out) for t in tasks], cfg.trunk, cfg.widths,
@@ -224,6 +296,8 @@ def train_run(  # long: the run's one training, its checkpoints and its outcome,
             raise ValueError(f"run {cfg.run_id()}: finetuning needs the pretrained trunk")
         net.trunk.load_state_dict(trunk)
         rescale_(net.trunk, float(cfg.rescale or 1.0))
+    elif cfg.init_scale is not None:  # (a finetuning's is its pretraining's)
+        rescale_(net.trunk, float(cfg.init_scale))
     method = make_method("mean" if cfg.regime != "mtl" else cfg.method, len(tasks))
     probe_steps, eval_steps = schedule(cfg)
     tcfg = MinibatchConfig(steps=cfg.steps, lr=cfg.lr, optimizer="adam",
@@ -233,20 +307,28 @@ def train_run(  # long: the run's one training, its checkpoints and its outcome,
     net.to(dev)
     prober: AffinityProber | None = None
     best: dict[str, dict[str, float]] = {}
+    stale = 0  # evaluations since any task's validation metric or loss last improved
 
     def ready(optimizer: torch.optim.Optimizer) -> None:
         nonlocal prober
         prober = AffinityProber(net, tasks, cfg, dev, optimizer) if cfg.probe else None
 
-    def measure(step: int, model: MultiTaskNet) -> None:
+    def measure(step: int, model: MultiTaskNet) -> bool:
+        nonlocal stale
         if prober is not None and step in probe_steps:
             prober(step)
-        if step in eval_steps:
-            for name, m in evaluate(model, tasks, prep, dev).items():
-                low = min(m["val_loss"], best.get(name, {}).get("min_val_loss", math.inf))
-                if name not in best or m["val_metric"] > best[name]["val_metric"]:
-                    best[name] = {**m, "best_step": float(step)}
-                best[name]["min_val_loss"] = low
+        if step not in eval_steps:
+            return False
+        improved = False
+        for name, m in evaluate(model, tasks, prep, dev).items():
+            before = best.get(name, {}).get("min_val_loss", math.inf)
+            improved |= m["val_loss"] < before
+            if name not in best or m["val_metric"] > best[name]["val_metric"]:
+                best[name] = {**m, "best_step": float(step)}
+                improved = True
+            best[name]["min_val_loss"] = min(m["val_loss"], before)
+        stale = 0 if improved else stale + 1
+        return cfg.patience is not None and stale >= cfg.patience
 
     res = train_minibatch(net, tasks, method, tcfg, measure=measure, device=dev,
                           on_optimizer=ready)  # fmt: skip
@@ -273,6 +355,7 @@ def train_run(  # long: the run's one training, its checkpoints and its outcome,
         "regime": cfg.regime,
         "steps_done": res.steps,
         "diverged_at": res.diverged_at,
+        "stopped_at": res.stopped_at,
         "train_seconds": res.train_seconds,
         "measure_seconds": res.measure_seconds,
         "probe_seconds": prober.seconds if prober else 0.0,
@@ -290,14 +373,14 @@ class OwnDataFamily(SequentialFamily):
     config_cls = OwnDataRunConfig
     headline = ("test_metric", "val_metric")
     eval_keys = ("task",)
-    columns = ("regime", "steps_done", "diverged_at", "train_seconds", "measure_seconds",
+    columns = ("regime", "steps_done", "diverged_at", "stopped_at", "train_seconds", "measure_seconds",
                "probe_seconds", "probes", "probe_steps", "first_order")  # fmt: skip
     timing_columns = ("wall_s", "train_seconds", "measure_seconds", "probe_seconds")
 
     def sort_key(self, cfg: OwnDataRunConfig) -> tuple[Any, ...]:
-        order = {"stl": 0, "mtl": 1, "ptft": 2}[cfg.regime]
+        order = {"reference": 0, "stl": 1, "mtl": 2, "ptft": 3}[cfg.regime]
         return (order, len(cfg.tasks), cfg.tasks, cfg.method, cfg.source or "",
-                cfg.rescale or 0.0, cfg.steps, cfg.seed)  # fmt: skip
+                cfg.rescale or 0.0, cfg.null, cfg.init_scale or 0.0, cfg.steps, cfg.seed)  # fmt: skip
 
     def record(
         self, cfg: OwnDataRunConfig, device: Any = "cpu", pretrained: Any = None

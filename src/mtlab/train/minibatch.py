@@ -83,6 +83,7 @@ class MinibatchResult:
     train_seconds: float
     measure_seconds: float
     diverged_at: int | None = None
+    stopped_at: int | None = None  # the checkpoint whose measurement asked to stop
     last_losses: list[float] = field(default_factory=list)
 
 
@@ -120,7 +121,7 @@ def train_minibatch(
     tasks: Sequence[SupervisedTask],
     method: Method,
     cfg: MinibatchConfig,
-    measure: Callable[[int, MultiTaskNet], None] | None = None,
+    measure: Callable[[int, MultiTaskNet], bool | None] | None = None,
     device: torch.device | str = "cpu",
     on_optimizer: Callable[[torch.optim.Optimizer], None] | None = None,
 ) -> MinibatchResult:
@@ -128,7 +129,8 @@ def train_minibatch(
     ``on_optimizer(opt)`` is called with the optimizer once it is built (a measurement that
     reads its state, such as a lookahead with the optimiser's update, takes it there).
 
-    A non-finite loss stops training (``diverged_at`` is that step); measurements stop with it."""
+    A non-finite loss stops training (``diverged_at`` is that step); measurements stop with it.
+    A measurement that returns True stops training there (``stopped_at``: early stopping)."""
     if len(model.heads) != len(tasks) or method.n_tasks != len(tasks):
         raise ValueError(
             f"model has {len(model.heads)} heads and method {method.n_tasks} tasks for "
@@ -153,8 +155,11 @@ def train_minibatch(
     for step in range(cfg.steps + 1):
         if measure is not None and step in checkpoints:
             t0 = time.perf_counter()
-            measure(step, model)
+            stop = measure(step, model)
             res.measure_seconds += time.perf_counter() - t0
+            if stop and step < cfg.steps:
+                res.stopped_at = step
+                break
         if step == cfg.steps:
             break
         t0 = time.perf_counter()

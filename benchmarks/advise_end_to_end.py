@@ -27,10 +27,14 @@ from pathlib import Path
 
 def stage(run: dict) -> str:
     tasks = run["tasks"]
+    if run.get("regime") == "reference":
+        return "tree reference"
+    if run.get("null"):
+        return "null controls"
     if run.get("source"):
         return "PT+FT"
-    if len(tasks) == 1:
-        return "STL as long as PT+FT" if run["steps"] != run.get("_base_steps") else "STL"
+    if len(tasks) == 1:  # the earlier advise: STL, and STL as long as PT+FT
+        return "STL at each initial scale" if run["steps"] != run.get("_base_steps") else "STL"
     if run.get("probe"):
         return "MTL on all tasks with probes (lookahead)"
     if len(tasks) == 2 and run["method"] == "mean":
@@ -41,7 +45,7 @@ def stage(run: dict) -> str:
 def breakdown(folder: Path) -> dict:
     """Seconds and runs per stage from the folder's run store (rows.jsonl)."""
     rows = [json.loads(x) for x in (folder / "rows.jsonl").read_text().splitlines() if x.strip()]
-    base_steps = min(r["steps"] for r in rows)
+    base_steps = min(r["steps"] for r in rows if r.get("steps"))
     seconds: dict[str, float] = defaultdict(float)
     count: dict[str, int] = defaultdict(int)
     probe = 0.0

@@ -5,6 +5,7 @@ labels, initial scale, early stopping at a validation plateau, the reference mod
 
 from __future__ import annotations
 
+import json
 import math
 from types import SimpleNamespace
 
@@ -201,3 +202,34 @@ def test_the_reference_model_is_scored_like_a_network(table):
         assert row["trunk"] is None and row["steps"] is None  # no network
     again = train_run(OwnDataRunConfig(**table, tasks=("b",), method="reference"))[3]
     assert again == evals  # deterministic
+
+
+def test_a_report_with_only_stl_says_why_and_shows_what_was_measured(tmp_path, capsys):
+    from mtlab.advise.synthetic import planted_table
+    from mtlab.cli import main
+
+    data = tmp_path / "t.csv"
+    planted_table(600, seed=2, missing=0.2).drop(columns=["c", "e", "noise"]).to_csv(data,
+                                                                                      index=False)
+    out = tmp_path / "adv"
+    # a time budget of 1 s: after the measurements, every later stage is skipped
+    args = ["advise", "--data", str(data), "--targets", "a,b,d", "--out", str(out), "--seeds",
+            "2", "--steps", "60", "--model", "mlp:16", "--methods", "pcgrad", "--rescales",
+            "0.5,1", "--time-budget", "1", "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    advice = json.loads((out / "advice.json").read_text())
+    assert advice["skipped"] and all(d["regime"] == "stl" for d in advice["per_task"].values())
+    report = (out / "report.md").read_text()
+    assert "Only single-task networks and the reference were trained" in report
+    assert "did not fit in the time budget" in report
+    assert "tuning per regime" in report and "HistGradientBoosting" in report
+    for f in ("overview.png", "per_task.png", "affinity.png"):
+        assert (out / "figures" / f).stat().st_size > 5000, f
+    cands = pd.read_parquet(out / "candidates.parquet")
+    # every panel has bars: each task's STL at both scales and the tree model, per seed
+    assert (cands.groupby("task").label.nunique() >= 3).all()
+    assert set(cands.regime) == {"stl", "reference"}
+    for task, d in advice["per_task"].items():
+        assert d["stl"] == pytest.approx(cands[(cands.task == task) & (cands.regime == "stl")
+                                               & (cands.init_scale == d["stl_scale"])]
+                                         .test_metric.mean())  # fmt: skip

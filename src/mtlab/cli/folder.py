@@ -280,7 +280,7 @@ def execute_sweep(
         paths = make_report(args.out)
         claims = json.loads(paths["claims"].read_text())["claims"]
         for c in claims:
-            print(f"  [{'holds' if c['verdict'] else 'NOT shown'}] {c['id']}: {c['text']}")
+            print(f"  [{c['verdict']}] {c['id']}: {c['text']}")
         print(f"report: {paths['html']}\n        {paths['md']}")
         return 0
 

@@ -117,4 +117,87 @@ def correlate(
     return Correlation(n, *s, *p, agree, confidence)
 
 
-__all__ = ["Correlation", "correlate", "finite_mean_se", "sign_agreement"]
+@dataclass(frozen=True)
+class Interval:
+    """A statistic with its percentile-bootstrap interval: ``n`` finite rows in ``clusters``
+    resampled units (rows sharing a cluster — a run, a setting — are resampled together)."""
+
+    point: float
+    lo: float
+    hi: float
+    n: int
+    clusters: int
+    confidence: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def cluster_bootstrap(
+    columns: Sequence[Sequence[float] | np.ndarray],
+    statistic: Any,
+    clusters: Sequence[Any] | np.ndarray | None = None,
+    *,
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """``statistic(*columns)`` and its percentile interval, resampling whole clusters with
+    replacement (``clusters``: one label per row; None: every row its own cluster, the ordinary
+    bootstrap). Rows where any column is not finite are dropped first. Rows of one cluster are
+    not independent (two tasks of one run share a trunk; runs of one setting share its data),
+    and resampling them as if they were gives an interval that is too narrow."""
+    cols = [np.asarray(c, np.float64) for c in columns]
+    if len({c.shape for c in cols}) != 1:
+        raise ValueError("the columns differ in length")
+    labels = np.arange(len(cols[0])) if clusters is None else np.asarray(clusters)
+    if len(labels) != len(cols[0]):
+        raise ValueError(f"{len(labels)} cluster labels for {len(cols[0])} rows")
+    ok = np.all([np.isfinite(c) for c in cols], axis=0)
+    cols, labels = [c[ok] for c in cols], labels[ok]
+    nan = math.nan
+    if len(labels) == 0:
+        return Interval(nan, nan, nan, 0, 0, confidence)
+    _, groups = np.unique(labels, return_inverse=True)
+    members = [np.flatnonzero(groups == g) for g in range(groups.max() + 1)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        point = float(statistic(*cols))
+        if len(members) < 2:
+            return Interval(point, nan, nan, len(labels), len(members), confidence)
+        rng = np.random.default_rng(seed)
+        values = np.empty(n_resamples)
+        for k in range(n_resamples):
+            idx = np.concatenate([members[i] for i in rng.integers(0, len(members),
+                                                                   len(members))])  # fmt: skip
+            values[k] = statistic(*(c[idx] for c in cols))
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return Interval(point, nan, nan, len(labels), len(members), confidence)
+    tail = 100 * (1 - confidence) / 2
+    lo, hi = np.percentile(values, [tail, 100 - tail])
+    return Interval(point, float(lo), float(hi), len(labels), len(members), confidence)
+
+
+def mean_interval(values: Sequence[float] | np.ndarray, clusters: Any = None,
+                  **kwargs: Any) -> Interval:  # fmt: skip
+    """The mean and its (cluster) bootstrap interval (:func:`cluster_bootstrap`)."""
+    return cluster_bootstrap([values], np.mean, clusters, **kwargs)
+
+
+def correlation_interval(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray,
+                         clusters: Any = None, kind: str = "spearman",
+                         **kwargs: Any) -> Interval:  # fmt: skip
+    """Spearman ρ (or Pearson r) with its (cluster) bootstrap interval; NaN for fewer than 3
+    rows or a constant variable."""
+    stat = STATISTICS[kind]
+
+    def f(a: np.ndarray, b: np.ndarray) -> float:
+        if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+            return math.nan
+        return float(stat(a, b))
+
+    return cluster_bootstrap([x, y], f, clusters, **kwargs)
+
+
+__all__ = ["Correlation", "Interval", "cluster_bootstrap", "correlate", "correlation_interval",
+           "finite_mean_se", "mean_interval", "sign_agreement"]  # fmt: skip

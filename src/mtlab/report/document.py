@@ -10,7 +10,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from mtlab.report.analysis import Analysis, Claim
+from mtlab.report.analysis import CONTRADICTED, HOLDS, INCONCLUSIVE, Analysis, Claim
+
+MARKS = {HOLDS: "✅", CONTRADICTED: "❌", INCONCLUSIVE: "❔"}
+CSS = {HOLDS: "ok", CONTRADICTED: "no", INCONCLUSIVE: "un"}
 
 
 def _fmt(v: Any) -> str:
@@ -62,7 +65,7 @@ def _claims_md(claims: list[Claim]) -> str:
     for c in claims:
         ev = _evidence(c.evidence).replace("|", "\\|")
         lines.append(
-            f"| **{c.id}** — {c.text} | {'✅ holds' if c.verdict else '❌ not shown'} | `{ev}` |"
+            f"| **{c.id}** — {c.text} | {MARKS[c.verdict]} {c.verdict} | `{ev}` |"
         )
     return "\n".join(lines)
 
@@ -118,6 +121,7 @@ def write_report(
         "table{border-collapse:collapse;font-size:13px;margin:.5em 0 1.5em}",
         "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}",
         "img{max-width:100%} .ok{color:#080;font-weight:bold} .no{color:#b00;font-weight:bold}",
+        ".un{color:#a60;font-weight:bold}",
         "code{font-size:12px}</style></head><body>",
         f"<h1>{html.escape(title)}</h1><ul>",
     ]
@@ -126,9 +130,7 @@ def write_report(
     if analysis.claims:
         h += ["<h2>Claims</h2><table><tr><th>claim</th><th>verdict</th><th>evidence</th></tr>"]
         for c in analysis.claims:
-            verdict = (
-                "<span class=ok>holds</span>" if c.verdict else "<span class=no>not shown</span>"
-            )
+            verdict = f"<span class={CSS[c.verdict]}>{c.verdict}</span>"
             h.append(
                 f"<tr><td style='text-align:left'><b>{html.escape(c.id)}</b> — "
                 f"{html.escape(c.text)}</td><td>{verdict}</td>"

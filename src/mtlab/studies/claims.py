@@ -24,9 +24,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mtlab.report.analysis import Claim, Section
+from mtlab.report.analysis import (
+    CONTRADICTED,
+    HOLDS,
+    INCONCLUSIVE,
+    Claim,
+    Section,
+    as_verdict,
+    verdict_counts,
+)
 
-Check = Callable[..., tuple[bool, dict[str, Any]]]
+Check = Callable[..., tuple[bool | str, dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -44,13 +52,17 @@ class ClaimRule:
 
     def evaluate(self, table: Any, figure: str | None = None) -> Claim:
         """The verdict of this rule on ``table`` (a Claim with the evidence and thresholds)."""
-        ok, evidence = self.check(table, **self.params)
+        verdict, evidence = self.check(table, **self.params)
         evidence = {**evidence, "thresholds": dict(self.params)} if self.params else evidence
-        return Claim(self.id, self.rendered(), bool(ok), evidence, figure, self.source)
+        return Claim(self.id, self.rendered(), as_verdict(verdict), evidence, figure, self.source)
+
+    def verdict(self, table: Any) -> str:
+        """The bare verdict (one of :data:`~mtlab.report.analysis.VERDICTS`; for tests)."""
+        return as_verdict(self.check(table, **self.params)[0])
 
     def __call__(self, table: Any) -> bool:
-        """The bare verdict (for tests)."""
-        return bool(self.check(table, **self.params)[0])
+        """Whether the claim holds on ``table`` (for tests)."""
+        return self.verdict(table) == HOLDS
 
 
 def claim_rule(
@@ -120,13 +132,57 @@ def completed(df: pd.DataFrame) -> pd.DataFrame:
     return df[df.status != "failed"] if "status" in df else df
 
 
+# ---------------------------------------------------------------------------- decisions
+
+
+def directional(lo: float, hi: float, minimum: float = 0.0) -> str:
+    """The verdict on a predicted *positive* effect from its interval ``[lo, hi]`` (flip the
+    sign of an effect predicted negative): ``holds`` when the whole interval lies above
+    ``minimum`` (the smallest effect the claim counts), ``contradicted`` when it lies wholly
+    below it (no effect of that size, or the opposite one), else ``inconclusive`` — also when
+    the interval is undefined."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return INCONCLUSIVE
+    if lo > minimum:
+        return HOLDS
+    if hi < minimum:
+        return CONTRADICTED
+    return INCONCLUSIVE
+
+
+def equivalent(lo: float, hi: float, delta: float) -> str:
+    """The verdict on a claim of *absence* (an equivalence test): ``holds`` only when the whole
+    interval lies inside ``(−delta, delta)``, ``contradicted`` when it lies wholly outside (an
+    effect larger than ``delta``), else ``inconclusive`` — an interval that straddles ``±delta``
+    (too little data to tell) never passes."""
+    if delta <= 0:
+        raise ValueError(f"delta must be positive (got {delta})")
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return INCONCLUSIVE
+    if -delta < lo and hi < delta:
+        return HOLDS
+    if lo >= delta or hi <= -delta:
+        return CONTRADICTED
+    return INCONCLUSIVE
+
+
+def all_of(verdicts: Sequence[str]) -> str:
+    """A claim made of parts: holds if every part holds, contradicted if any part is
+    contradicted, else inconclusive."""
+    if any(v == CONTRADICTED for v in verdicts):
+        return CONTRADICTED
+    return HOLDS if verdicts and all(v == HOLDS for v in verdicts) else INCONCLUSIVE
+
+
 # ---------------------------------------------------------------------------- report pieces
 
 
 def claims_line(claims: Sequence[Claim], preset: str, runs: int) -> str:
-    """The report's first line: "N of M checked claims hold at preset `p` (R runs)"."""
-    held = sum(c.verdict for c in claims)
-    return f"{held} of {len(claims)} checked claims hold at preset `{preset}` ({runs} runs"
+    """The report's first line: "N of M checked claims hold (C contradicted, I inconclusive)
+    at preset `p` (R runs"."""
+    n = verdict_counts([c.verdict for c in claims])
+    return (f"{n[HOLDS]} of {len(claims)} checked claims hold ({n[CONTRADICTED]} contradicted, "
+            f"{n[INCONCLUSIVE]} inconclusive) at preset `{preset}` ({runs} runs")  # fmt: skip
 
 
 def runs_section(df: pd.DataFrame, by: str = "method") -> Section:
@@ -146,10 +202,13 @@ def evaluate_all(rules: Sequence[ClaimRule], table: Any, figure: str | None = No
 
 __all__ = [
     "ClaimRule",
+    "all_of",
     "cell",
     "claim_rule",
     "claims_line",
     "completed",
+    "directional",
+    "equivalent",
     "evaluate_all",
     "geo_mean",
     "r",

@@ -1,0 +1,108 @@
+"""Verdicts a scientist can defend (issue 24): three values, the decision rules behind them
+(a predicted direction, an equivalence test for a claim of absence), and intervals that resample
+whole clusters when rows share a run or a setting."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from mtlab.measure.stats import cluster_bootstrap, correlation_interval, mean_interval
+from mtlab.report.analysis import Claim, as_verdict, verdict_counts
+from mtlab.studies.claims import all_of, claim_rule, claims_line, directional, equivalent
+
+
+def test_verdicts_are_three_valued():
+    assert as_verdict(True) == "holds" and as_verdict(False) == "contradicted"
+    assert as_verdict("inconclusive") == "inconclusive"
+    with pytest.raises(ValueError, match="allowed"):
+        as_verdict("maybe")
+    c = Claim("x", "X.", True, {})
+    assert c.verdict == "holds" and c.holds and c.to_json()["verdict"] == "holds"
+    assert not Claim("x", "X.", "inconclusive", {}).holds
+    assert verdict_counts(["holds", "inconclusive", "holds"]) == {
+        "holds": 2, "contradicted": 0, "inconclusive": 1}  # fmt: skip
+    claims = [Claim("a", "", "holds", {}), Claim("b", "", "contradicted", {}),
+              Claim("c", "", "inconclusive", {})]  # fmt: skip
+    assert claims_line(claims, "quick", 7) == (
+        "1 of 3 checked claims hold (1 contradicted, 1 inconclusive) at preset `quick` (7 runs")
+
+
+def test_a_predicted_direction():
+    assert directional(0.1, 0.3) == "holds"
+    assert directional(-0.3, -0.1) == "contradicted"  # the opposite effect
+    assert directional(-0.1, 0.3) == "inconclusive"  # the interval straddles 0
+    # a minimum effect: a sliver above 0 is not an effect the claim counts
+    assert directional(0.001, 0.02, minimum=0.05) == "contradicted"
+    assert directional(0.02, 0.09, minimum=0.05) == "inconclusive"
+    assert directional(math.nan, 1.0) == "inconclusive"
+
+
+def test_a_claim_of_absence_is_an_equivalence_test():
+    assert equivalent(-0.05, 0.08, delta=0.1) == "holds"
+    assert equivalent(-0.05, 0.3, delta=0.1) == "inconclusive"  # straddles δ: cannot tell
+    assert equivalent(-0.9, 0.9, delta=0.1) == "inconclusive"  # small n: a wide interval
+    assert equivalent(0.2, 0.4, delta=0.1) == "contradicted"  # clearly an effect
+    assert equivalent(-0.4, -0.15, delta=0.1) == "contradicted"
+    with pytest.raises(ValueError, match="delta"):
+        equivalent(0, 0, delta=0)
+
+
+def test_parts_of_a_claim():
+    assert all_of(["holds", "holds"]) == "holds"
+    assert all_of(["holds", "inconclusive"]) == "inconclusive"
+    assert all_of(["inconclusive", "contradicted"]) == "contradicted"
+    assert all_of([]) == "inconclusive"
+
+
+def test_a_rule_may_answer_any_of_the_three():
+    @claim_rule("t.small", "The mean is within ±{delta:g} of 0.", delta=0.1)
+    def small(table, *, delta):
+        iv = mean_interval(table, n_resamples=500)
+        return equivalent(iv.lo, iv.hi, delta), {"mean": iv.point, "ci": [iv.lo, iv.hi]}
+
+    rng = np.random.default_rng(0)
+    assert small.verdict(rng.normal(0, 0.05, 200)) == "holds"
+    assert small.verdict(rng.normal(0, 1.0, 6)) == "inconclusive"  # n = 6 cannot tell
+    assert small.verdict(rng.normal(1.0, 0.05, 50)) == "contradicted"
+    claim = small.evaluate(rng.normal(0, 1.0, 6))
+    assert claim.verdict == "inconclusive" and claim.evidence["thresholds"] == {"delta": 0.1}
+    assert not small(rng.normal(0, 1.0, 6))  # "holds?" is False for an inconclusive claim
+
+
+def _clustered(rng, clusters=10, per=20, spread=1.0, noise=0.05):
+    centre = rng.normal(0, spread, clusters)
+    values = np.repeat(centre, per) + rng.normal(0, noise, clusters * per)
+    return values, np.repeat(np.arange(clusters), per)
+
+
+def test_the_cluster_bootstrap_is_wide_where_the_naive_one_is_too_narrow():
+    rng = np.random.default_rng(1)
+    naive_cover = cluster_cover = 0
+    trials = 60
+    for k in range(trials):
+        values, labels = _clustered(rng)  # true mean 0; ten independent clusters, not 200 rows
+        naive = mean_interval(values, n_resamples=300, seed=k)
+        clustered = mean_interval(values, labels, n_resamples=300, seed=k)
+        assert clustered.clusters == 10 and naive.clusters == 200
+        assert (clustered.hi - clustered.lo) > 2.5 * (naive.hi - naive.lo)
+        naive_cover += naive.lo < 0 < naive.hi
+        cluster_cover += clustered.lo < 0 < clustered.hi
+    assert naive_cover / trials < 0.5  # the naive 95 % interval misses the truth most times
+    assert cluster_cover / trials > 0.8
+
+
+def test_cluster_bootstrap_edges_and_correlations():
+    iv = cluster_bootstrap([[1.0, math.nan, 3.0]], np.mean)
+    assert iv.n == 2 and iv.point == 2.0
+    one = mean_interval([1.0, 2.0], clusters=["a", "a"])
+    assert one.clusters == 1 and math.isnan(one.lo)  # one cluster: no interval
+    with pytest.raises(ValueError, match="cluster labels"):
+        mean_interval([1.0, 2.0], clusters=["a"])
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=60)
+    rho = correlation_interval(x, x + 0.3 * rng.normal(size=60), n_resamples=300)
+    assert rho.point > 0.8 and rho.lo > 0.6
+    assert math.isnan(correlation_interval([1, 2], [2, 1]).point)

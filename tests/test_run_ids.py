@@ -1,7 +1,8 @@
 """Run ids are a folder's identity: a refactor that changed them would make every existing folder
 train its runs again. ``tests/data/run_ids.json`` pins, per study preset and per example sweep,
 the number of planned runs (dependencies included) and a digest of their sorted ids, recorded
-before the one-engine refactor (issue 22)."""
+before the one-engine refactor (issue 22). Re-pinned on purpose since: ``trajectories/paper``
+(issue 24: its method runs moved to angles that have STL and baseline runs)."""
 
 from __future__ import annotations
 

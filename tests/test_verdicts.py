@@ -106,3 +106,14 @@ def test_cluster_bootstrap_edges_and_correlations():
     rho = correlation_interval(x, x + 0.3 * rng.normal(size=60), n_resamples=300)
     assert rho.point > 0.8 and rho.lo > 0.6
     assert math.isnan(correlation_interval([1, 2], [2, 1]).point)
+
+
+def test_every_planned_method_run_of_the_trajectories_study_has_its_stl_and_baseline():
+    """The method runs are paired with the STL and baseline runs of the same angle: a method
+    angle with no STL run would be trained and then dropped from the analysis (issue 24 found
+    the paper preset's 45° and 135° method runs, 120 of them, in that state)."""
+    from mtlab.studies.trajectories import PRESETS
+
+    for name, preset in PRESETS.items():
+        p = preset.params
+        assert set(p["method_angles"]) <= set(p["angles"]), name

@@ -57,7 +57,7 @@ _PAPER = {
     "angles": (0.0, 30.0, 60.0, 90.0, 120.0, 150.0, 180.0),
     "widths": (1, 2, 8),
     "sizes": ((25, 200), (100, 100), (200, 25)),
-    "method_angles": (0.0, 45.0, 90.0, 135.0, 180.0),
+    "method_angles": (0.0, 60.0, 90.0, 120.0, 180.0),  # angles with STL and baseline runs
     "methods": ("pcgrad", "upgrad", "uw", "mgda", "imtl_g", "aligned_mtl"),
     "datasets": {"digit-attributes": None, "multi-digits": None},
     "teacher": {"steps": 5000},

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -544,7 +545,7 @@ def _(ok):
 
 
 def traj_pairs(
-    n: int = 12,
+    n: int = 60,
     *,
     gap_sign_ok=True,
     persist=True,
@@ -552,9 +553,11 @@ def traj_pairs(
     cos_slow=True,
     cos_transfer=False,
     method_improves=False,
+    noise: float = 0.0,
 ) -> pd.DataFrame:
-    """Synthetic pair summaries: two kinds of setting, ``n`` baseline pairs each, and a pcgrad
-    pair for every baseline pair."""
+    """Synthetic pair summaries: two kinds of setting, ``n`` baseline pairs each (two tasks per
+    MTL run: runs ``setting``/``seed`` hold pairs ``2k`` and ``2k + 1``), and a pcgrad pair for
+    every baseline pair. ``noise``: the early gap and the factors get that much noise."""
     import numpy as np
 
     rng = np.random.default_rng(0)
@@ -562,19 +565,20 @@ def traj_pairs(
     for group in ("teacher, bottleneck", "digits"):
         for i in range(n):
             transfer = (i - n / 2 + 0.5) * 0.02  # half negative, half positive
-            early = -transfer if gap_sign_ok else transfer
+            early = (-transfer if gap_sign_ok else transfer) + noise * rng.normal()
             late = early if persist else -early
             cos = rng.uniform(-1, 1)
             slow = float(np.exp(-cos if cos_slow else rng.normal()))
             if cos_transfer:
                 cos = transfer * 20 + 0.01 * rng.normal()
                 slow = float(np.exp(-cos))
-            d_f = {f"d_{f}": (early * 3 if factor_explains else rng.normal()) for f in tr2.FACTORS}
+            d_f = {f"d_{f}": (early * 3 + noise * rng.normal() if factor_explains
+                              else rng.normal()) for f in tr2.FACTORS}  # fmt: skip
             base = {
                 "group": group,
-                "setting": f"{group}-{i % 3}",
-                "task": f"t{i}",
-                "seed": 0,
+                "setting": f"{group}-{i // 2 % 5}",
+                "task": f"t{i % 2}",
+                "seed": i // 10,
                 "early_gap": early,
                 "late_gap": late,
                 "final_transfer": transfer,
@@ -590,7 +594,8 @@ def traj_pairs(
                     "baseline": False,
                     "early_cos": cos + 0.2,
                     "early_slowdown": slow * 0.8,
-                    "final_transfer": transfer + (0.05 if method_improves else 0.0),
+                    "final_transfer": transfer
+                    + (0.05 if method_improves else 0.002 * rng.normal()),
                 }
             )
     return pd.DataFrame(rows)
@@ -603,12 +608,12 @@ def _(ok):
 
 @case(tr2.factors_do_not_explain)
 def _(ok):
-    return traj_pairs() if ok else traj_pairs(factor_explains=True)
+    return traj_pairs(n=400) if ok else traj_pairs(factor_explains=True)
 
 
 @case(tr2.conflict_slowdown)
 def _(ok):
-    return traj_pairs() if ok else traj_pairs(cos_transfer=True)
+    return traj_pairs(n=200) if ok else traj_pairs(cos_transfer=True)
 
 
 @case(tr2.methods_change)
@@ -616,12 +621,34 @@ def _(ok):
     return traj_pairs() if ok else traj_pairs(method_improves=True)
 
 
-def test_trajectory_rules_fail_on_the_parts_they_name():
-    assert not tr2.early_sign(traj_pairs(persist=False))
-    assert not tr2.early_sign(traj_pairs(n=2))  # too few pairs
-    assert not tr2.conflict_slowdown(traj_pairs(cos_slow=False))
-    one_kind = traj_pairs()
-    assert not tr2.factors_do_not_explain(one_kind[one_kind.group == "digits"])
+def test_trajectory_rules_are_three_valued():
+    """Each rule holds, is contradicted, and cannot tell (few pairs, or an interval that
+    straddles its threshold) on tables made for it."""
+    assert tr2.early_sign.verdict(traj_pairs()) == "holds"
+    assert tr2.early_sign.verdict(traj_pairs(gap_sign_ok=False)) == "contradicted"
+    assert tr2.early_sign.verdict(traj_pairs(persist=False)) == "contradicted"
+    assert tr2.early_sign.verdict(traj_pairs(n=2)) == "inconclusive"  # too few pairs
+    # a gap within ±0.01 has no sign: those pairs do not count
+    assert tr2.early_sign.verdict(traj_pairs(n=8).assign(early_gap=0.005)) == "inconclusive"
+    # a claim of absence needs the power to see the effect it denies
+    assert tr2.factors_do_not_explain.verdict(traj_pairs(n=400)) == "holds"
+    assert tr2.factors_do_not_explain.verdict(traj_pairs(n=12)) == "inconclusive"
+    assert tr2.factors_do_not_explain.verdict(traj_pairs(factor_explains=True)) == "contradicted"
+    one_kind = traj_pairs(n=400)
+    assert tr2.factors_do_not_explain.verdict(one_kind[one_kind.group == "digits"]) == (
+        "inconclusive")  # one kind of setting cannot show "in every kind"
+    assert tr2.conflict_slowdown.verdict(traj_pairs(n=200)) == "holds"
+    assert tr2.conflict_slowdown.verdict(traj_pairs(n=12)) == "inconclusive"
+    assert tr2.conflict_slowdown.verdict(traj_pairs(cos_transfer=True)) == "contradicted"
+    assert tr2.conflict_slowdown.verdict(traj_pairs(n=200, cos_slow=False)) != "holds"
+    assert tr2.methods_change.verdict(traj_pairs()) == "holds"
+    assert tr2.methods_change.verdict(traj_pairs(method_improves=True)) == "contradicted"
+    # four MTL runs whose transfer changes disagree: the interval straddles ±0.02
+    wide = traj_pairs(n=4)
+    up = ~wide.baseline & wide.setting.str.endswith("-0")
+    wide.loc[up, "final_transfer"] += 0.06
+    wide.loc[~wide.baseline & ~up, "final_transfer"] -= 0.05
+    assert tr2.methods_change.verdict(wide) == "inconclusive"
 
 
 # ---------------------------------------------------------------------------- tests

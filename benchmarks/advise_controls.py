@@ -67,6 +67,8 @@ def main() -> None:
     ap.add_argument("--only", default="planted,digits,blocks")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
+    import pandas as pd
+
     from mtlab.advise.synthetic import digit_images, planted_blocks, planted_table
 
     tmp = Path(tempfile.mkdtemp(prefix="advise_controls_"))
@@ -80,8 +82,11 @@ def main() -> None:
     cases["digits"] = ["--data", str(labels), "--images", str(tmp / "digits"),
                        "--image-column", "file", "--targets", "odd,ge5,prime,closed_loop,ink",
                        "--model", "cnn:16,32"]  # fmt: skip
-    cases["blocks"] = ["--data", str(blocks), "--affinity", "pairs", "--time-budget", "0"]
-    results: dict = {}
+    names = [c for c in pd.read_csv(blocks, nrows=1).columns if not c.startswith("x")]
+    cases["blocks"] = ["--data", str(blocks), "--targets", ",".join(names), "--affinity", "pairs",
+                       "--time-budget", "0"]  # fmt: skip
+    # the cases measured before are kept (``--only`` reruns some)
+    results: dict = json.loads(a.json.read_text()) if a.json and a.json.exists() else {}
     for name in a.only.split(","):
         results[name] = {}
         sides = [("after", None)] + ([("before", a.baseline_src)] if a.baseline_src and

@@ -31,7 +31,8 @@ Stages:
    each seed's own matrix chooses the same.
 4. One sweep: the groups of the chosen budget (method ``mean``: predicted vs realised change per
    task); each task with the members of its group that clearly help it
-   (:func:`~mtlab.advise.rules.helpful_partners`) under ``mean`` and the ``methods``; PT+FT of
+   (:func:`~mtlab.advise.rules.helpful_partners`; the ``MAX_PARTNERS`` most helpful) under
+   ``mean`` and the ``methods``; PT+FT of
    each task from each candidate source (every other task up to ``PTFT_ALL_SOURCES`` tasks, else
    the ``SOURCE_SHORTLIST`` with the highest transfer onto it) at the middle rescaling —
    sources are chosen by what PT+FT does, not by MTL affinity.
@@ -80,6 +81,7 @@ AFFINITIES = ("auto", "pairs", "lookahead")
 PROBE_COST = 1.5  # a probed training's cost relative to an unprobed one (time estimates)
 PTFT_ALL_SOURCES = 8  # up to this many tasks, every other task is tried as a PT+FT source …
 SOURCE_SHORTLIST = 3  # … above, the tasks with the highest transfer onto it
+MAX_PARTNERS = 3  # a task's MTL partners: the most helpful members of its group, at most this many
 AUTO_EPOCHS = 20  # the default step budget: this many epochs of the largest task …
 AUTO_STEPS = (800, 5000)  # … within these bounds
 PATIENCE = 5  # evaluations without improvement that end a training (a validation plateau)
@@ -386,7 +388,9 @@ def advise(  # long: the stages read as one procedure
     own: dict[str, tuple[str, ...]] = {}
     for i, t in enumerate(tasks):
         members = [tasks.index(u) for u in _group_of(t, groups, A, tasks) if u != t]
-        keep = helpful_partners(A[i], A_se[i], i, members)
+        # the most helpful few: each partner gets a null control of its own
+        helpful = helpful_partners(A[i], A_se[i], i, members)
+        keep = [helpful[k] for k in np.argsort([-A[i, j] for j in helpful])[:MAX_PARTNERS]]
         if keep:
             own[t] = tuple(u for j, u in enumerate(tasks) if j == i or j in keep)
     cand_groups = sorted(set(own.values()))

@@ -172,23 +172,20 @@ def _figures(advice: dict[str, Any], cands: pd.DataFrame, fig_dir: Path) -> dict
                                              .nunique().max()))  # fmt: skip
     for ax, task in zip(axes, tasks, strict=True):
         d = cands[cands.task == task]
-        labels, means, ses, colours, hatches = [], [], [], [], []
-        for (label, regime, control), rows in d.groupby(["label", "regime", "control"],
-                                                         sort=False):  # fmt: skip
+        labels = []
+        for y, ((label, regime, control), rows) in enumerate(d.groupby(
+                ["label", "regime", "control"], sort=False)):  # fmt: skip
             m, se, _ = mean_se(rows.test_metric.tolist())
+            colour = COLOURS.get(str(regime), "k")
+            ax.errorbar([m], [y], xerr=[se], fmt="s" if control else "o", color=colour,
+                        mfc="white" if control else colour, ms=5, capsize=2)  # fmt: skip
             labels.append(label)
-            means.append(m)
-            ses.append(se)
-            colours.append(COLOURS.get(str(regime), "k"))
-            hatches.append("//" if control else "")
-        bars = ax.barh(range(len(means)), means, xerr=ses, color=colours, alpha=0.75)
-        for bar, hatch in zip(bars, hatches, strict=True):
-            bar.set_hatch(hatch)
         stl = advice["per_task"][task]["stl"]
         if math.isfinite(stl):
             ax.axvline(stl, color="0.2", lw=0.8, ls=":", label="fair STL")
-        ax.set_yticks(range(len(means)), labels, fontsize=7)
+        ax.set_yticks(range(len(labels)), labels, fontsize=7)
         ax.invert_yaxis()
+        ax.grid(axis="x", alpha=0.3)
         ax.set_xlabel(f"test {advice['per_task'][task]['metric']} (mean ± s.e. over seeds)")
         ax.set_title(f"{task}: {advice['per_task'][task]['regime']}", fontsize=9)
     out["per_task"] = save(fig, fig_dir, "per_task.png")
@@ -303,7 +300,7 @@ def write_advice(advice: dict[str, Any], out: Path, meta: dict[str, Any]) -> dic
         Section("Every candidate", "Each candidate's test metric (mean ± s.e. over seeds; the "
                 "choice itself was made on validation). Grey: STL at each initial scale (the "
                 "dotted line is the fair STL); green: the tree model; blue: MTL; orange: PT+FT; "
-                "hatched: null controls.", figures=[figures["per_task"]]),
+                "open squares: null controls.", figures=[figures["per_task"]]),
     ]  # fmt: skip
     if advice["skipped"]:
         sections.append(Section("Skipped for the time budget", "; ".join(advice["skipped"])))

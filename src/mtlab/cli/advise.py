@@ -86,7 +86,8 @@ def _dry_run(data: Any, opts: Any, label: str) -> int:
           "these choose (all tasks with probes"
           f"{', every pair' if n_mtl > opts.seeds else ''}); the candidates after the grouping "
           "(groups, partners, methods, PT+FT, controls) depend on what these measure; every "
-          f"training at most {data.base['steps']} steps")  # fmt: skip
+          f"network at most {data.base['steps']} steps (the STL at each scale "
+          f"{2 * data.base['steps']})")  # fmt: skip
     return 0
 
 

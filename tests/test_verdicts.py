@@ -117,3 +117,50 @@ def test_every_planned_method_run_of_the_trajectories_study_has_its_stl_and_base
     for name, preset in PRESETS.items():
         p = preset.params
         assert set(p["method_angles"]) <= set(p["angles"]), name
+
+
+def test_verdict_changes_between_two_draws():
+    from mtlab.studies.claims import verdict_changes
+
+    a = [{"id": "x", "verdict": "holds"}, {"id": "y", "verdict": "holds"},
+         {"id": "z", "verdict": "contradicted"}, {"id": "w", "verdict": "holds"}]  # fmt: skip
+    b = [{"id": "x", "verdict": "holds"}, {"id": "y", "verdict": "contradicted"},
+         {"id": "z", "verdict": "inconclusive"}, {"id": "v", "verdict": "holds"}]  # fmt: skip
+    moves = {r["id"]: r["move"] for r in verdict_changes(a, b)}
+    assert moves == {"x": "same", "y": "flipped", "z": "to / from inconclusive",
+                     "w": "missing", "v": "missing"}  # fmt: skip
+
+
+def test_disjoint_seeds_shift_every_run_and_its_dependencies():
+    from mtlab.runs.executor import expand_dependencies
+    from mtlab.studies import get_study
+    from mtlab.studies.base import offset_seeds
+
+    configs = get_study("diagonal").configs("tiny")
+    shifted = offset_seeds(configs, 5)
+    seeds = {c.seed for phase in expand_dependencies(configs) for c in phase}
+    moved = {c.seed for phase in expand_dependencies(shifted) for c in phase}
+    assert moved == {s + 5 for s in seeds} and not moved & seeds
+    assert len({c.run_id() for c in shifted}) == len({c.run_id() for c in configs})
+    assert offset_seeds(configs, 0) is configs
+    with pytest.raises(ValueError, match="offset"):
+        offset_seeds(configs, -1)
+
+
+def test_stability_command_reruns_on_disjoint_seeds(tmp_path, capsys):
+    import json
+
+    from mtlab.cli import main
+
+    out = tmp_path / "stab"
+    assert main(["stability", "subspace", "--preset", "tiny", "--out", str(out), "--quiet"]) == 0
+    said = capsys.readouterr().out
+    report = json.loads((out / "stability.json").read_text())
+    assert report["seed_offset"] == 1 and (out / "offset-1" / "claims.json").exists()
+    ids = [r["id"] for r in report["claims"]]
+    assert len(ids) == 11 and all(r["move"] != "missing" for r in report["claims"])
+    assert report["flipped"] == [r["id"] for r in report["claims"] if r["move"] == "flipped"]
+    assert f"{len(report['flipped'])} of 11 claims flipped" in said
+    default = json.loads((out / "default" / "rows.jsonl").read_text().splitlines()[0])
+    offset = json.loads((out / "offset-1" / "rows.jsonl").read_text().splitlines()[0])
+    assert default["seed"] == 0 and offset["seed"] == 1

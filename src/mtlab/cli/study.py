@@ -1,4 +1,5 @@
-"""``mtlab list``, ``mtlab reproduce STUDY``, ``mtlab run SWEEP.yaml`` and ``mtlab report OUT``."""
+"""``mtlab list``, ``mtlab reproduce STUDY``, ``mtlab stability STUDY``, ``mtlab run SWEEP.yaml``
+and ``mtlab report OUT``."""
 
 from __future__ import annotations
 
@@ -24,8 +25,27 @@ def add(sub: Any) -> None:
         help="external data for studies that read it (images-rescaling --preset paper: "
         "the CIFAR-100 python files)",
     )  # fmt: skip
+    rp.add_argument(
+        "--seed-offset", type=int, default=0,
+        help="run on seeds OFFSET … OFFSET + n − 1 instead of 0 … n − 1 (a disjoint draw)",
+    )  # fmt: skip
     options.add_sweep(rp)
     rp.set_defaults(run=reproduce, trains=True)
+    st = sub.add_parser(
+        "stability",
+        help="rerun a study's preset on seeds disjoint from the default ones and list every "
+        "claim whose verdict moved",
+        description="Runs the preset twice — on its default seeds (OUT/default) and on the next "
+        "as many seeds (OUT/offset-N) — and compares the verdicts: a claim that flips between "
+        "holds and contradicted is not a stable finding. Writes OUT/stability.json.",
+    )  # fmt: skip
+    st.add_argument("study")
+    st.add_argument("--preset", default="quick")
+    st.add_argument("--out", type=Path, required=True)
+    st.add_argument("--seed-offset", type=options.positive, default=None,
+                    help="the second draw's first seed (default: the preset's seed count)")
+    st.add_argument("--quiet", action="store_true")
+    st.set_defaults(run=stability, trains=True)
     sp = sub.add_parser("run", help="run a YAML sweep of run configs")
     sp.add_argument("sweep", type=Path)
     options.add_sweep(sp)
@@ -47,7 +67,7 @@ def list_studies(args: argparse.Namespace) -> int:
 
 def reproduce(args: argparse.Namespace) -> int:
     from mtlab.studies import get_study
-    from mtlab.studies.base import StudyInputs
+    from mtlab.studies.base import StudyInputs, offset_seeds
 
     try:
         study = get_study(args.study)
@@ -56,9 +76,44 @@ def reproduce(args: argparse.Namespace) -> int:
             return fail(f"--data-dir {args.data_dir}: no such directory")
         data_dir = None if args.data_dir is None else str(args.data_dir)
         configs = study.configs(args.preset, args.seeds, StudyInputs(data_dir=data_dir))
+        configs = offset_seeds(configs, args.seed_offset)
     except ValueError as err:
         return fail(str(err))
-    return execute_sweep(args, study.name, args.preset, configs, {"seeds": args.seeds})
+    extra = {"seeds": args.seeds, **({"seed_offset": args.seed_offset} if args.seed_offset else {})}
+    return execute_sweep(args, study.name, args.preset, configs, extra)
+
+
+def stability(args: argparse.Namespace) -> int:
+    import json
+
+    from mtlab.cli import main
+    from mtlab.studies import get_study
+    from mtlab.studies.claims import verdict_changes
+
+    try:
+        study = get_study(args.study)
+        offset = args.seed_offset or study.preset(args.preset).seeds
+    except ValueError as err:
+        return fail(str(err))
+    outs = {"default": args.out / "default", "offset": args.out / f"offset-{offset}"}
+    quiet = ["--quiet"] if args.quiet else []
+    for key, extra in (("default", []), ("offset", ["--seed-offset", str(offset)])):
+        code = main(["reproduce", study.name, "--preset", args.preset, "--out", str(outs[key]),
+                     *extra, *quiet])  # fmt: skip
+        if code != 0:
+            return code
+    claims = {k: json.loads((p / "claims.json").read_text())["claims"] for k, p in outs.items()}
+    rows = verdict_changes(claims["default"], claims["offset"])
+    flipped = [r for r in rows if r["move"] == "flipped"]
+    (args.out / "stability.json").write_text(json.dumps(
+        {"study": study.name, "preset": args.preset, "seed_offset": offset, "claims": rows,
+         "flipped": [r["id"] for r in flipped]}, indent=2))  # fmt: skip
+    print(f"{study.name} --preset {args.preset}: default seeds vs seeds from {offset}")
+    for r in rows:
+        print(f"  {r['move']:24s} {r['first'] or '—':13s} → {r['second'] or '—':13s} {r['id']}")
+    print(f"{len(flipped)} of {len(rows)} claims flipped between holds and contradicted"
+          + (": " + ", ".join(r["id"] for r in flipped) if flipped else ""))  # fmt: skip
+    return 0
 
 
 def run_sweep(args: argparse.Namespace) -> int:

@@ -88,6 +88,15 @@ class Study:
         raise NotImplementedError
 
 
+def offset_seeds(configs: list[RunConfig], offset: int) -> list[RunConfig]:
+    """The same runs on seeds shifted by ``offset`` (seeds ``offset … offset + n − 1`` instead of
+    ``0 … n − 1``): a disjoint draw of every random choice a run makes, its dependencies
+    included (they are derived from the run)."""
+    if offset < 0:
+        raise ValueError(f"the seed offset must be >= 0 (got {offset})")
+    return [c.model_copy(update={"seed": c.seed + offset}) for c in configs] if offset else configs
+
+
 REGISTRY: dict[str, Study] = {}
 
 

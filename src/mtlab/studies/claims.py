@@ -174,6 +174,28 @@ def all_of(verdicts: Sequence[str]) -> str:
     return HOLDS if verdicts and all(v == HOLDS for v in verdicts) else INCONCLUSIVE
 
 
+def verdict_changes(first: Sequence[Mapping[str, Any]], second: Sequence[Mapping[str, Any]]
+                    ) -> list[dict[str, Any]]:  # fmt: skip
+    """Per claim id of either list (``claims.json`` entries), its verdict in both and how it
+    moved: ``same``; ``flipped`` (between holds and contradicted — the data answered one way,
+    then the other); ``to / from inconclusive``; ``missing`` where one run has no such claim."""
+    a = {c["id"]: c["verdict"] for c in first}
+    b = {c["id"]: c["verdict"] for c in second}
+    rows = []
+    for cid in [*a, *(k for k in b if k not in a)]:
+        va, vb = a.get(cid), b.get(cid)
+        if va is None or vb is None:
+            move = "missing"
+        elif va == vb:
+            move = "same"
+        elif INCONCLUSIVE in (va, vb):
+            move = "to / from inconclusive"
+        else:
+            move = "flipped"
+        rows.append({"id": cid, "first": va, "second": vb, "move": move})
+    return rows
+
+
 # ---------------------------------------------------------------------------- report pieces
 
 
@@ -215,4 +237,5 @@ __all__ = [
     "ratio",
     "runs_section",
     "spearman",
+    "verdict_changes",
 ]

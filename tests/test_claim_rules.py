@@ -558,8 +558,6 @@ def traj_pairs(
     """Synthetic pair summaries: two kinds of setting, ``n`` baseline pairs each (two tasks per
     MTL run: runs ``setting``/``seed`` hold pairs ``2k`` and ``2k + 1``), and a pcgrad pair for
     every baseline pair. ``noise``: the early gap and the factors get that much noise."""
-    import numpy as np
-
     rng = np.random.default_rng(0)
     rows = []
     for group in ("teacher, bottleneck", "digits"):

@@ -14,7 +14,6 @@ import pytest
 from mtlab.advise.rules import (
     CLEAR_MARGIN_SE,
     clear_winner,
-    helpful_source,
     paired_difference,
     stable_grouping,
 )
@@ -46,11 +45,7 @@ def test_clear_winner_needs_more_than_its_noise():
     assert clear_winner([0, 0, 0], list(d)) == (d.mean() > CLEAR_MARGIN_SE * se)
 
 
-def test_helpful_source_and_stable_grouping():
-    mean = [0.0, 0.05, 0.30, -0.2]
-    se = [0.0, 0.01, 0.20, 0.01]
-    assert helpful_source(mean, se, 0) == 1  # 0.30 ± 0.20 is not clear; 0.05 ± 0.01 is
-    assert helpful_source([0.0, -0.1, 0.01], [0.0, 0.01, 0.01], 0) is None
+def test_stable_grouping():
     chosen = [["a", "b"], ["c"]]
     assert stable_grouping(chosen, [[["b", "a"], ["c"]]] * 2 + [[["a"], ["b", "c"]]]) == (
         True,

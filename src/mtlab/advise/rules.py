@@ -6,7 +6,7 @@ tables where they must hold and where they must fail.
   than ``MIN_SEEDS`` seeds nothing is clear.
 * :func:`helpful_partners`: a source task helps a recipient if its mean affinity onto it exceeds
   ``CLEAR_MARGIN_SE`` standard errors (over seeds) above zero; a task's MTL partners are the
-  members of its group that help it. :func:`helpful_source`: the most helpful such source.
+  members of its group that help it.
 * :func:`credited`: a gain belongs to a partner or a source only if the candidate clearly beats
   (:func:`clear_winner`) the same procedure with that partner's or source's training labels
   permuted (its null control); otherwise the gain is the procedure's (pretraining and rescaling,
@@ -107,16 +107,6 @@ def helpful_partners(
     return out
 
 
-def helpful_source(
-    mean_row: Sequence[float], se_row: Sequence[float], recipient: int,
-    margin: float = CLEAR_MARGIN_SE,
-) -> int | None:  # fmt: skip
-    """The source index with the largest mean affinity onto ``recipient`` among those clearly
-    above zero (None: no source helps beyond noise)."""
-    helpful = helpful_partners(mean_row, se_row, recipient, margin=margin)
-    return max(helpful, key=lambda j: float(mean_row[j])) if helpful else None
-
-
 __all__ = [
     "CLEAR_MARGIN_SE",
     "MIN_SEEDS",
@@ -124,7 +114,6 @@ __all__ = [
     "clear_winner",
     "credited",
     "helpful_partners",
-    "helpful_source",
     "network_scale",
     "paired_difference",
     "reference_beats_networks",

@@ -541,6 +541,45 @@ def _(ok):
     return model_acc(itmtl=0.86 if ok else 0.853)
 
 
+def test_transference_rules_are_three_valued():
+    def affinity(within, cross):
+        return pd.DataFrame([{"dataset": "planted-groups", "seed": seed, "recipient": "a",
+                              "source": "b" if same else "c", "same_group": same,
+                              "value": (w if same else c)}
+                             for seed, (w, c) in enumerate(zip(within, cross, strict=True))
+                             for same in (True, False)])  # fmt: skip
+
+    assert tr.affinity_signs.verdict(affinity([0.02, 0.03], [-0.01, -0.02])) == "holds"
+    assert tr.affinity_signs.verdict(affinity([-0.02, -0.03], [-0.01, -0.02])) == "contradicted"
+    assert tr.affinity_signs.verdict(affinity([0.02, -0.01], [-0.01, -0.02])) == "inconclusive"
+    assert tr.affinity_signs.verdict(affinity([0.02], [-0.01])) == "inconclusive"  # one seed
+    assert tr.first_order.verdict(pd.DataFrame(columns=["dataset", "seed", "eta", "rel_error"])
+                                  ) == "inconclusive"  # fmt: skip
+
+    def grouping(recovered):
+        return pd.DataFrame({"dataset": "planted-groups", "seed": range(len(recovered)),
+                             "affinity_kind": "lookahead", "recovered": recovered,
+                             "groups": "a,b; c"})  # fmt: skip
+
+    assert tr.recovers_planted.verdict(grouping([True, True, True])) == "holds"
+    assert tr.recovers_planted.verdict(grouping([False, False])) == "contradicted"
+    assert tr.recovers_planted.verdict(grouping([True, False, True])) == "inconclusive"
+    assert tr.recovers_planted.verdict(grouping([True])) == "inconclusive"
+
+    def acc(grouped, itmtl):
+        idx = pd.MultiIndex.from_tuples([("planted-groups", s) for s in range(len(grouped))],
+                                        names=["dataset", "seed"])  # fmt: skip
+        return pd.DataFrame({"all_together": 0.85, "grouped": grouped, "stl": 0.88, "sum": 0.85,
+                             "itmtl": itmtl}, index=idx)  # fmt: skip
+
+    assert tr.beats_all_together.verdict(acc([0.9, 0.88, 0.87], [0.86] * 3)) == "holds"
+    assert tr.beats_all_together.verdict(acc([0.8, 0.82, 0.84], [0.86] * 3)) == "contradicted"
+    assert tr.beats_all_together.verdict(acc([0.9, 0.82, 0.87], [0.86] * 3)) == "inconclusive"
+    assert tr.itmtl_vs_sum.verdict(acc([0.9] * 3, [0.86, 0.87, 0.865])) == "holds"
+    assert tr.itmtl_vs_sum.verdict(acc([0.9] * 3, [0.85, 0.851, 0.852])) == "contradicted"
+    assert tr.itmtl_vs_sum.verdict(acc([0.9] * 3, [0.84, 0.87, 0.86])) == "inconclusive"
+
+
 # ---------------------------------------------------------------------------- trajectories
 
 

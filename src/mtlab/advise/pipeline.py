@@ -61,6 +61,7 @@ import numpy as np
 from mtlab.advise.rules import (
     clear_winner,
     credited,
+    finite_mean,
     helpful_partners,
     network_scale,
     paired_difference,
@@ -281,9 +282,9 @@ def auto_steps(prep: Prepared, batch_size: int) -> int:
     return int(min(hi, max(lo, math.ceil(AUTO_EPOCHS * n / batch_size))))
 
 
-def _mean(values: Sequence[float]) -> float:
-    finite = [v for v in values if math.isfinite(v)]
-    return float(np.mean(finite)) if finite else -math.inf
+def _rank(values: Sequence[float]) -> float:
+    """A candidate's score for choosing: its mean over finite seeds (−inf if none)."""
+    return finite_mean(values, -math.inf)
 
 
 def advise(  # long: the stages read as one procedure
@@ -322,7 +323,7 @@ def advise(  # long: the stages read as one procedure
     done = stages.run("every task alone at each initial scale; the reference model",
                       [c for v in (*stl_cfgs.values(), *ref_cfgs.values()) for c in v])  # fmt: skip
     stl = {k: [done[c.run_id()] for c in v] for k, v in stl_cfgs.items()}
-    stl_val = {k: _mean(_metric(v, k[0])) for k, v in stl.items()}
+    stl_val = {k: _rank(_metric(v, k[0])) for k, v in stl.items()}
     fair = {t: scales[int(np.argmax([stl_val[(t, sc)] for sc in scales]))] for t in tasks}
     net_scale = network_scale({sc: [stl_val[(t, sc)] for t in tasks] for sc in scales})
 
@@ -433,7 +434,7 @@ def advise(  # long: the stages read as one procedure
     # task again with each partner's labels permuted
     best_src = {}
     for t in tasks if plan["ptft"] else []:
-        by = {src: _mean(_metric([done[ptft_cfg(t, src, screen, s).run_id()] for s in seeds], t))
+        by = {src: _rank(_metric([done[ptft_cfg(t, src, screen, s).run_id()] for s in seeds], t))
               for src in sources[t]}  # fmt: skip
         best_src[t] = max(by, key=by.__getitem__)
     best_mtl: dict[str, tuple[tuple[str, ...], str]] = {}
@@ -441,7 +442,7 @@ def advise(  # long: the stages read as one procedure
         tried = [m for key, ms in (("partners", methods[:1]), ("methods", methods[1:]))
                  if plan[key] for m in ms]  # fmt: skip
         if tried:
-            vals = [_mean(_metric(trained(g, m), t)) for m in tried]
+            vals = [_rank(_metric(trained(g, m), t)) for m in tried]
             best_mtl[t] = (g, tried[int(np.argmax(vals))])
     grid_cfgs = [ptft_cfg(t, src, r, s) for t, src in best_src.items() for r in scales
                  if r != screen for s in seeds]  # fmt: skip
@@ -456,7 +457,7 @@ def advise(  # long: the stages read as one procedure
     best_s = {}
     for t, src in best_src.items():
         rs = scales if grid else [screen]
-        vals = [_mean(_metric([done[ptft_cfg(t, src, r, s).run_id()] for s in seeds], t))
+        vals = [_rank(_metric([done[ptft_cfg(t, src, r, s).run_id()] for s in seeds], t))
                 for r in rs]  # fmt: skip
         best_s[t] = rs[int(np.argmax(vals))]
     null_ptft = [ptft_cfg(t, src, best_s[t], s, null=True) for t, src in best_src.items()
@@ -598,7 +599,7 @@ def _decide(task: str, cands: list[dict[str, Any]], prep: Prepared) -> dict[str,
         if c is None:
             return None
         gain, se = paired_difference(stl["val"], c["val"])
-        return {"val": _mean(c["val"]), "test": _finite_mean(c["test"]),
+        return {"val": finite_mean(c["val"]), "test": finite_mean(c["test"]),
                 "val_gain_over_stl": gain, "val_gain_over_stl_se": se}  # fmt: skip
 
     def against(null: dict[str, Any] | None, cand: dict[str, Any], ok: bool) -> dict[str, Any]:
@@ -606,8 +607,8 @@ def _decide(task: str, cands: list[dict[str, Any]], prep: Prepared) -> dict[str,
         if null is None:
             return {"trained": False, "credited": False}
         gain, se = paired_difference(null["val"], cand["val"])
-        return {"trained": True, "credited": ok, "val": _mean(null["val"]),
-                "test": _finite_mean(null["test"]), "val_gain_over_control": gain,
+        return {"trained": True, "credited": ok, "val": finite_mean(null["val"]),
+                "test": finite_mean(null["test"]), "val_gain_over_control": gain,
                 "val_gain_over_control_se": se}  # fmt: skip
 
     eligible: list[dict[str, Any]] = []
@@ -647,10 +648,10 @@ def _decide(task: str, cands: list[dict[str, Any]], prep: Prepared) -> dict[str,
         "rescale": chosen["rescale"],
         "method": chosen["method"],
         "init_scale": chosen["init_scale"],
-        "stl": _finite_mean(stl["test"]),
-        "stl_val": _mean(stl["val"]),
+        "stl": finite_mean(stl["test"]),
+        "stl_val": finite_mean(stl["val"]),
         "stl_scale": stl["init_scale"],
-        "stl_steps_done": _finite_mean(stl["steps_done"]),
+        "stl_steps_done": finite_mean(stl["steps_done"]),
         "recommended": float(test.mean()) if len(test) else math.nan,
         "se": se,
         "metric": "r2" if kind == "regression" else "accuracy",
@@ -667,17 +668,12 @@ def _decide(task: str, cands: list[dict[str, Any]], prep: Prepared) -> dict[str,
 
 
 def _score(c: dict[str, Any]) -> float:
-    return _mean(c["val"])
+    return _rank(c["val"])
 
 
 def _key(c: dict[str, Any]) -> tuple[Any, ...]:
     """What a candidate and its null controls share."""
     return (c["regime"], tuple(c["partners"]), c["method"], c["source"], c["rescale"])
-
-
-def _finite_mean(values: Sequence[float]) -> float:
-    v = np.asarray(values, float)
-    return float(v[np.isfinite(v)].mean()) if np.isfinite(v).any() else math.nan
 
 
 def _describe(c: dict[str, Any]) -> dict[str, Any]:

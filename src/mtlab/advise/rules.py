@@ -80,16 +80,20 @@ def network_scale(means: dict[float, Sequence[float]]) -> float:
     return min(tied, key=lambda s: (abs(math.log(s)), s))
 
 
+def finite_mean(values: Sequence[float], empty: float = math.nan) -> float:
+    """The mean of the finite values (a diverged seed is NaN: never averaged in); ``empty`` if
+    there is none (−inf where a candidate is ranked, so that it is never chosen)."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if len(v) else empty
+
+
 def reference_beats_networks(reference: Sequence[float], networks: Sequence[Sequence[float]]
                              ) -> bool:  # fmt: skip
     """The reference's mean validation metric is above every network candidate's (each given
     per seed; NaN seeds left out); False when no network has a finite value."""
-    def mean(values: Sequence[float]) -> float:
-        v = np.asarray(values, float)
-        return float(v[np.isfinite(v)].mean()) if np.isfinite(v).any() else math.nan
-
-    ref = mean(reference)
-    nets = [m for m in map(mean, networks) if math.isfinite(m)]
+    ref = finite_mean(reference)
+    nets = [m for m in map(finite_mean, networks) if math.isfinite(m)]
     return math.isfinite(ref) and bool(nets) and ref > max(nets)
 
 
@@ -113,6 +117,7 @@ __all__ = [
     "STABLE_FRACTION",
     "clear_winner",
     "credited",
+    "finite_mean",
     "helpful_partners",
     "network_scale",
     "paired_difference",

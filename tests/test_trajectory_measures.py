@@ -236,3 +236,39 @@ def test_correlations_with_bootstrap_intervals_and_sign_agreement() -> None:
     assert sign_agreement([1, -1, 2, np.nan], [1, 1, 3, 1]) == pytest.approx(2 / 3)
     with pytest.raises(ValueError):
         correlate([1.0, 2.0], [1.0])
+
+
+def test_one_checkpoint_per_mtl_run_and_the_per_task_selection_beside_it() -> None:
+    """The comparison takes an MTL run at the step with the lowest mean validation loss over its
+    tasks; each task picking its own best step (which flatters MTL) is reported beside it. The
+    pair table carries the early gap in metric units and the conflict at the matched levels."""
+    from mtlab.runs.trajectory_analysis import gap_tables, run_checkpoints
+
+    steps = np.array([0, 10, 20, 30, 40])
+    rows = []
+
+    def curve(regime, method, task, val, test, run):
+        for k, st in enumerate(steps):
+            rows.append({"run_id": run, "status": "ok", "regime": regime, "method": method,
+                         "setting": "s", "group": "g", "task": task, "seed": 0, "step": st,
+                         "train_loss": float(np.exp(-st / 10)), "val_loss": val[k],
+                         "val_metric": 1 - val[k], "test_metric": test[k],
+                         "cos_to_rest": -0.5 if regime == "mtl" else np.nan})  # fmt: skip
+
+    # task a is best at step 10, task b at step 40; the mean is lowest at step 30
+    curve("mtl", "sum", "a", [1.0, 0.2, 0.5, 0.3, 0.6], [0.5, 0.9, 0.7, 0.8, 0.6], "m")
+    curve("mtl", "sum", "b", [1.0, 0.9, 0.6, 0.4, 0.35], [0.5, 0.6, 0.7, 0.8, 0.85], "m")
+    for task in "ab":
+        curve("stl", "stl", task, [1.0, 0.8, 0.6, 0.5, 0.45], [0.5, 0.6, 0.65, 0.7, 0.75],
+              f"s{task}")
+    traj = pd.DataFrame(rows)
+    assert run_checkpoints(traj) == {("s", "sum", 0): 30.0}
+    _, pairs = gap_tables(traj, "sum", n_levels=4)
+    by = pairs.set_index("task")
+    assert by.loc["a", "final_transfer"] == pytest.approx(0.8 - 0.75)  # one checkpoint: step 30
+    assert by.loc["a", "final_transfer_per_task"] == pytest.approx(0.9 - 0.75)  # its own: 10
+    assert by.loc["b", "final_transfer"] == pytest.approx(0.8 - 0.75)
+    assert (by.early_cos_matched.dropna() == -0.5).all()
+    # the metric is 1 − val_loss here, so the metric gap is minus the loss gap at every level
+    ok = by.early_gap.notna()
+    assert np.allclose(by.early_gap_metric[ok], -by.early_gap[ok])

@@ -7,11 +7,23 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from mtlab.measure.stats import cluster_bootstrap, correlation_interval, mean_interval
 from mtlab.report.analysis import Claim, as_verdict, verdict_counts
-from mtlab.studies.claims import all_of, claim_rule, claims_line, directional, equivalent
+from mtlab.studies.claims import (
+    _resamples,
+    above,
+    all_of,
+    below,
+    claim_rule,
+    claims_line,
+    directional,
+    equivalent,
+    ratio_interval,
+    seed_interval,
+)
 
 
 def test_verdicts_are_three_valued():
@@ -106,6 +118,45 @@ def test_cluster_bootstrap_edges_and_correlations():
     rho = correlation_interval(x, x + 0.3 * rng.normal(size=60), n_resamples=300)
     assert rho.point > 0.8 and rho.lo > 0.6
     assert math.isnan(correlation_interval([1, 2], [2, 1]).point)
+
+
+def test_the_seed_bootstrap_is_exact_for_few_seeds():
+    """Up to six seeds every distinct resample is listed with its multinomial probability: the
+    probabilities sum to one and match a large Monte-Carlo bootstrap; beyond six, random
+    resamples. Two seeds give the range of what each seed alone gives."""
+    for n in range(2, 7):
+        counts, p = _resamples(n, 0, 0)
+        assert len(counts) == math.comb(2 * n - 1, n) and (counts.sum(1) == n).all()
+        assert p.sum() == pytest.approx(1.0)
+    counts, p = _resamples(8, 500, 0)
+    assert counts.shape == (500, 8) and p.sum() == pytest.approx(1.0)
+    rows = pd.DataFrame({"seed": [0, 0, 1, 1], "x": [1, 2, 1, 2], "v": [1.0, 3.0, 2.0, 6.0]})
+    iv = seed_interval(rows, ["x"], "v", lambda m: m[2] - m[1])  # seed 0: 2, seed 1: 4
+    assert (iv.point, iv.lo, iv.hi, iv.clusters) == (3.0, 2.0, 4.0, 2)
+    assert below(iv, 5) == "holds" and above(iv, 3) == "inconclusive" and above(iv, 5) == (
+        "contradicted")
+    one = seed_interval(rows[rows.seed == 0], ["x"], "v", lambda m: m[2] - m[1])
+    assert one.point == 2.0 and math.isnan(one.lo) and below(one, 5) == "inconclusive"
+    # five seeds: the exact interval equals a Monte-Carlo one with many resamples
+    rng = np.random.default_rng(1)
+    five = pd.DataFrame({"seed": np.repeat(range(5), 2), "x": [1, 2] * 5,
+                         "v": rng.normal(size=10)})  # fmt: skip
+    exact = seed_interval(five, ["x"], "v", lambda m: m.mean())
+    per_seed = five.groupby("seed").v.mean().to_numpy()
+    mc = np.percentile([per_seed[rng.integers(0, 5, 5)].mean() for _ in range(40000)],
+                       [2.5, 97.5])  # fmt: skip
+    assert exact.lo == pytest.approx(mc[0], abs=0.05) and exact.hi == pytest.approx(mc[1],
+                                                                                   abs=0.05)
+
+
+def test_ratio_interval_pairs_cells_and_resamples_seeds():
+    idx = pd.MultiIndex.from_product([[16, 64], [0, 1]], names=["n_main", "seed"])
+    a = pd.Series([1.0, 2.0, 1.0, 2.0], index=idx)
+    b = pd.Series([2.0, 2.0, 2.0, 2.0], index=idx)
+    iv = ratio_interval(a, b)
+    assert iv.point == pytest.approx(math.sqrt(0.5)) and iv.clusters == 2
+    assert (iv.lo, iv.hi) == (pytest.approx(0.5), pytest.approx(1.0))
+    assert ratio_interval(a, b, cluster=None).clusters == 4
 
 
 def test_every_planned_method_run_of_the_trajectories_study_has_its_stl_and_baseline():

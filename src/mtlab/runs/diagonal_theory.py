@@ -110,6 +110,7 @@ def theory_agreement(store: RunStore) -> list[dict[str, Any]]:
                     "run_id": cfg.run_id(),
                     "method": cfg.method,
                     "setting": cfg.setting,
+                    "seed": cfg.seed,
                     "n_main": cfg.n_main,
                     "rescale": cfg.rescale,
                     "prediction": name,

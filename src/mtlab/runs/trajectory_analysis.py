@@ -7,9 +7,19 @@
   ``gap.csv``, and one summary row per pair (early / late gap, final transfer, slowdown, early
   conflict, factor differences) → the claims' ``pairs`` table.
 
-Final transfer is measured on the test split at each run's own best-validation-loss checkpoint
-for that task (selection never sees test data): ``test_metric_MTL − test_metric_STL``, positive
-when MTL is better (the metric is accuracy or R², higher is better).
+Final transfer is measured on the test split, ``test_metric_MTL − test_metric_STL``, positive when
+MTL is better (the metric is accuracy or R², higher is better); selection never sees test data.
+The STL run is taken at its best-validation-loss checkpoint. The MTL run is taken at **one**
+checkpoint for all its tasks — the one with the lowest mean validation loss over its tasks
+(``final_transfer``): one network, as a user would deploy it. The per-task selection, which lets
+each task of one MTL run pick its own checkpoint and so flatters MTL, is reported beside it
+(``final_transfer_per_task``).
+
+At the matched loss levels the pair table also carries the early gap in the task's metric
+(``early_gap_metric``: validation metric, MTL − STL — positive when MTL is *better*, the opposite
+sign to the loss gap) and the early conflict at those levels (``early_cos_matched``: the mean
+``cos_to_rest`` of the MTL run where it reached the early levels), beside ``early_cos`` (the
+first ``early_frac`` of the MTL run's steps).
 """
 
 from __future__ import annotations
@@ -60,7 +70,10 @@ PAIR_COLUMNS = (
     "early_slowdown",
     "max_mismatch",
     "final_transfer",
+    "final_transfer_per_task",
+    "early_gap_metric",
     "early_cos",
+    "early_cos_matched",
     *(f"d_{f}" for f in FACTOR_COLUMNS),
 )
 
@@ -96,6 +109,19 @@ def selected(curve: pd.DataFrame) -> pd.Series:
     return curve.iloc[int(np.argmin(curve.val_loss.to_numpy(dtype=float)))]
 
 
+def run_checkpoints(traj: pd.DataFrame) -> dict[tuple[Any, ...], float]:
+    """Per MTL run (setting, method, seed): the step with the lowest mean validation loss over
+    its tasks (the first, on ties) — the one checkpoint the comparison uses."""
+    mtl = traj[(traj.regime == "mtl") & (traj.status != "failed")]
+    if mtl.empty:
+        return {}
+    mean = mtl.groupby(["setting", "method", "seed", "step"]).val_loss.mean().reset_index()
+    out = {}
+    for key, g in mean.groupby(["setting", "method", "seed"]):
+        out[key] = float(g.step.iloc[int(np.argmin(g.val_loss.to_numpy(dtype=float)))])
+    return out
+
+
 def pair_runs(traj: pd.DataFrame) -> list[tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]]:
     """``(stl_curve, mtl_curve, keys)`` for every finished MTL run's task with a finished STL run."""
     ok = traj[traj.status != "failed"]
@@ -125,14 +151,21 @@ def gap_tables(
     """``(gaps, pairs)``: the gap at every level for both matchings (``gap.csv``) and one summary
     row per pair from the ``match`` matching (the claims' table)."""
     factors = [c for c in FACTOR_COLUMNS if c in traj]
+    extra = [c for c in ("val_metric", "cos_to_rest") if c in traj]
     gap_rows, pair_rows = [], []
+    checkpoints = run_checkpoints(traj)
     for s, m, keys in pair_runs(traj):
-        transfer = float(selected(m).test_metric) - float(selected(s).test_metric)
+        stl_test = float(selected(s).test_metric)
+        at = checkpoints.get((keys["setting"], keys["method"], keys["seed"]))
+        one = m[m.step == at]
+        transfer = (float(one.test_metric.iloc[0]) if len(one) else np.nan) - stl_test
+        per_task = float(selected(m).test_metric) - stl_test
         last = float(m.step.max())
         early_m = m[(m.step > 0) & (m.step <= early_frac * last)]
         for how in MATCHES:
             g = matched_gap(
-                s, m, match=how, columns=factors, n_levels=n_levels, early_frac=early_frac
+                s, m, match=how, columns=[*factors, *extra], n_levels=n_levels,
+                early_frac=early_frac,
             )
             for k, v in keys.items():
                 g[k] = v
@@ -144,8 +177,10 @@ def gap_tables(
             summ = gap_summary(g)
             early = g[g.phase == "early"]
             row = {**keys, "baseline": keys["method"] == baseline, **summ,
-                   "final_transfer": transfer,
-                   "early_cos": float(early_m.cos_to_rest.mean()) if len(early_m) else np.nan}  # fmt: skip
+                   "final_transfer": transfer, "final_transfer_per_task": per_task,
+                   "early_gap_metric": _mean(early, "val_metric_mtl", "val_metric_stl"),
+                   "early_cos": float(early_m.cos_to_rest.mean()) if len(early_m) else np.nan,
+                   "early_cos_matched": _mean(early, "cos_to_rest_mtl")}  # fmt: skip
             for f in factors:
                 d = early[f"{f}_mtl"] - early[f"{f}_stl"]
                 row[f"d_{f}"] = float(d.mean()) if len(d.dropna()) else np.nan
@@ -161,12 +196,25 @@ def gap_tables(
     return gaps, pairs[list(PAIR_COLUMNS)]
 
 
+def _mean(table: pd.DataFrame, col: str, minus: str | None = None) -> float:
+    """Mean of a column (minus another) over the rows where it is defined; NaN if none."""
+    if col not in table or (minus is not None and minus not in table):
+        return float("nan")
+    v = table[col] - (table[minus] if minus else 0.0)
+    v = v.dropna()
+    return float(v.mean()) if len(v) else float("nan")
+
+
 CORRELATIONS = (
     *((f"d_{f}", "early_gap") for f in FACTOR_COLUMNS),
     *((f"d_{f}", "final_transfer") for f in FACTOR_COLUMNS),
     ("early_cos", "log_early_slowdown"),
     ("early_cos", "final_transfer"),
+    ("early_cos_matched", "log_early_slowdown"),
+    ("early_cos_matched", "final_transfer"),
     ("early_gap", "final_transfer"),
+    ("early_gap_metric", "final_transfer"),
+    ("early_gap", "final_transfer_per_task"),
 )
 
 
@@ -193,6 +241,7 @@ __all__ = [
     "correlation_table",
     "gap_tables",
     "pair_runs",
+    "run_checkpoints",
     "selected",
     "setting_group",
     "trajectories_table",

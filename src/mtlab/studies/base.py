@@ -46,6 +46,47 @@ class StudyInputs:
         return {k for k, v in self.__dict__.items() if v is not None}
 
 
+@dataclass(frozen=True)
+class Pairing:
+    """How the analysis compares runs: every planned run matching ``runs`` (field → allowed
+    values; a run matching ``partner`` is exempt) is compared with a run matching ``partner``
+    (field → value) that agrees with it on the fields ``on``. A run without that partner would
+    be trained and then dropped from the analysis."""
+
+    runs: dict[str, tuple[Any, ...]]
+    partner: dict[str, Any]
+    on: tuple[str, ...]
+
+    @staticmethod
+    def _matches(cfg: RunConfig, where: dict[str, Any], many: bool) -> bool:
+        return all(
+            (getattr(cfg, k, None) in v) if many else (getattr(cfg, k, None) == v)
+            for k, v in where.items()
+        )
+
+    def unpaired(self, configs: list[RunConfig]) -> list[RunConfig]:
+        """The planned runs this pairing needs a partner for and that have none."""
+        key = lambda c: tuple(getattr(c, f, None) for f in self.on)  # noqa: E731
+        partners = {key(c) for c in configs if self._matches(c, self.partner, False)}
+        return [c for c in configs
+                if self._matches(c, self.runs, True) and not self._matches(c, self.partner, False)
+                and key(c) not in partners]  # fmt: skip
+
+
+def unused_runs(configs: list[RunConfig], pairings: tuple[Pairing, ...]) -> list[tuple[str, str]]:
+    """(run id, why) for every planned run the analysis could not use: a run without the partner
+    a pairing compares it with, and a pretraining run (``method == "pt"``) that no planned run
+    depends on."""
+    out = []
+    for p in pairings:
+        out += [(c.run_id(), f"no run with {p.partner} on the same {', '.join(p.on)}")
+                for c in p.unpaired(configs)]  # fmt: skip
+    needed = {d.run_id() for c in configs for d in c.dependencies()}
+    out += [(c.run_id(), "a pretraining run no planned run depends on")
+            for c in configs if getattr(c, "method", None) == "pt" and c.run_id() not in needed]
+    return out
+
+
 class Study:
     """Base class: subclasses set ``name``, ``description``, ``presets`` (and ``inputs``, the
     :class:`StudyInputs` fields they read), and implement :meth:`configs` and :meth:`analyze`."""
@@ -84,8 +125,16 @@ class Study:
     ) -> list[RunConfig]:
         raise NotImplementedError
 
+    #: how the analysis compares planned runs (:class:`Pairing`); a contract test checks every
+    #: preset's plan against them, so no planned run is trained and then left out
+    pairings: ClassVar[tuple[Pairing, ...]] = ()
+
     def analyze(self, store: RunStore, fig_dir: Path, preset: str) -> Analysis:
         raise NotImplementedError
+
+    def unused(self, configs: list[RunConfig]) -> list[tuple[str, str]]:
+        """(run id, why) for every planned run the analysis could not use (:func:`unused_runs`)."""
+        return unused_runs(configs, self.pairings)
 
 
 def offset_seeds(configs: list[RunConfig], offset: int) -> list[RunConfig]:

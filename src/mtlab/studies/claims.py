@@ -16,7 +16,9 @@ hold and where it must fail (``tests/test_claim_rules.py``).
 
 from __future__ import annotations
 
+import itertools
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -172,6 +174,123 @@ def all_of(verdicts: Sequence[str]) -> str:
     if any(v == CONTRADICTED for v in verdicts):
         return CONTRADICTED
     return HOLDS if verdicts and all(v == HOLDS for v in verdicts) else INCONCLUSIVE
+
+
+def computed(ok: bool, present: bool = True) -> str:
+    """The verdict on a property of a computation (an identity, a closed form; no seeds): holds
+    or is contradicted; inconclusive only when the computation is missing."""
+    return INCONCLUSIVE if not present else HOLDS if ok else CONTRADICTED
+
+
+def below(iv: Any, cut: float) -> str:
+    """A statistic predicted to lie *below* ``cut`` (an :class:`~mtlab.measure.stats.Interval`):
+    holds when its whole interval does, contradicted when its whole interval lies above."""
+    return directional(cut - iv.hi, cut - iv.lo)
+
+
+def above(iv: Any, cut: float) -> str:
+    """A statistic predicted to lie *above* ``cut``: holds when its whole interval does,
+    contradicted when its whole interval lies below."""
+    return directional(iv.lo - cut, iv.hi - cut)
+
+
+def ci(iv: Any, digits: int = 4) -> dict[str, Any]:
+    """An interval as evidence: the point, the 95% interval and how many units it resampled."""
+    return {"point": r(iv.point, digits), "ci95": [r(iv.lo, digits), r(iv.hi, digits)],
+            "units": iv.clusters}  # fmt: skip
+
+
+def ratio_interval(a: pd.Series, b: pd.Series, statistic: Any = np.mean,
+                   cluster: str | None = "seed") -> Any:  # fmt: skip
+    """The geometric mean of ``a / b`` over their common index (e.g. ``(n_main, seed)``) with
+    its bootstrap interval, resampling whole values of the index level ``cluster`` (a seed's
+    rows share its draw of the data). With two seeds the interval is about their range; with
+    one it is undefined (every decision on it is inconclusive). ``statistic`` of the log ratios
+    (np.median for medians); ``cluster=None``: every row its own unit."""
+    from mtlab.measure.stats import Interval, cluster_bootstrap
+
+    common = a.index.intersection(b.index)
+    x, y = a.loc[common].to_numpy(float), b.loc[common].to_numpy(float)
+    keep = (x > 0) & (y > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.log(x[keep] / y[keep])
+    labels = (common.get_level_values(cluster)[keep]
+              if cluster is not None and cluster in common.names else None)
+    iv = cluster_bootstrap([logs], statistic, labels)
+    return Interval(*(math.exp(v) if math.isfinite(v) else v for v in (iv.point, iv.lo, iv.hi)),
+                    iv.n, iv.clusters, iv.confidence)  # fmt: skip
+
+
+EXACT_BOOTSTRAP_SEEDS = 6
+
+
+def _resamples(n: int, n_resamples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bootstrap resamples of ``n`` seeds as (counts per seed, probability) rows. Up to
+    :data:`EXACT_BOOTSTRAP_SEEDS` seeds every distinct resample is listed with its exact
+    multinomial probability (at most 462 of them: the bootstrap distribution itself, not a
+    sample of it); beyond, ``n_resamples`` drawn at random with equal weight."""
+    if n <= EXACT_BOOTSTRAP_SEEDS:
+        rows = []
+        for pick in itertools.combinations_with_replacement(range(n), n):
+            rows.append(np.bincount(pick, minlength=n))
+        counts = np.array(rows)
+        logp = (math.lgamma(n + 1) - np.sum([[math.lgamma(c + 1) for c in r] for r in counts], 1)
+                - n * math.log(n))  # fmt: skip
+        return counts, np.exp(logp)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n, (n_resamples, n))
+    counts = np.stack([np.bincount(d, minlength=n) for d in draws])
+    return counts, np.full(n_resamples, 1.0 / n_resamples)
+
+
+def weighted_interval(values: np.ndarray, weights: np.ndarray, confidence: float = 0.95
+                      ) -> tuple[float, float]:  # fmt: skip
+    """The percentile interval of a discrete distribution (values with probabilities): the
+    smallest values whose cumulative probability reaches each tail."""
+    ok = np.isfinite(values)
+    v, w = values[ok], weights[ok]
+    if len(v) == 0:
+        return math.nan, math.nan
+    order = np.argsort(v, kind="stable")
+    v, cum = v[order], np.cumsum(w[order]) / w.sum()
+    tail = (1 - confidence) / 2
+    lo = v[min(np.searchsorted(cum, tail - 1e-12), len(v) - 1)]
+    hi = v[min(np.searchsorted(cum, 1 - tail - 1e-12), len(v) - 1)]
+    return float(lo), float(hi)
+
+
+def seed_interval(rows: pd.DataFrame, keys: Sequence[str], value: str,
+                  statistic: Callable[[pd.Series], float], *, n_resamples: int = 1000,
+                  seed: int = 0) -> Any:  # fmt: skip
+    """``statistic`` of the mean over seeds of ``value`` (a Series indexed by ``keys``: a curve,
+    a grid) with its 95% percentile-bootstrap interval, resampling whole seeds (a seed's rows
+    share its draw of the data). Seeds missing a cell are left out of that cell's mean. With up
+    to six seeds the bootstrap distribution is enumerated exactly (:func:`_resamples`). With two
+    seeds the interval spans what each seed alone gives; with one it is undefined."""
+    from mtlab.measure.stats import Interval
+
+    wide = rows.pivot_table(index="seed", columns=list(keys), values=value, aggfunc="mean")
+    arr, cols = wide.to_numpy(float), wide.columns
+    finite = np.isfinite(arr)
+    filled = np.where(finite, arr, 0.0)
+
+    def stat(counts: np.ndarray) -> float:
+        n = counts @ finite
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.where(n > 0, (counts @ filled) / np.maximum(n, 1), np.nan)
+            return float(statistic(pd.Series(mean, index=cols)))
+
+    nan = math.nan
+    if arr.size == 0:
+        return Interval(nan, nan, nan, 0, 0, 0.95)
+    point = stat(np.ones(len(arr)))
+    if len(arr) < 2:
+        return Interval(point, nan, nan, int(finite.sum()), len(arr), 0.95)
+    counts, weights = _resamples(len(arr), n_resamples, seed)
+    values = np.array([stat(c) for c in counts])
+    lo, hi = weighted_interval(values, weights)
+    return Interval(point, lo, hi, int(finite.sum()), len(arr), 0.95)
 
 
 def verdict_changes(first: Sequence[Mapping[str, Any]], second: Sequence[Mapping[str, Any]]

@@ -31,7 +31,7 @@ from mtlab.runs.store import RunStore
 from mtlab.runs.sweep import expand
 from mtlab.studies import diagonal_figures as figures
 from mtlab.studies import diagonal_rules as rules
-from mtlab.studies.base import Preset, Study, StudyInputs, register
+from mtlab.studies.base import Pairing, Preset, Study, StudyInputs, register
 from mtlab.studies.claims import claims_line, completed, evaluate_all, runs_section
 from mtlab.tasks.sparse_teacher import SETTINGS
 
@@ -158,6 +158,12 @@ class DiagonalStudy(Study):
         "MTL vs PT+FT vs STL, weight rescaling (Lippl & Lindsey 2024)"
     )
     paper = "Lippl & Lindsey, Inductive biases of multi-task learning and finetuning, NeurIPS 2024"
+    pairings = (
+        Pairing({"method": ("mtl", "ptft", "ptft_lr")}, {"method": "stl"},
+                ("setting", "n_main", "seed")),
+        Pairing({"method": ("ptft",)}, {"method": "ptft", "rescale": 1.0},
+                ("setting", "n_main", "seed")),
+    )  # fmt: skip
     presets: ClassVar[dict[str, Preset]] = PRESETS
 
     def configs(
@@ -174,8 +180,9 @@ class DiagonalStudy(Study):
         ft = completed(df[df.method != "pt"]).copy()
         ft["label"] = [_label(m, r) for m, r in zip(ft.method, ft.rescale, strict=True)]
         cells = summarise(ft, ["setting", "method", "rescale", "label", "n_main"], "test_loss_rel")
+        runs = ft[["setting", "method", "rescale", "n_main", "seed", "test_loss_rel"]]
         for part in (self._generalisation_part, self._rescaling_part):
-            c, s = part(cells, fig_dir)
+            c, s = part(cells, runs, fig_dir)
             claims += c
             sections.append(s)
         c, s = self._theory_part(store, fig_dir)
@@ -221,7 +228,7 @@ class DiagonalStudy(Study):
 
     # part 2 -----------------------------------------------------------------
     def _generalisation_part(
-        self, cells: pd.DataFrame, fig_dir: Path
+        self, cells: pd.DataFrame, runs: pd.DataFrame, fig_dir: Path
     ) -> tuple[list[Claim], Section]:
         base = rules.base_cells(cells)
         fig_name = figures.generalization(base, fig_dir)
@@ -236,10 +243,12 @@ class DiagonalStudy(Study):
             [fig_name],
             [("mean test_loss_rel", table)],
         )
-        return evaluate_all(rules.GENERALIZATION, cells, fig_name), section
+        return evaluate_all(rules.GENERALIZATION, runs, fig_name), section
 
     # part 3 -----------------------------------------------------------------
-    def _rescaling_part(self, cells: pd.DataFrame, fig_dir: Path) -> tuple[list[Claim], Section]:
+    def _rescaling_part(
+        self, cells: pd.DataFrame, runs: pd.DataFrame, fig_dir: Path
+    ) -> tuple[list[Claim], Section]:
         fig_name = figures.rescaling(cells, fig_dir)
         ptft = cells[cells.method == "ptft"]
         table = ptft.pivot_table(index=["setting", "rescale"], columns="n_main", values="mean")
@@ -253,7 +262,7 @@ class DiagonalStudy(Study):
             [fig_name],
             [("PT+FT mean test_loss_rel by s", table)],
         )
-        return evaluate_all(rules.RESCALING, cells, fig_name), section
+        return evaluate_all(rules.RESCALING, runs, fig_name), section
 
     # part 4 -----------------------------------------------------------------
     def _theory_part(self, store: RunStore, fig_dir: Path) -> tuple[list[Claim], Section]:

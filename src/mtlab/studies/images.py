@@ -27,7 +27,7 @@ from mtlab.runs.config import RunConfig
 from mtlab.runs.store import RunStore
 from mtlab.runs.sweep import expand
 from mtlab.studies import images_rules as rules
-from mtlab.studies.base import Preset, Study, StudyInputs, register
+from mtlab.studies.base import Pairing, Preset, Study, StudyInputs, register
 from mtlab.studies.claims import claims_line, completed, evaluate_all
 
 SOURCE = rules.SOURCE
@@ -139,6 +139,8 @@ class ImagesRescalingStudy(Study):
         "CIFAR-100 + ResNet-18 with --data-dir), accuracy, PR / ENSD signature"
     )
     paper = "Lippl & Lindsey, Inductive biases of multi-task learning and finetuning, NeurIPS 2024"
+    pairings = (Pairing({"method": ("ptft", "mtl")}, {"method": "ptft", "rescale": 1.0},
+                        ("trunk", "n_main", "seed")),)  # fmt: skip
     presets: ClassVar[dict[str, Preset]] = PRESETS
     inputs = frozenset({"data_dir"})
 
@@ -184,9 +186,11 @@ class ImagesRescalingStudy(Study):
         pf = ft[ft.method == "ptft"]
         rep = pf.groupby(["trunk", "s"])[["pr_pre", "pr_post", "ensd"]].mean().reset_index()
         rep_fig = representation_figure(rep, fig_dir)
-        claims = evaluate_all(rules.PERFORMANCE, acc, perf_fig)
-        claims.append(rules.images_nested_signature.evaluate(rep, rep_fig))
-        claims.append(rules.images_mtl_small_n.evaluate(acc, perf_fig))
+        runs = ft[[*rules.KEYS, "seed", "test_acc"]]
+        claims = evaluate_all(rules.PERFORMANCE, runs, perf_fig)
+        pf_runs = pf[["trunk", "s", "seed", "pr_pre", "pr_post", "ensd"]]
+        claims.append(rules.images_nested_signature.evaluate(pf_runs, rep_fig))
+        claims.append(rules.images_mtl_small_n.evaluate(runs, perf_fig))
         summary = (
             f"{claims_line(claims, preset, len(df))}). Whether rescaling helps on this data, and "
             "whether the signature appears, is read off the claims below — a claim that does not "

@@ -29,7 +29,7 @@ from mtlab.runs.store import RunStore
 from mtlab.runs.sweep import expand
 from mtlab.studies import relu_figures as figures
 from mtlab.studies import relu_rules as rules
-from mtlab.studies.base import Preset, Study, StudyInputs, register
+from mtlab.studies.base import Pairing, Preset, Study, StudyInputs, register
 from mtlab.studies.claims import claims_line, completed, evaluate_all, runs_section
 
 SOURCE = rules.SOURCE
@@ -103,6 +103,11 @@ def _cells(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     return summarise(completed(df), by, "test_loss_rel")
 
 
+def _per_run(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The claims' table: one row per finished run, its ``keys``, seed and main-task loss."""
+    return completed(df)[[*keys, "seed", "test_loss_rel"]]
+
+
 def _summary(claims: list[Claim], df: pd.DataFrame, preset: str) -> str:
     n = df.status.value_counts()
     return (
@@ -151,6 +156,8 @@ class ReluCorrelatedStudy(_ReluStudy):
         "ReLU teacher–student: STL / MTL / PT+FT / PT+FT (LR) / NTK vs n_main with identical, "
         "correlated, partly new and unrelated main features (Lippl & Lindsey 2024)"
     )
+    pairings = (Pairing({"method": ("mtl", "ptft", "ptft_lr", "ntk")}, {"method": "stl"},
+                        ("setting", "correlation", "n_main", "seed")),)  # fmt: skip
     presets: ClassVar[dict[str, Preset]] = _presets("correlated")
 
     def grids(self, n_main: list[int], seeds: list[int]) -> list[dict[str, list[Any]]]:
@@ -172,7 +179,7 @@ class ReluCorrelatedStudy(_ReluStudy):
         cells = _cells(ft, ["setting", "method", "n_main"])
         settings = [s for s in CORRELATED_SETTINGS if s in set(cells.setting)]
         fig_name = figures.generalization(cells, settings, fig_dir)
-        claims = evaluate_all(rules.CORRELATED, cells, fig_name)
+        claims = evaluate_all(rules.CORRELATED, _per_run(ft, rules.CORRELATED_KEYS), fig_name)
         table = cells.pivot_table(index=["setting", "method"], columns="n_main", values="mean")
         n_aux = int(df.n_aux.dropna().iloc[0]) if df.n_aux.notna().any() else "?"
         text = (
@@ -200,6 +207,8 @@ class ReluNestedStudy(_ReluStudy):
         "ReLU teacher–student: weight rescaling s after pretraining and nested feature selection "
         "(main task = a subset of the pretrained units, or new units), PR / ENSD, k-means"
     )
+    pairings = (Pairing({"method": ("ptft",)}, {"method": "stl"},
+                        ("setting", "n_units", "n_main", "seed")),)  # fmt: skip
     presets: ClassVar[dict[str, Preset]] = _presets("nested")
 
     def grids(self, n_main: list[int], seeds: list[int]) -> list[dict[str, list[Any]]]:
@@ -225,8 +234,9 @@ class ReluNestedStudy(_ReluStudy):
         rep = completed(ft[(ft.method == "ptft") & (ft.setting == "subset")])
         pr = rep.groupby(["s", "n_units"])[["pr_pre", "pr_post", "ensd"]].mean().reset_index()
         pr_fig = figures.pr_ensd(pr, RESCALES, fig_dir)
-        claims = evaluate_all(rules.NESTED_LOSS, cells, loss_fig)
-        claims += evaluate_all(rules.NESTED_GEOMETRY, pr, pr_fig)
+        claims = evaluate_all(rules.NESTED_LOSS, _per_run(ft, rules.NESTED_KEYS), loss_fig)
+        pr_runs = rep[["s", "n_units", "seed", "pr_pre", "pr_post", "ensd"]]
+        claims += evaluate_all(rules.NESTED_GEOMETRY, pr_runs, pr_fig)
         km_figs, km_tables = self._kmeans(store, df, fig_dir)
         tables = [
             (f"{setting}: mean test_loss_rel", cells[cells.setting == setting].pivot_table(
@@ -315,6 +325,8 @@ class ReluMagnitudeStudy(_ReluStudy):
         "ReLU teacher–student: PT+FT vs STL over main-unit cosine × main-feature magnitude, and "
         "the per-unit PT+FT penalty (ℓ-order / feature dependence)"
     )
+    pairings = (Pairing({"method": ("ptft",)}, {"method": "stl"},
+                        ("correlation", "magnitude", "n_main", "seed")),)  # fmt: skip
     presets: ClassVar[dict[str, Preset]] = _presets(
         "magnitude",
         {"init_scale": 1e-6, "readout_init": 1e-6},
@@ -351,7 +363,7 @@ class ReluMagnitudeStudy(_ReluStudy):
         cells = _cells(ft, ["correlation", "magnitude", "method", "n_main"])
         grid = rules.log_ratios(cells)
         grid_fig = figures.magnitude_grid(cells, grid, CORRELATIONS, MAGNITUDES, fig_dir)
-        claims += evaluate_all(rules.MAGNITUDE, cells, grid_fig)
+        claims += evaluate_all(rules.MAGNITUDE, _per_run(ft, rules.MAGNITUDE_KEYS), grid_fig)
         table = cells.pivot_table(
             index=["correlation", "magnitude"], columns=["method", "n_main"], values="mean"
         )

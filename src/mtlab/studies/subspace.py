@@ -34,7 +34,7 @@ from mtlab.runs.store import RunStore
 from mtlab.runs.sweep import expand
 from mtlab.studies import subspace_figures as figures
 from mtlab.studies import subspace_rules as rules
-from mtlab.studies.base import Preset, Study, StudyInputs, register
+from mtlab.studies.base import Pairing, Preset, Study, StudyInputs, register
 from mtlab.studies.claims import claims_line, evaluate_all
 from mtlab.theory.pseudo_contrastive import identity_check
 
@@ -194,6 +194,9 @@ class SubspaceStudy(Study):
         "Collins, Hassani, Soltanolkotabi, Mokhtari & Shakkottai, Provable multi-task "
         "representation learning by two-layer ReLU neural networks, ICML 2024"
     )
+    pairings = tuple(Pairing({"part": (part,)}, {"part": part, "features": "mtl"}, (*on, "seed"))
+                     for part, on in (("recovery", ("T",)), ("heads", ("T",)),
+                                      ("downstream", ("d",))))  # fmt: skip
     presets: ClassVar[dict[str, Preset]] = PRESETS
 
     def configs(
@@ -246,6 +249,13 @@ class SubspaceStudy(Study):
         metrics = [m for m in RECOVERY_METRICS if m in rec]
         return summarise_wide(rec, ["features", "T"], metrics).assign(r=r)
 
+    @staticmethod
+    def _per_seed(df: pd.DataFrame, r: int) -> pd.DataFrame:
+        """The claims' table: one row per (features, T, seed) with the recovery metrics."""
+        rec = df[df.evaluation == "recovery"]
+        metrics = [m for m in RECOVERY_METRICS if m in rec]
+        return rec[["features", "T", "seed", *metrics]].assign(r=r)
+
     # part 1 -----------------------------------------------------------------
     def _recovery_part(
         self, df: pd.DataFrame, r: int, fig_dir: Path
@@ -254,7 +264,7 @@ class SubspaceStudy(Study):
         metrics = ("sin_max", "energy", "coverage", "n_dirs")
         name = figures.metrics_vs_T(table, metrics, fig_dir, "recovery_vs_T.png", r)
         shown = table.pivot_table(index="features", columns="T", values="sin_max")
-        return evaluate_all(rules.RECOVERY, table, name), Section(
+        return evaluate_all(rules.RECOVERY, self._per_seed(df, r), name), Section(
             "1. Recovery vs number of tasks",
             "Head-first one-step training (hinge loss, heads from zero, weight decay 1/η_W), "
             "d, m, n1 = n2 as in the preset; metrics of the row-normalised first layer against "
@@ -281,11 +291,11 @@ class SubspaceStudy(Study):
         claims = []
         if "halfspace" in kinds:
             claims += [
-                rules.d_independent.evaluate(cells, name2),
-                rules.downstream_worse.evaluate(cells, name),
+                rules.d_independent.evaluate(per_seed, name2),
+                rules.downstream_worse.evaluate(per_seed, name),
             ]
         if "xor" in kinds:
-            claims.append(rules.xor_separates.evaluate(cells, name2))
+            claims.append(rules.xor_separates.evaluate(per_seed, name2))
         table = cells[cells.n_down.isin(list(fixed.values()))].pivot_table(
             index=["downstream_task", "n_down", "features"], columns="d", values="mean"
         )
@@ -310,7 +320,7 @@ class SubspaceStudy(Study):
             table, ("energy", "sin_max", "n_dirs"), fig_dir, "heads_ablation.png"
         )
         shown = table.pivot_table(index="features", columns="T", values="energy")
-        return evaluate_all(rules.HEADS, table, name), Section(
+        return evaluate_all(rules.HEADS, self._per_seed(df, r), name), Section(
             "3. Heads ablation",
             "Same setting as part 1. Learned: heads take one step from zero before the "
             "representation step. Shared: one head for all tasks, fitted on the pooled labels. "
@@ -327,8 +337,8 @@ class SubspaceStudy(Study):
         name = figures.alternating(rec, fig_dir)
         last = rec[rec["round"] == rec.groupby("run_id")["round"].transform("max")]
         final = summarise(last, ["T"], "sin_max").sort_values("T")
-        table = final.rename(columns={"mean": "sin_max"}).assign(r=r)
-        return evaluate_all(rules.ALTERNATING, table, name), Section(
+        per_seed = last[["T", "seed", "sin_max"]].assign(r=r)
+        return evaluate_all(rules.ALTERNATING, per_seed, name), Section(
             "4. Alternating SGD",
             "Rounds of: sample min(T, 10) tasks with fresh samples; one logistic-loss step on each "
             "sampled task's head (η_a = 2); one step on W on the mean loss (η_W = 2, weight "

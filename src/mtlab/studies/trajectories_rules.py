@@ -5,8 +5,9 @@ Table ``pairs``: one row per (``setting``, ``method``, ``task``, ``seed``) pair 
 and the STL run of that task (both finished), with ``group`` (the kind of setting: ``teacher,
 bottleneck``, ``teacher, wide``, a dataset), ``baseline`` (the plain MTL method of the study),
 ``early_gap`` / ``late_gap`` (mean matched-loss gap ``val_mtl − val_stl`` over the early /
-late levels; negative = MTL generalises better), ``final_transfer`` (MTL − STL test metric at
-each run's best-validation checkpoint; positive = positive transfer), ``early_slowdown``
+late levels; negative = MTL generalises better), ``final_transfer`` (MTL − STL test metric, the STL run at its
+best-validation checkpoint and the MTL run at one checkpoint for all its tasks, the lowest mean
+validation loss; positive = positive transfer), ``early_slowdown``
 (geometric mean over the early levels of MTL steps ÷ STL steps to reach a level),
 ``early_cos`` (the task's mean cos to the other tasks' gradient over the MTL run's early
 checkpoints) and ``d_<factor>`` (mean MTL − STL factor difference over the early levels).

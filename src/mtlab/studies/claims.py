@@ -214,11 +214,14 @@ def ratio_interval(a: pd.Series, b: pd.Series, statistic: Any = np.mean,
     keep = (x > 0) & (y > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         logs = np.log(x[keep] / y[keep])
-    labels = (common.get_level_values(cluster)[keep]
+    labels = (np.asarray(common.get_level_values(cluster))[keep]
               if cluster is not None and cluster in common.names else None)
     iv = cluster_bootstrap([logs], statistic, labels)
-    return Interval(*(math.exp(v) if math.isfinite(v) else v for v in (iv.point, iv.lo, iv.hi)),
-                    iv.n, iv.clusters, iv.confidence)  # fmt: skip
+
+    def exp(v: float) -> float:
+        return math.exp(v) if math.isfinite(v) else v
+
+    return Interval(exp(iv.point), exp(iv.lo), exp(iv.hi), iv.n, iv.clusters, iv.confidence)
 
 
 EXACT_BOOTSTRAP_SEEDS = 6

@@ -136,7 +136,7 @@ def images_mtl_small_n(acc: pd.DataFrame, *, margin: float) -> tuple[str, dict[s
     if not ns:
         return all_of([]), {}
 
-    def lead(first: str, second: str, n: int):
+    def lead(first: str, second: str, n: int) -> Any:
         return lambda m: _all([accuracy(m, t, first, n) - accuracy(m, t, second, n)
                                for t in trunks], np.min)  # fmt: skip
 

@@ -50,13 +50,14 @@ def _ns(table: pd.DataFrame) -> list[int]:
     return sorted(int(n) for n in set(table.n_main))
 
 
-class Means(dict):
+class Means(dict[Any, float]):
     """Mean losses over seeds by cell key (a dict, for fast lookups inside the bootstrap), with
     the values of each key level in ``levels``."""
 
     def __init__(self, m: pd.Series):
         super().__init__(zip(m.index, m.to_numpy(float), strict=True))
-        self.levels = {name: sorted(set(m.index.get_level_values(name))) for name in m.index.names}
+        self.levels = {str(name): sorted(set(m.index.get_level_values(i)))
+                       for i, name in enumerate(m.index.names)}  # fmt: skip
 
 
 def _at(m: Means, *key: Any) -> float:
@@ -174,12 +175,17 @@ def relu_mtl_small_n(runs: pd.DataFrame, *, max_ratio: float) -> tuple[str, dict
     ns = _ns(runs)
     if not ns:
         return all_of([]), {}
-    ivs, verdicts = {}, []
+    ivs: dict[str, Any] = {}
+    verdicts: list[str] = []
     for setting in ("identical", "correlated_0.9"):
-        small = on(runs, CORRELATED_KEYS, lambda m, st=setting: 10 ** _vs(m, st, "mtl", "ptft",
-                                                                          ns[0]))
-        rise = on(runs, CORRELATED_KEYS, lambda m, st=setting: _vs(m, st, "mtl", "ptft", ns[-1])
-                  - _vs(m, st, "mtl", "ptft", ns[0]))  # fmt: skip
+
+        def small_n(m: Means, st: str = setting) -> float:
+            return float(10 ** _vs(m, st, "mtl", "ptft", ns[0]))
+
+        def rise_n(m: Means, st: str = setting) -> float:
+            return _vs(m, st, "mtl", "ptft", ns[-1]) - _vs(m, st, "mtl", "ptft", ns[0])
+
+        small, rise = on(runs, CORRELATED_KEYS, small_n), on(runs, CORRELATED_KEYS, rise_n)
         ivs |= {f"{setting}: mtl/ptft n={ns[0]}": small,
                 f"{setting}: log10 ratio n={ns[-1]} − n={ns[0]}": rise}  # fmt: skip
         verdicts += [below(small, max_ratio), above(rise, 0.0)]

@@ -207,7 +207,7 @@ class TrajectoriesStudy(Study):
 
 
 #: the analysis-time choices the sensitivity table varies, each beside the default
-SENSITIVITY = (
+SENSITIVITY: tuple[tuple[str, dict[str, Any]], ...] = (
     ("default", {}),
     ("early fraction 0.2", {"early_frac": 0.2}),
     ("early fraction 0.5", {"early_frac": 0.5}),
@@ -236,7 +236,7 @@ def _definitions(traj: pd.DataFrame, pairs: pd.DataFrame, baseline: str) -> Sect
     for label, kwargs in SENSITIVITY:
         opts = {"match": MATCH, "n_levels": N_LEVELS, **kwargs}
         _, p = gap_tables(traj, baseline, **opts) if kwargs else (None, pairs)
-        row = {"analysis": label, **{r.id: r.verdict(p) for r in RULES}}
+        row: dict[str, Any] = {"analysis": label, **{r.id: r.verdict(p) for r in RULES}}
         pb = p[p.baseline.astype(bool)]
         row["sign agreement (−early gap, transfer)"] = round(float(
             (np.sign(-pb.early_gap) == np.sign(pb.final_transfer)).mean()), 3) if len(pb) else None

@@ -2,7 +2,9 @@
 train its runs again. ``tests/data/run_ids.json`` pins, per study preset and per example sweep,
 the number of planned runs (dependencies included) and a digest of their sorted ids, recorded
 before the one-engine refactor (issue 22). Re-pinned on purpose since: ``trajectories/paper``
-(issue 24: its method runs moved to angles that have STL and baseline runs)."""
+(issue 24: its method runs moved to angles that have STL and baseline runs); ``trajectories``
+tiny / quick / paper (issue 24: runs measured with half the probe and on all parameters added —
+every earlier id is still planned, so existing folders resume and train only the new runs)."""
 
 from __future__ import annotations
 

@@ -88,6 +88,16 @@ def setting_group(row: pd.Series) -> str:
     return "file"
 
 
+def measurement_variant(df: pd.DataFrame) -> pd.Series:
+    """How a run measured its factors — ``probe <size>, <shared|all> parameters`` — from the
+    config columns (``""`` where they are absent). Runs that differ only in this train the same
+    trajectory (measuring does not change training), so they are compared within a variant."""
+    if "probe_size" not in df or "factor_params" not in df:
+        return pd.Series("", index=df.index)
+    return ("probe " + df.probe_size.astype("Int64").astype(str) + ", "
+            + df.factor_params.astype(str) + " parameters")  # fmt: skip
+
+
 def trajectories_table(results: pd.DataFrame) -> pd.DataFrame:
     """The long table (see module doc) from the store's results (one row per evaluation)."""
     if results.empty or "step" not in results:
@@ -95,10 +105,11 @@ def trajectories_table(results: pd.DataFrame) -> pd.DataFrame:
     df = results.copy()
     df["group"] = df.apply(setting_group, axis=1)
     df["setting"] = df["setting_id"]
+    df["variant"] = measurement_variant(df)
     for c in TRAJ_COLUMNS:
         if c not in df:
             df[c] = np.nan
-    extra = [c for c in ("angle", "widths", "n1", "n2", "dataset") if c in df]
+    extra = [c for c in ("angle", "widths", "n1", "n2", "dataset", "variant") if c in df]
     return (
         df[[*TRAJ_COLUMNS, *extra]].sort_values(["run_id", "task", "step"]).reset_index(drop=True)
     )
@@ -240,6 +251,7 @@ __all__ = [
     "TRAJ_COLUMNS",
     "correlation_table",
     "gap_tables",
+    "measurement_variant",
     "pair_runs",
     "run_checkpoints",
     "selected",

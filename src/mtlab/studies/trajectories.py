@@ -25,13 +25,18 @@ import pandas as pd
 from mtlab.measure.gap import Match
 from mtlab.report.analysis import Analysis, Section
 from mtlab.report.plotting import summarise_wide
-from mtlab.runs.config import RunConfig
+from mtlab.runs.config import RunConfig, TrajectoryRunConfig
 from mtlab.runs.store import RunStore
 from mtlab.runs.sweep import expand
-from mtlab.runs.trajectory_analysis import correlation_table, gap_tables, trajectories_table
+from mtlab.runs.trajectory_analysis import (
+    FACTOR_COLUMNS,
+    correlation_table,
+    gap_tables,
+    trajectories_table,
+)
 from mtlab.studies import trajectories_figures as figs
 from mtlab.studies.base import Pairing, Preset, Study, StudyInputs, register
-from mtlab.studies.claims import claims_line, completed, runs_section
+from mtlab.studies.claims import claims_line, completed, r, runs_section, spearman
 from mtlab.studies.trajectories_rules import RULES
 
 _TINY = {
@@ -43,6 +48,7 @@ _TINY = {
     "datasets": {},
     "teacher": {"steps": 60, "n_early": 6, "n_late": 3, "probe_size": 32},
     "digits": {"steps": 40, "n_early": 6, "n_late": 3, "probe_size": 32, "widths": (16,)},
+    "variant_angles": (0.0,),
 }
 _QUICK = {
     "angles": (0.0, 45.0, 90.0, 135.0, 180.0),
@@ -53,6 +59,7 @@ _QUICK = {
     "datasets": {"digit-attributes": ("odd", "ge5", "prime", "closed_loop"), "multi-digits": None},
     "teacher": {"steps": 1500},
     "digits": {"steps": 600},
+    "variant_angles": (0.0, 90.0, 180.0),
 }
 _PAPER = {
     "angles": (0.0, 30.0, 60.0, 90.0, 120.0, 150.0, 180.0),
@@ -63,6 +70,7 @@ _PAPER = {
     "datasets": {"digit-attributes": None, "multi-digits": None},
     "teacher": {"steps": 5000},
     "digits": {"steps": 3000, "widths": (128, 128)},
+    "variant_angles": (0.0, 60.0, 90.0, 120.0, 180.0),
 }
 PRESETS = {
     "tiny": Preset("tiny", "smoke test: 2 angles, bottleneck, 60 steps, pcgrad", 1, _TINY),
@@ -143,6 +151,7 @@ class TrajectoriesStudy(Study):
         )
         for dataset, tasks in p["datasets"].items():
             grids += _dataset_grids(dataset, tasks, p, methods, seeds_)
+        grids += _variant_grids(p, methods[0], seeds_)
         spec = {"study": self.name, "family": "trajectory", "grids": [g for g in grids if g]}
         return expand(spec)
 
@@ -175,9 +184,12 @@ class TrajectoriesStudy(Study):
     # ------------------------------------------------------------------ analysis
     def analyze(self, store: RunStore, fig_dir: Path, preset: str) -> Analysis:
         baseline = _baseline(store, preset)
-        traj = trajectories_table(store.results())
-        if len(traj):
-            traj.to_parquet(store.root / "trajectories.parquet", index=False)
+        every = trajectories_table(store.results())
+        if len(every):
+            every.to_parquet(store.root / "trajectories.parquet", index=False)
+        # runs measured the preset's way; the measurement variants enter only the sensitivity
+        main = every.variant.mode().iloc[0] if len(every) else ""
+        traj = every[every.variant == main]
         gaps, pairs = gap_tables(completed(traj), baseline, match=MATCH, n_levels=N_LEVELS)
         gaps.to_csv(store.root / "gap.csv", index=False)
         corr = correlation_table(pairs) if len(pairs) else pd.DataFrame()
@@ -197,7 +209,8 @@ class TrajectoriesStudy(Study):
         runs = store.results().drop_duplicates("run_id") if len(traj) else pd.DataFrame()
         sections = _sections(corr, pairs, figures, baseline, store)
         if len(pairs):
-            sections.append(_definitions(completed(traj), pairs, baseline))
+            sections.append(_definitions(completed(traj), pairs, baseline,
+                                         completed(every[every.variant != main]), main))
         if len(runs):
             sections.append(runs_section(runs, by="method"))
         n_runs = int(runs.run_id.nunique()) if len(runs) else 0
@@ -217,7 +230,28 @@ SENSITIVITY: tuple[tuple[str, dict[str, Any]], ...] = (
 )
 
 
-def _definitions(traj: pd.DataFrame, pairs: pd.DataFrame, baseline: str) -> Section:
+def _variant_rows(traj: pd.DataFrame, variants: pd.DataFrame, baseline: str, main: str
+                  ) -> list[dict[str, Any]]:  # fmt: skip
+    """Per measurement variant: on the settings and seeds it was run on, each factor's Spearman
+    ρ with the early gap (baseline pairs) measured the preset's way and the variant's way."""
+    rows = []
+    for v, sub in variants.groupby("variant"):
+        same = traj[traj.setting.isin(set(sub.setting)) & traj.seed.isin(set(sub.seed))]
+        for label, t in ((f"{main} (preset)", same), (str(v), sub)):
+            _, p = gap_tables(t, baseline, match=MATCH, n_levels=N_LEVELS)
+            b = p[p.baseline.astype(bool)] if len(p) else p
+            row: dict[str, Any] = {"variant": str(v), "measured": label, "pairs": len(b)}
+            for f in FACTOR_COLUMNS:
+                x = b.get(f"d_{f}")
+                row[f"ρ(d_{f}, early gap)"] = (
+                    None if x is None else r(spearman(x.to_numpy(float),
+                                                      b.early_gap.to_numpy(float)), 3))
+            rows.append(row)
+    return rows
+
+
+def _definitions(traj: pd.DataFrame, pairs: pd.DataFrame, baseline: str,
+                 variants: pd.DataFrame, main: str) -> Section:  # fmt: skip
     """How much the verdicts and the numbers hang on the definitions: one checkpoint per MTL run
     against per-task selection, the gap in loss and in metric units, conflict over the early
     steps and at the matched levels, and every claim re-decided under other analysis choices."""
@@ -248,13 +282,41 @@ def _definitions(traj: pd.DataFrame, pairs: pd.DataFrame, baseline: str) -> Sect
         "MTL and is shown beside it. The early gap is also given in the task's metric at the "
         "same matched loss levels (positive: MTL better), and the early conflict both over the "
         "first steps and at the matched levels. The second table re-decides every claim with "
-        "other analysis choices (the early fraction, the number of loss levels, the matching); "
-        "probe size and the parameters the factors see (shared or all) are training-time "
-        "choices (`probe_size`, `factor_params` in a sweep), not varied here. Means over the "
-        f"baseline ({baseline}) pairs.",
+        "other analysis choices (the early fraction, the number of loss levels, the matching). "
+        "The third varies how the factors are measured — half the probe, all parameters "
+        "instead of the shared trunk — on runs that train the same trajectories (measuring "
+        "does not change training) at a few teacher angles, and compares each factor's "
+        "correlation with the early gap there with the preset's measurement on the same runs. "
+        f"Means over the baseline ({baseline}) pairs.",
         tables=[("per kind of setting (baseline pairs)", compare.round(4)),
-                ("every claim under other analysis choices", pd.DataFrame(rows))],
+                ("every claim under other analysis choices", pd.DataFrame(rows)),
+                ("factor correlations under other measurements",
+                 pd.DataFrame(_variant_rows(traj, variants, baseline, main)))],
     )
+
+
+def measurement_variants(p: dict[str, Any]) -> list[dict[str, Any]]:
+    """The training-time measurement choices the sensitivity table varies, one at a time: half
+    the probe, and the factors on all parameters (task heads included) instead of the shared
+    trunk."""
+    probe = int(p["teacher"].get("probe_size", TrajectoryRunConfig.model_fields["probe_size"]
+                                 .default))  # fmt: skip
+    return [{"probe_size": max(2, probe // 2)}, {"factor_params": "all"}]
+
+
+def _variant_grids(p: dict[str, Any], baseline: str, seeds: list[int]) -> list[dict[str, Any]]:
+    """STL and baseline runs of the first teacher setting (bottleneck, first sample split) at
+    ``variant_angles``, once per measurement variant: the same trajectories, measured
+    differently."""
+    n1, n2 = p["sizes"][0]
+    common = {"seed": seeds, "n1": [n1], "n2": [n2], **_teacher(p),
+              "angle": list(p["variant_angles"]), "widths": [(1,)]}  # fmt: skip
+    grids = []
+    for v in measurement_variants(p):
+        over = {k: [x] for k, x in v.items()}
+        grids += [{**common, **over, "method": ["stl"], "task": ["t1", "t2"]},
+                  {**common, **over, "method": [baseline]}]  # fmt: skip
+    return grids
 
 
 def _teacher(p: dict[str, Any]) -> dict[str, list[Any]]:

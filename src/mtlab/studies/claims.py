@@ -1,17 +1,20 @@
 """Claim rules, and the table helpers the studies share.
 
-A :class:`ClaimRule` is a pure function from a table (pandas) to a verdict and its evidence. Its
-thresholds are written once, as keyword parameters; the claim's text is rendered from the same
-parameters the function tests (``text.format(**params)``), so the report can never state a
-threshold other than the one applied. Every rule is tested on small synthetic tables where it must
-hold and where it must fail (``tests/test_claim_rules.py``).
+A :class:`ClaimRule` is a pure function from a table (pandas) to a verdict — ``holds``,
+``contradicted`` or ``inconclusive``, decided on an interval (:func:`directional`,
+:func:`equivalent`, :func:`above`, :func:`below`) — and its evidence. Its thresholds are written
+once, as keyword parameters; the claim's text is rendered from the same parameters the function
+tests (``text.format(**params)``), so the report can never state a threshold other than the one
+applied. Every rule is tested on small synthetic tables for each verdict
+(``tests/test_claim_rules.py``).
 
 .. code-block:: python
 
-    @claim_rule("x.beats_y", "X beats Y by more than {margin:g}.", margin=0.5)
-    def x_beats_y(table, *, margin):
-        d = float(table.x.mean() - table.y.mean())
-        return d > margin, {"difference": d}
+    @claim_rule("x.beats_y", "X beats Y by more than {margin:g}: the mean difference over seeds "
+                "has a 95% CI above {margin:g}.", margin=0.5)
+    def x_beats_y(runs, *, margin):
+        iv = seed_interval(runs, ["model"], "acc", lambda m: m["x"] - m["y"])
+        return above(iv, margin), {"difference": ci(iv)}
 """
 
 from __future__ import annotations
@@ -95,10 +98,6 @@ def r(v: Any, digits: int = 4) -> Any:
     return float(f"{f:.{digits}g}")
 
 
-def geo_mean(values: Sequence[float | None]) -> float | None:
-    """Geometric mean of the positive finite values (None if there is none)."""
-    v = [x for x in values if x is not None and np.isfinite(x) and x > 0]
-    return float(np.exp(np.mean(np.log(v)))) if v else None
 
 
 def spearman(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
@@ -110,22 +109,8 @@ def spearman(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -
     return float(spearmanr(x, y).statistic)
 
 
-def cell(cells: pd.DataFrame, value: str = "mean", **where: Any) -> float | None:
-    """The ``value`` of the one row of ``cells`` matching ``where`` (floats compared with
-    isclose); None if no row matches."""
-    m = np.ones(len(cells), bool)
-    for k, v in where.items():
-        col = cells[k]
-        m &= np.isclose(col.astype(float), float(v)) if isinstance(v, float) else (col == v)
-    sub = cells[m]
-    return None if sub.empty else float(sub[value].iloc[0])
 
 
-def ratio(a: float | None, b: float | None) -> float | None:
-    """``a / b``; None when either is missing or ``b`` is not positive."""
-    if a is None or b is None or not b > 0:
-        return None
-    return float(a / b)
 
 
 def completed(df: pd.DataFrame) -> pd.DataFrame:
@@ -346,18 +331,21 @@ def evaluate_all(rules: Sequence[ClaimRule], table: Any, figure: str | None = No
 
 __all__ = [
     "ClaimRule",
+    "above",
     "all_of",
-    "cell",
+    "below",
+    "ci",
     "claim_rule",
     "claims_line",
     "completed",
+    "computed",
     "directional",
     "equivalent",
     "evaluate_all",
-    "geo_mean",
     "r",
-    "ratio",
+    "ratio_interval",
     "runs_section",
+    "seed_interval",
     "spearman",
     "verdict_changes",
 ]

@@ -270,7 +270,7 @@ def test_every_study_report_writes_summary_csv(tmp_path):
     assert {"method", "task", "n_runs", "n_failed", "test_metric_mean", "test_metric_se"} <= set(
         summary.columns
     )
-    assert "seed" not in summary.columns and summary.n_runs.sum() == 10  # 7 runs, MTL: 2 tasks
+    assert "seed" not in summary.columns and summary.n_runs.sum() == 18  # 13 runs, MTL: 2 tasks
 
 
 def _busy_core() -> subprocess.Popen:

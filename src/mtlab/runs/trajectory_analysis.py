@@ -101,7 +101,7 @@ def measurement_variant(df: pd.DataFrame) -> pd.Series:
 def trajectories_table(results: pd.DataFrame) -> pd.DataFrame:
     """The long table (see module doc) from the store's results (one row per evaluation)."""
     if results.empty or "step" not in results:
-        return pd.DataFrame(columns=list(TRAJ_COLUMNS))
+        return pd.DataFrame(columns=[*TRAJ_COLUMNS, "variant"])
     df = results.copy()
     df["group"] = df.apply(setting_group, axis=1)
     df["setting"] = df["setting_id"]

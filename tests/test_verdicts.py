@@ -10,10 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mtlab.measure.stats import cluster_bootstrap, correlation_interval, mean_interval
+from mtlab.measure.stats import (
+    cluster_bootstrap,
+    correlation_interval,
+    mean_interval,
+    resample_counts,
+)
 from mtlab.report.analysis import Claim, as_verdict, verdict_counts
 from mtlab.studies.claims import (
-    _resamples,
     above,
     all_of,
     below,
@@ -125,10 +129,10 @@ def test_the_seed_bootstrap_is_exact_for_few_seeds():
     probabilities sum to one and match a large Monte-Carlo bootstrap; beyond six, random
     resamples. Two seeds give the range of what each seed alone gives."""
     for n in range(2, 7):
-        counts, p = _resamples(n, 0, 0)
+        counts, p = resample_counts(n, 0, 0)
         assert len(counts) == math.comb(2 * n - 1, n) and (counts.sum(1) == n).all()
         assert p.sum() == pytest.approx(1.0)
-    counts, p = _resamples(8, 500, 0)
+    counts, p = resample_counts(8, 500, 0)
     assert counts.shape == (500, 8) and p.sum() == pytest.approx(1.0)
     rows = pd.DataFrame({"seed": [0, 0, 1, 1], "x": [1, 2, 1, 2], "v": [1.0, 3.0, 2.0, 6.0]})
     iv = seed_interval(rows, ["x"], "v", lambda m: m[2] - m[1])  # seed 0: 2, seed 1: 4
@@ -147,6 +151,9 @@ def test_the_seed_bootstrap_is_exact_for_few_seeds():
                        [2.5, 97.5])  # fmt: skip
     assert exact.lo == pytest.approx(mc[0], abs=0.05) and exact.hi == pytest.approx(mc[1],
                                                                                    abs=0.05)
+    # the cluster bootstrap enumerates the same distribution for few clusters
+    clustered = mean_interval(per_seed)
+    assert (clustered.lo, clustered.hi) == (pytest.approx(exact.lo), pytest.approx(exact.hi))
 
 
 def test_ratio_interval_pairs_cells_and_resamples_seeds():

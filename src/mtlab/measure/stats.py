@@ -4,6 +4,7 @@ tasks × settings × seeds."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -133,6 +134,44 @@ class Interval:
         return asdict(self)
 
 
+EXACT_BOOTSTRAP_UNITS = 6
+
+
+def resample_counts(n: int, n_resamples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bootstrap resamples of ``n`` units (seeds, clusters) as (counts per unit, probability)
+    rows. Up to :data:`EXACT_BOOTSTRAP_UNITS` units every distinct resample is listed with its
+    exact multinomial probability (at most 462 of them: the bootstrap distribution itself, not a
+    sample of it); beyond, ``n_resamples`` drawn at random with equal weight."""
+    if n <= EXACT_BOOTSTRAP_UNITS:
+        rows = []
+        for pick in itertools.combinations_with_replacement(range(n), n):
+            rows.append(np.bincount(pick, minlength=n))
+        counts = np.array(rows)
+        logp = (math.lgamma(n + 1) - np.sum([[math.lgamma(c + 1) for c in r] for r in counts], 1)
+                - n * math.log(n))  # fmt: skip
+        return counts, np.exp(logp)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n, (n_resamples, n))
+    counts = np.stack([np.bincount(d, minlength=n) for d in draws])
+    return counts, np.full(n_resamples, 1.0 / n_resamples)
+
+
+def weighted_interval(values: np.ndarray, weights: np.ndarray, confidence: float = 0.95
+                      ) -> tuple[float, float]:  # fmt: skip
+    """The percentile interval of a discrete distribution (values with probabilities): the
+    smallest values whose cumulative probability reaches each tail."""
+    ok = np.isfinite(values)
+    v, w = values[ok], weights[ok]
+    if len(v) == 0:
+        return math.nan, math.nan
+    order = np.argsort(v, kind="stable")
+    v, cum = v[order], np.cumsum(w[order]) / w.sum()
+    tail = (1 - confidence) / 2
+    lo = v[min(np.searchsorted(cum, tail - 1e-12), len(v) - 1)]
+    hi = v[min(np.searchsorted(cum, 1 - tail - 1e-12), len(v) - 1)]
+    return float(lo), float(hi)
+
+
 def cluster_bootstrap(
     columns: Sequence[Sequence[float] | np.ndarray],
     statistic: Any,
@@ -143,7 +182,8 @@ def cluster_bootstrap(
     seed: int = 0,
 ) -> Interval:
     """``statistic(*columns)`` and its percentile interval, resampling whole clusters with
-    replacement (``clusters``: one label per row; None: every row its own cluster, the ordinary
+    replacement (up to :data:`EXACT_BOOTSTRAP_UNITS` clusters, every distinct resample with its
+    exact probability) (``clusters``: one label per row; None: every row its own cluster, the ordinary
     bootstrap). Rows where any column is not finite are dropped first. Rows of one cluster are
     not independent (two tasks of one run share a trunk; runs of one setting share its data),
     and resampling them as if they were gives an interval that is too narrow."""
@@ -164,6 +204,13 @@ def cluster_bootstrap(
         point = float(statistic(*cols))
         if len(members) < 2:
             return Interval(point, nan, nan, len(labels), len(members), confidence)
+        if len(members) <= EXACT_BOOTSTRAP_UNITS:  # the exact bootstrap distribution
+            counts, weights = resample_counts(len(members), n_resamples, seed)
+            values = np.array([statistic(*(c[np.concatenate([np.repeat(members[i], k)
+                                                              for i, k in enumerate(row)])]
+                                           for c in cols)) for row in counts])  # fmt: skip
+            lo, hi = weighted_interval(values, weights, confidence)
+            return Interval(point, lo, hi, len(labels), len(members), confidence)
         rng = np.random.default_rng(seed)
         values = np.empty(n_resamples)
         for k in range(n_resamples):
@@ -199,5 +246,6 @@ def correlation_interval(x: Sequence[float] | np.ndarray, y: Sequence[float] | n
     return cluster_bootstrap([x, y], f, clusters, **kwargs)
 
 
-__all__ = ["Correlation", "Interval", "cluster_bootstrap", "correlate", "correlation_interval",
-           "finite_mean_se", "mean_interval", "sign_agreement"]  # fmt: skip
+__all__ = ["EXACT_BOOTSTRAP_UNITS", "Correlation", "Interval", "cluster_bootstrap", "correlate",
+           "correlation_interval", "finite_mean_se", "mean_interval", "resample_counts",
+           "sign_agreement", "weighted_interval"]  # fmt: skip

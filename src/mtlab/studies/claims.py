@@ -19,7 +19,6 @@ applied. Every rule is tested on small synthetic tables for each verdict
 
 from __future__ import annotations
 
-import itertools
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -209,53 +208,16 @@ def ratio_interval(a: pd.Series, b: pd.Series, statistic: Any = np.mean,
     return Interval(exp(iv.point), exp(iv.lo), exp(iv.hi), iv.n, iv.clusters, iv.confidence)
 
 
-EXACT_BOOTSTRAP_SEEDS = 6
-
-
-def _resamples(n: int, n_resamples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Bootstrap resamples of ``n`` seeds as (counts per seed, probability) rows. Up to
-    :data:`EXACT_BOOTSTRAP_SEEDS` seeds every distinct resample is listed with its exact
-    multinomial probability (at most 462 of them: the bootstrap distribution itself, not a
-    sample of it); beyond, ``n_resamples`` drawn at random with equal weight."""
-    if n <= EXACT_BOOTSTRAP_SEEDS:
-        rows = []
-        for pick in itertools.combinations_with_replacement(range(n), n):
-            rows.append(np.bincount(pick, minlength=n))
-        counts = np.array(rows)
-        logp = (math.lgamma(n + 1) - np.sum([[math.lgamma(c + 1) for c in r] for r in counts], 1)
-                - n * math.log(n))  # fmt: skip
-        return counts, np.exp(logp)
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n, (n_resamples, n))
-    counts = np.stack([np.bincount(d, minlength=n) for d in draws])
-    return counts, np.full(n_resamples, 1.0 / n_resamples)
-
-
-def weighted_interval(values: np.ndarray, weights: np.ndarray, confidence: float = 0.95
-                      ) -> tuple[float, float]:  # fmt: skip
-    """The percentile interval of a discrete distribution (values with probabilities): the
-    smallest values whose cumulative probability reaches each tail."""
-    ok = np.isfinite(values)
-    v, w = values[ok], weights[ok]
-    if len(v) == 0:
-        return math.nan, math.nan
-    order = np.argsort(v, kind="stable")
-    v, cum = v[order], np.cumsum(w[order]) / w.sum()
-    tail = (1 - confidence) / 2
-    lo = v[min(np.searchsorted(cum, tail - 1e-12), len(v) - 1)]
-    hi = v[min(np.searchsorted(cum, 1 - tail - 1e-12), len(v) - 1)]
-    return float(lo), float(hi)
-
-
 def seed_interval(rows: pd.DataFrame, keys: Sequence[str], value: str,
                   statistic: Callable[[pd.Series], float], *, n_resamples: int = 1000,
                   seed: int = 0) -> Any:  # fmt: skip
     """``statistic`` of the mean over seeds of ``value`` (a Series indexed by ``keys``: a curve,
     a grid) with its 95% percentile-bootstrap interval, resampling whole seeds (a seed's rows
     share its draw of the data). Seeds missing a cell are left out of that cell's mean. With up
-    to six seeds the bootstrap distribution is enumerated exactly (:func:`_resamples`). With two
+    to six seeds the bootstrap distribution is enumerated exactly
+    (:func:`mtlab.measure.stats.resample_counts`). With two
     seeds the interval spans what each seed alone gives; with one it is undefined."""
-    from mtlab.measure.stats import Interval
+    from mtlab.measure.stats import Interval, resample_counts, weighted_interval
 
     wide = rows.pivot_table(index="seed", columns=list(keys), values=value, aggfunc="mean")
     arr, cols = wide.to_numpy(float), wide.columns
@@ -275,7 +237,7 @@ def seed_interval(rows: pd.DataFrame, keys: Sequence[str], value: str,
     point = stat(np.ones(len(arr)))
     if len(arr) < 2:
         return Interval(point, nan, nan, int(finite.sum()), len(arr), 0.95)
-    counts, weights = _resamples(len(arr), n_resamples, seed)
+    counts, weights = resample_counts(len(arr), n_resamples, seed)
     values = np.array([stat(c) for c in counts])
     lo, hi = weighted_interval(values, weights)
     return Interval(point, lo, hi, int(finite.sum()), len(arr), 0.95)

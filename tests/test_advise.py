@@ -244,7 +244,7 @@ def test_groupings_of_many_tasks_are_bounded_in_time_and_size(monkeypatch):
         for b, g in out.items():
             assert sorted({t for grp in g["groups"] for t in grp}) == sorted(tasks), b
             if T > pipeline.LARGE_T:
-                assert max(len(grp) for grp in g["groups"]) <= pipeline.MAX_GROUP_SIZE_LARGE_T
+                assert max(len(grp) for grp in g["groups"]) <= pipeline.MAX_GROUP
             if not g["optimal"]:
                 assert g["bound"] >= g["value"]
         if T > pipeline.LARGE_T:  # 3 groups of ≤ 6 cannot cover 18 tasks
@@ -277,20 +277,37 @@ def _outcome(tasks, values, diverged=False, loss=None):
 
 
 def test_diverged_trainings_are_never_averaged_in():
-    from mtlab.advise.pipeline import FAILED_PAIR_SCORE, _metric, _pair_affinity
+    from mtlab.advise.estimators import FAILED_PAIR_SCORE, Context, Pairs
+    from mtlab.advise.pipeline import _metric
+    from mtlab.runs.config import make_config
 
     ok, bad = _outcome(["a"], {"a": 0.8}), _outcome(["a"], {"a": 0.1}, diverged=True)
     assert _metric([ok, bad], "a")[0] == 0.8 and math.isnan(_metric([ok, bad], "a")[1])
-    stl = {"a": [_outcome(["a"], {"a": 0.5}, loss=1.0)] * 3,
-           "b": [_outcome(["b"], {"b": 0.5}, loss=1.0)] * 3}  # fmt: skip
-    pair = [_outcome(["a", "b"], {"a": 0.6, "b": 0.6}, loss=0.8),  # transfer 0.2 both ways
-            _outcome(["a", "b"], {"a": 0.6, "b": 0.6}, loss=0.6),  # 0.4
-            _outcome(["a", "b"], {"a": 0.0, "b": 0.0}, diverged=True, loss=9.0)]  # fmt: skip
-    A, se, mats = _pair_affinity(stl, {(0, 1): pair}, ["a", "b"])
-    assert A[0, 1] == pytest.approx(0.3) and se[0, 1] == pytest.approx(0.1)  # 2 seeds, not 3
-    all_bad = [_outcome(["a", "b"], {"a": 0.0, "b": 0.0}, diverged=True)] * 3
-    A, _, mats = _pair_affinity(stl, {(0, 1): all_bad}, ["a", "b"])
-    assert A[0, 1] == FAILED_PAIR_SCORE and all(m[0, 1] == FAILED_PAIR_SCORE for m in mats)
+    base = {"family": "owndata", "dataset": "digit-attributes", "targets": ("odd", "ge5")}
+
+    def make(**fields):
+        return make_config({**base, **fields})
+
+    ctx = Context(("odd", "ge5"), (0, 1, 2), make)
+
+    def row(tasks, loss, failed=False):
+        return {"tasks": list(tasks), "steps": 10, "steps_done": 10, "train_seconds": 1.0,
+                "status": "failed" if failed else "ok",
+                "evals": [{"task": t, "min_val_loss": loss} for t in tasks]}  # fmt: skip
+
+    def rows(pair_losses, failed):
+        out = {ctx.stl(t, s).run_id(): row([t], 1.0) for t in ctx.tasks for s in ctx.seeds}
+        for s, (loss, f) in enumerate(zip(pair_losses, failed, strict=True)):
+            out[ctx.mtl(ctx.tasks, s).run_id()] = row(ctx.tasks, loss, f)
+        return out
+
+    # transfer 0.2 and 0.4 on the two finished seeds; the diverged seed is left out
+    est = Pairs().estimate(ctx, rows([0.8, 0.6, 9.0], [False, False, True]))
+    assert est.matrix[0, 1] == pytest.approx(0.3) and est.se[0, 1] == pytest.approx(0.1)
+    assert est.cost_steps == 2 * 3 * 10 + 3 * 2 * 10  # six STL runs, three pairs of two tasks
+    est = Pairs().estimate(ctx, rows([0.8, 0.6, 9.0], [True, True, True]))
+    assert est.matrix[0, 1] == FAILED_PAIR_SCORE
+    assert all(m[0, 1] == FAILED_PAIR_SCORE for m in est.meta["per_seed"])
 
 
 def test_benchmark_summary_leaves_out_diverged_runs():

@@ -1,5 +1,4 @@
-"""Transfer estimators and how they are judged against the realised transfer (issue 25, first
-part: the judging).
+"""Transfer estimators, and how they are judged against the realised transfer.
 
 An estimator answers "how much does training with task j help task i" for every pair without
 training every pair: a budget in, an estimated ``T × T`` matrix out (rows: recipient, columns:
@@ -15,15 +14,28 @@ transfer — every pair trained together over seeds — by :func:`judge`:
 
 beside the realised matrix's own split-half reliability (:func:`split_half_reliability`), the
 ceiling no estimator can beat with these seeds.
+
+The estimators are plug-ins behind one interface (:class:`Estimator`): ``configs(ctx)`` names the
+own-data runs it needs (trained by the executor into the folder's store, like every training),
+``estimate(ctx, rows)`` turns their stored rows into a :class:`TransferEstimate` — the mean over
+seeds, its standard error, and the cost of its runs in task-training steps (:func:`task_steps`).
+:data:`ESTIMATORS` lists them: ``pairs`` (the realised transfer, the reference), ``lookahead``
+(TAG), ``first-order`` (its first-order form), ``linearised`` (Grad-TAG-style,
+:mod:`mtlab.measure.linearised`) and ``surrogate`` (random subsets of tasks, a linear model of
+each task's loss change in which tasks trained with it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from mtlab.measure.stats import finite_mean_se
+from mtlab.runs.config import OwnDataRunConfig
 
 #: a realised entry counts as clearly non-zero beyond this many standard errors
 CLEAR_SE = 2.0
@@ -85,22 +97,56 @@ def sign_accuracy(estimate: np.ndarray, realised: np.ndarray, realised_se: np.nd
 def grouping_value(matrix: np.ndarray, groups: Sequence[Sequence[int]]) -> float:
     """The grouping objective (:mod:`mtlab.grouping`: per task, the best mean incoming transfer
     over the groups it belongs to, averaged over tasks) of ``groups`` valued on ``matrix``."""
-    from mtlab.grouping import group_scores
+    from mtlab.grouping import SINGLETON_SCORE, group_scores
 
-    _, scores = group_scores(np.asarray(matrix, float), [tuple(g) for g in groups])
-    return float(scores.max(axis=0).mean())
+    m = np.asarray(matrix, float)
+    best = np.full(len(m), -np.inf)
+    multi = [tuple(g) for g in groups if len(g) > 1]
+    if multi:
+        best = group_scores(m, multi)[1].max(axis=0)
+    for g in groups:
+        if len(g) == 1:  # a task alone: no transfer
+            best[g[0]] = max(best[g[0]], SINGLETON_SCORE)
+    return float(best.mean())
+
+
+#: above ``LARGE_T`` tasks a grouping is searched over neighbourhood groups
+#: (:func:`mtlab.grouping.neighbourhood_groups`): each task with some of its ``NEIGHBOURS`` most
+#: affine partners, at most ``MAX_GROUP`` tasks a group — every group of up to six of 48 tasks
+#: would be 14 million
+LARGE_T = 16
+NEIGHBOURS, MAX_GROUP = 5, 6
+
+
+def candidate_pool(matrix: np.ndarray) -> list[tuple[int, ...]] | None:
+    """The groups a grouping of ``matrix`` is searched over: every group (None) up to
+    ``LARGE_T`` tasks, else its neighbourhood groups."""
+    from mtlab.grouping import neighbourhood_groups
+
+    m = np.asarray(matrix, float)
+    return None if len(m) <= LARGE_T else neighbourhood_groups(m, NEIGHBOURS, MAX_GROUP)
+
+
+def search_groups(matrix: np.ndarray, budget: int, time_limit: float = 60.0) -> Any:
+    """The best grouping of ``matrix`` with at most ``budget`` groups (a task alone scores 0)
+    over :func:`candidate_pool`, as ``mtlab advise`` searches it; the best found within
+    ``time_limit`` seconds (``optimal`` False)."""
+    from mtlab.grouping import SINGLETON_SCORE, best_grouping
+
+    m = np.nan_to_num(np.asarray(matrix, float))
+    return best_grouping(m, budget, [SINGLETON_SCORE] * len(m), time_limit=time_limit,
+                         anytime=True, candidates=candidate_pool(m))  # fmt: skip
 
 
 def grouping_regret(estimate: np.ndarray, realised: np.ndarray, budget: int,
-                    time_limit: float = 60.0) -> dict[str, Any]:  # fmt: skip
-    """The best grouping (at most ``budget`` groups) chosen on ``estimate`` and on ``realised``,
-    both valued on ``realised``: ``regret`` = (best − chosen) / |best| (0: the estimate picks a
-    grouping as good as the best; NaN when the best is 0). Each search is exact, or the best
-    found within ``time_limit`` seconds (``optimal`` False)."""
-    from mtlab.grouping import best_grouping
-
-    chosen = best_grouping(np.nan_to_num(estimate), budget, time_limit=time_limit, anytime=True)
-    best = best_grouping(realised, budget, time_limit=time_limit, anytime=True)
+                    time_limit: float = 60.0, best: Any = None) -> dict[str, Any]:  # fmt: skip
+    """The best grouping (at most ``budget`` groups, :func:`search_groups`) chosen on
+    ``estimate`` and on ``realised``, both valued on ``realised``: ``regret`` = (best − chosen) /
+    |best| (0: the estimate picks a grouping as good as the best; NaN when the best is 0).
+    ``optimal``: both searches finished (over their candidate groups). ``best``: the realised
+    matrix's grouping at this budget, if already searched."""
+    chosen = search_groups(estimate, budget, time_limit)
+    best = best if best is not None else search_groups(realised, budget, time_limit)
     v_chosen, v_best = grouping_value(realised, chosen.groups), best.value
     regret = (v_best - v_chosen) / abs(v_best) if v_best != 0 else float("nan")
     return {"budget": budget, "chosen": [list(g) for g in chosen.groups],
@@ -124,7 +170,7 @@ def split_half_reliability(per_seed: Sequence[np.ndarray]) -> float:
 
 def judge(estimate: TransferEstimate, realised: np.ndarray, realised_se: np.ndarray,
           budgets: Sequence[int] = (), clear: float = CLEAR_SE,
-          time_limit: float = 60.0) -> dict[str, Any]:  # fmt: skip
+          time_limit: float = 60.0, best: dict[int, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """One estimator against the realised transfer: its cost, Spearman and Pearson with the
     realised matrix (off-diagonal), sign accuracy on the clearly non-zero pairs, and the
     grouping regret at each budget."""
@@ -141,9 +187,341 @@ def judge(estimate: TransferEstimate, realised: np.ndarray, realised_se: np.ndar
         "pearson": _corr(e, r, "pearson"),
         "sign_accuracy": acc,
         "clear_pairs": n_clear,
-        "grouping": [grouping_regret(estimate.matrix, realised, b, time_limit) for b in budgets],
+        "grouping": [grouping_regret(estimate.matrix, realised, b, time_limit,
+                                     (best or {}).get(b)) for b in budgets],
     }
 
 
-__all__ = ["CLEAR_SE", "TransferEstimate", "grouping_regret", "grouping_value", "judge",
-           "off_diagonal", "sign_accuracy", "split_half_reliability"]  # fmt: skip
+# ---- the estimators -------------------------------------------------------------------------
+
+FAILED_PAIR_SCORE = -1.0  # a pair whose every training diverged: "do not train together"
+Rows = dict[str, dict[str, Any]]  # the store's rows by run id
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every estimator is given: the tasks, the seeds and ``make(**fields)``, which builds a
+    run's config with the command's data and training settings (``steps``: the step budget)."""
+
+    tasks: tuple[str, ...]
+    seeds: tuple[int, ...]
+    make: Callable[..., OwnDataRunConfig]
+    init_scale: float | None = None
+
+    @property
+    def steps(self) -> int:
+        return int(self.make(tasks=self.tasks[:1]).steps)
+
+    def stl(self, task: str, seed: int) -> OwnDataRunConfig:
+        return self.make(tasks=(task,), method="stl", seed=seed, init_scale=self.init_scale)
+
+    def mtl(self, tasks: Sequence[str], seed: int, **fields: Any) -> OwnDataRunConfig:
+        return self.make(tasks=tuple(tasks), method="mean", seed=seed,
+                         init_scale=self.init_scale, **fields)  # fmt: skip
+
+
+def task_steps(row: dict[str, Any]) -> float:
+    """A run's cost in task-training steps: tasks × steps trained, plus the seconds it spent
+    probing or linearising converted at the run's own seconds per task-step."""
+    steps = row.get("steps_done")
+    base = len(row["tasks"]) * float(row["steps"] if steps is None else steps)
+    extra = float(row.get("probe_seconds") or 0.0) + float(row.get("linearise_seconds") or 0.0)
+    train = float(row.get("train_seconds") or 0.0)
+    return base + (extra * base / train if extra and train > 0 and base > 0 else 0.0)
+
+
+def _evals(row: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["task"]: e for e in row.get("evals") or []}
+
+
+def _low(row: dict[str, Any], task: str) -> float:
+    """The task's lowest validation loss over the run's checkpoints (NaN for a failed run)."""
+    if row.get("status") != "ok":
+        return math.nan
+    e = _evals(row)[task]
+    v = e.get("min_val_loss", e.get("val_loss"))
+    return math.nan if v is None or isinstance(v, str) else float(v)
+
+
+class Estimator:
+    """The interface (module doc); ``name`` as on the command line."""
+
+    name = ""
+
+    def configs(self, ctx: Context) -> list[OwnDataRunConfig]:
+        raise NotImplementedError
+
+    def estimate(self, ctx: Context, rows: Rows) -> TransferEstimate:
+        raise NotImplementedError
+
+    def _result(self, ctx: Context, mats: list[np.ndarray], rows: Rows,
+                **meta: Any) -> TransferEstimate:  # fmt: skip
+        mean, se = finite_mean_se(np.stack(mats))
+        np.fill_diagonal(mean, 0.0)  # a task onto itself is not a transfer (never used)
+        cost = sum(task_steps(rows[c.run_id()]) for c in self.configs(ctx))
+        return TransferEstimate(self.name, ctx.tasks, mean, cost, se,
+                                {"seeds": len(mats), "per_seed": mats, **meta})  # fmt: skip
+
+
+class Pairs(Estimator):
+    """The realised transfer (the reference): per seed every task alone and every pair
+    together, ``Z[i, j] = 1 − L_i(i with j) / L_i(i alone)`` with ``L`` the lowest validation loss
+    over the run's checkpoints (early stopping on the loss: a task a network can only memorise
+    — pure noise — gains nothing from a partner that merely slows its overfitting). A pair with
+    no finite seed scores ``FAILED_PAIR_SCORE``."""
+
+    name = "pairs"
+
+    def configs(self, ctx: Context) -> list[OwnDataRunConfig]:
+        T = len(ctx.tasks)
+        return [ctx.stl(t, s) for t in ctx.tasks for s in ctx.seeds] + [
+            ctx.mtl((ctx.tasks[i], ctx.tasks[j]), s)
+            for i in range(T) for j in range(i + 1, T) for s in ctx.seeds]  # fmt: skip
+
+    def estimate(self, ctx: Context, rows: Rows) -> TransferEstimate:
+        tasks, T = ctx.tasks, len(ctx.tasks)
+        mats = []
+        for s in ctx.seeds:
+            m = np.zeros((T, T))
+            alone = [_low(rows[ctx.stl(t, s).run_id()], t) for t in tasks]
+            for i in range(T):
+                for j in range(i + 1, T):
+                    row = rows[ctx.mtl((tasks[i], tasks[j]), s).run_id()]
+                    for r, src in ((i, j), (j, i)):
+                        m[r, src] = 1.0 - _low(row, tasks[r]) / alone[r]
+            mats.append(m)
+        out = self._result(ctx, mats, rows)
+        mean = np.where(np.isfinite(out.matrix), out.matrix, FAILED_PAIR_SCORE)
+        per_seed = [np.where(np.isfinite(m), m, FAILED_PAIR_SCORE) for m in mats]
+        return TransferEstimate(out.name, out.tasks, mean, out.cost_steps, out.se,
+                                {**out.meta, "per_seed": per_seed})  # fmt: skip
+
+
+class Lookahead(Estimator):
+    """TAG's lookahead affinity of MTL on all tasks (``first_order``: its first-order form,
+    ``⟨g_i, u_j⟩ / L_i``), measured on the same probed runs — both forms at every task count —
+    averaged over probes, then over seeds."""
+
+    def __init__(self, first_order: bool = False) -> None:
+        self.first_order = first_order
+        self.name = "first-order" if first_order else "lookahead"
+
+    def configs(self, ctx: Context) -> list[OwnDataRunConfig]:
+        return [ctx.mtl(ctx.tasks, s, probe=True, first_order_above=max(12, len(ctx.tasks)))
+                for s in ctx.seeds]  # fmt: skip
+
+    def estimate(self, ctx: Context, rows: Rows) -> TransferEstimate:
+        mats = []
+        for c in self.configs(ctx):
+            row = rows[c.run_id()]
+            if row.get("status") != "ok":
+                continue
+            ev = _evals(row)
+            key = "first_order_per_probe" if self.first_order else "affinity_per_probe"
+            per = [np.asarray(ev[t][key], float) for t in ctx.tasks]  # (probes, T) per task
+            if min(len(p) for p in per) == 0:
+                continue
+            mats.append(np.stack([p.mean(0) for p in per]))
+        if not mats:
+            raise RuntimeError(f"{self.name}: no probed run finished with probes")
+        return self._result(ctx, mats, rows)
+
+
+class Linearised(Estimator):
+    """Grad-TAG-style (:mod:`mtlab.measure.linearised`): MTL on all tasks for a ``fraction`` of
+    the step budget, then each pair's training estimated on the network linearised in its
+    trunk's parameters (projected to ``dim`` dimensions)."""
+
+    name = "linearised"
+
+    def __init__(self, dim: int = 64, fraction: float = 0.25) -> None:
+        self.dim, self.fraction = dim, fraction
+
+    def configs(self, ctx: Context) -> list[OwnDataRunConfig]:
+        steps = max(1, round(self.fraction * ctx.steps))
+        return [ctx.mtl(ctx.tasks, s, linearise=self.dim, steps=steps, patience=None)
+                for s in ctx.seeds]  # fmt: skip
+
+    def estimate(self, ctx: Context, rows: Rows) -> TransferEstimate:
+        mats = []
+        for c in self.configs(ctx):
+            row = rows[c.run_id()]
+            if row.get("status") == "ok":
+                ev = _evals(row)
+                mats.append(np.asarray([ev[t]["linearised"] for t in ctx.tasks], float))
+        if not mats:
+            raise RuntimeError("linearised: every base run failed")
+        return self._result(ctx, mats, rows, dim=self.dim, fraction=self.fraction)
+
+
+class Surrogate(Estimator):
+    """Random subsets of ``size`` tasks (Li, Nguyen & Zhang 2023): per seed ``rounds`` random
+    partitions of the tasks into groups of ``size``, each trained together, and every task
+    alone; per task a ridge regression of its loss change ``1 − L_i(S) / L_i(alone)`` on which
+    other tasks were in ``S`` (pooled over seeds). Its coefficients are the estimate; the
+    standard error is the jackknife over seeds."""
+
+    name = "surrogate"
+    RIDGE = 1.0
+
+    def __init__(self, size: int = 4, rounds: int = 3) -> None:
+        self.size, self.rounds = size, rounds
+
+    def subsets(self, ctx: Context, seed: int) -> list[tuple[str, ...]]:
+        import torch
+
+        from mtlab._seeding import generator
+
+        g = generator(seed, "surrogate-subsets")
+        out = []
+        T = len(ctx.tasks)
+        for _ in range(self.rounds):
+            perm = torch.randperm(T, generator=g).tolist()
+            for k in range(0, T, self.size):
+                part = sorted(perm[k : k + self.size])
+                if len(part) >= 2:
+                    out.append(tuple(ctx.tasks[i] for i in part))
+        return out
+
+    def configs(self, ctx: Context) -> list[OwnDataRunConfig]:
+        return [ctx.stl(t, s) for t in ctx.tasks for s in ctx.seeds] + [
+            ctx.mtl(sub, s) for s in ctx.seeds for sub in self.subsets(ctx, s)]
+
+    def _fit(self, ctx: Context, obs: list[tuple[int, list[int], float]]) -> np.ndarray:
+        T = len(ctx.tasks)
+        Z = np.zeros((T, T))
+        for i in range(T):
+            mine = [(m, y) for r, m, y in obs if r == i and math.isfinite(y)]
+            if not mine:
+                Z[i] = np.nan
+                continue
+            X = np.zeros((len(mine), T))
+            for k, (members, _) in enumerate(mine):
+                X[k, [j for j in members if j != i]] = 1.0
+            y = np.asarray([v for _, v in mine])
+            coef = np.linalg.solve(X.T @ X + self.RIDGE * np.eye(T), X.T @ y)
+            Z[i] = coef
+            Z[i, i] = 0.0
+        return Z
+
+    def _observations(self, ctx: Context, rows: Rows, seed: int) -> list[tuple[int, list[int], float]]:
+        idx = {t: k for k, t in enumerate(ctx.tasks)}
+        alone = {t: _low(rows[ctx.stl(t, seed).run_id()], t) for t in ctx.tasks}
+        obs = []
+        for sub in self.subsets(ctx, seed):
+            row = rows[ctx.mtl(sub, seed).run_id()]
+            members = [idx[t] for t in sub]
+            for t in sub:
+                obs.append((idx[t], members, 1.0 - _low(row, t) / alone[t]))
+        return obs
+
+    def estimate(self, ctx: Context, rows: Rows) -> TransferEstimate:
+        per = {s: self._observations(ctx, rows, s) for s in ctx.seeds}
+        Z = self._fit(ctx, [o for v in per.values() for o in v])
+        n = len(ctx.seeds)
+        if n > 1:  # the jackknife over seeds
+            loo = np.stack([self._fit(ctx, [o for s, v in per.items() if s != out for o in v])
+                            for out in ctx.seeds])  # fmt: skip
+            se = np.sqrt((n - 1) / n * ((loo - loo.mean(0)) ** 2).sum(0))
+        else:
+            se = np.full_like(Z, np.nan)
+        cost = sum(task_steps(rows[c.run_id()]) for c in self.configs(ctx))
+        return TransferEstimate(self.name, ctx.tasks, Z, cost, se,
+                                {"seeds": n, "size": self.size, "rounds": self.rounds})  # fmt: skip
+
+
+#: every estimator by name, with its default settings
+ESTIMATORS: dict[str, Callable[[], Estimator]] = {
+    "pairs": Pairs,
+    "lookahead": Lookahead,
+    "first-order": lambda: Lookahead(first_order=True),
+    "linearised": Linearised,
+    "surrogate": Surrogate,
+}
+
+
+def compare(ctx: Context, names: Sequence[str], rows: Rows, budgets: Sequence[int] = (),
+            time_limit: float = 10.0) -> dict[str, Any]:  # fmt: skip
+    """Every estimator of ``names`` judged (:func:`judge`) against the realised transfer
+    (:class:`Pairs`, whose runs must be in ``rows`` too): its cost as a fraction of the realised
+    pairs' cost and in seconds, beside the realised matrix's split-half reliability."""
+    ref_est = Pairs()
+    ref = ref_est.estimate(ctx, rows)
+    per_seed = ref.meta["per_seed"]
+    out: dict[str, Any] = {
+        "tasks": list(ctx.tasks),
+        "seeds": list(ctx.seeds),
+        "budgets": list(budgets),
+        "realised": {"cost_steps": ref.cost_steps, "seconds": _seconds(ref_est, ctx, rows),
+                     "matrix": ref.matrix.tolist(), "se": ref.se.tolist() if ref.se is not None
+                     else None,
+                     "split_half_spearman": split_half_reliability(per_seed)
+                     if len(per_seed) > 1 else float("nan")},
+        "estimators": [],
+    }
+    best = {b: search_groups(ref.matrix, b, time_limit) for b in budgets}
+    out["realised"]["grouping"] = {str(b): {"groups": [list(x) for x in g.groups],
+                                            "value": g.value, "optimal": g.optimal}
+                                   for b, g in best.items()}  # fmt: skip
+    for name in names:
+        est = make_estimator(name)
+        e = est.estimate(ctx, rows)
+        j = judge(e, ref.matrix, ref.se if ref.se is not None else np.full_like(ref.matrix, np.nan),
+                  budgets, time_limit=time_limit, best=best)  # fmt: skip
+        j["cost_fraction"] = e.cost_steps / ref.cost_steps if ref.cost_steps else float("nan")
+        j["seconds"] = _seconds(est, ctx, rows)
+        j["matrix"] = e.matrix.tolist()
+        j["se"] = None if e.se is None else e.se.tolist()
+        out["estimators"].append(j)
+    return out
+
+
+def _seconds(est: Estimator, ctx: Context, rows: Rows) -> float:
+    return float(sum(float(rows[c.run_id()].get("wall_s") or 0.0) for c in
+                     {c.run_id(): c for c in est.configs(ctx)}.values()))  # fmt: skip
+
+
+EVIDENCE_FILE = "estimator_evidence.json"
+
+
+def load_evidence() -> dict[str, Any]:
+    """The estimators measured against the realised transfer on the planted tables
+    (``benchmarks/transfer_estimators.py`` writes it into the package): ``rows``, one per
+    (table, estimator), and how they were measured (``tables``, ``command``)."""
+    import json
+    from importlib import resources
+
+    text = resources.files("mtlab.advise").joinpath(EVIDENCE_FILE).read_text()
+    return dict(json.loads(text))
+
+
+def make_estimator(name: str) -> Estimator:
+    if name not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {name!r}; allowed: {', '.join(ESTIMATORS)}")
+    return ESTIMATORS[name]()
+
+
+__all__ = [
+    "CLEAR_SE",
+    "ESTIMATORS",
+    "EVIDENCE_FILE",
+    "Context",
+    "Estimator",
+    "Linearised",
+    "Lookahead",
+    "Pairs",
+    "Surrogate",
+    "TransferEstimate",
+    "candidate_pool",
+    "compare",
+    "grouping_regret",
+    "grouping_value",
+    "judge",
+    "load_evidence",
+    "make_estimator",
+    "off_diagonal",
+    "search_groups",
+    "sign_accuracy",
+    "split_half_reliability",
+    "task_steps",
+]  # fmt: skip

@@ -58,9 +58,20 @@ from typing import Any
 
 import numpy as np
 
+from mtlab.advise.estimators import (
+    ESTIMATORS,
+    LARGE_T,
+    MAX_GROUP,
+    NEIGHBOURS,
+    Context,
+    candidate_pool,
+    load_evidence,
+    make_estimator,
+)
 from mtlab.advise.rules import (
     clear_winner,
     credited,
+    default_estimator,
     finite_mean,
     helpful_partners,
     network_scale,
@@ -74,11 +85,9 @@ from mtlab.runs.owndata import REFERENCE_GRID
 from mtlab.tasks.tables import Prepared
 
 GROUPING_SECONDS = 60.0  # all grouping searches of one advice together (anytime beyond)
-LARGE_T = 16  # above this many tasks, groups hold at most MAX_GROUP_SIZE_LARGE_T tasks
-MAX_GROUP_SIZE_LARGE_T = 6
-FAILED_PAIR_SCORE = -1.0  # a pair whose every training diverged: "do not train together"
-PAIRS_MAX_TASKS = 8  # ``affinity="auto"``: pairs up to this many tasks (28 pairs), else lookahead
-AFFINITIES = ("auto", "pairs", "lookahead")
+PAIRS_MAX_TASKS = 8  # ``affinity="auto"``: pairs up to this many tasks (28 pairs), else the
+# estimator that measured best (rules.default_estimator)
+AFFINITIES = ("auto", *ESTIMATORS)
 PROBE_COST = 1.5  # a probed training's cost relative to an unprobed one (time estimates)
 PTFT_ALL_SOURCES = 8  # up to this many tasks, every other task is tried as a PT+FT source …
 SOURCE_SHORTLIST = 3  # … above, the tasks with the highest transfer onto it
@@ -205,32 +214,6 @@ def _affinity(outcomes: Sequence[Outcome]) -> tuple[np.ndarray, np.ndarray, list
     return mean, se, mats
 
 
-def _pair_affinity(
-    stl: dict[str, list[Outcome]], pairs: dict[tuple[int, int], list[Outcome]], tasks: list[str]
-) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """Per seed, ``Z[i, j] = 1 − L_i(i with j) / L_i(i alone)``, each ``L`` the lowest validation
-    loss over the run's checkpoints (early stopping on the loss: a task a network can only
-    memorise — pure noise — then gains nothing from a partner that merely slows its
-    overfitting); the mean, its standard error and the per-seed matrices."""
-
-    def low(o: Outcome, task: str) -> float:
-        m = o.metrics[task]
-        return math.nan if o.diverged else float(m.get("min_val_loss", m["val_loss"]))
-
-    T = len(tasks)
-    n = len(next(iter(stl.values())))
-    mats = [np.zeros((T, T)) for _ in range(n)]
-    for (i, j), outcomes in pairs.items():
-        for s, o in enumerate(outcomes):
-            for r, src in ((i, j), (j, i)):
-                mats[s][r, src] = 1.0 - low(o, tasks[r]) / low(stl[tasks[r]][s], tasks[r])
-    mean, se = finite_mean_se(np.stack(mats))
-    # a pair with no finite seed (its trainings diverged) must not be grouped together
-    mean = np.where(np.isfinite(mean), mean, FAILED_PAIR_SCORE)
-    mats = [np.where(np.isfinite(m), m, FAILED_PAIR_SCORE) for m in mats]
-    return mean, se, mats
-
-
 def _offdiag_corr(A: np.ndarray, B: np.ndarray) -> float:
     mask = ~np.eye(len(A), dtype=bool)
     a, b = A[mask], B[mask]
@@ -244,13 +227,14 @@ def _groupings(A: np.ndarray, tasks: list[str], per_seed: list[np.ndarray]) -> d
     (:func:`~mtlab.grouping.by_budget`; a task alone scores 0). The searches share
     ``GROUPING_SECONDS``; one stopped by its share returns the best grouping found with a
     certified upper bound on the optimum (``optimal`` false, ``bound``). Above
-    ``LARGE_T`` tasks groups hold at most ``MAX_GROUP_SIZE_LARGE_T`` tasks (``max_group_size``),
-    so that the candidate groups fit in memory."""
+    ``LARGE_T`` tasks the candidate groups are the neighbourhood groups of ``A``
+    (:func:`~mtlab.advise.estimators.candidate_pool`)."""
     T = len(tasks)
-    size = MAX_GROUP_SIZE_LARGE_T if T > LARGE_T else None
+    size = MAX_GROUP if T > LARGE_T else None
+    cands = candidate_pool(A)
     out = by_budget(A, range(1, T + 1), per_seed, tasks, [SINGLETON_SCORE] * T,
-                    max_group_size=size, time_limit=GROUPING_SECONDS / (T * (1 + len(per_seed))),
-                    anytime=True)  # fmt: skip
+                    time_limit=GROUPING_SECONDS / (T * (1 + len(per_seed))), anytime=True,
+                    candidates=cands)  # fmt: skip
     return {b: {**g, "max_group_size": size} for b, g in out.items()}
 
 
@@ -330,32 +314,36 @@ def advise(  # long: the stages read as one procedure
     # (2) all tasks together with probes; every pair; every task alone for the same budget (the
     # pairs' baseline and the PT+FT pretraining runs) — at the networks' scale
     mode = options.affinity
+    evidence = load_evidence()
     if mode == "auto":
-        mode = "pairs" if T <= PAIRS_MAX_TASKS else "lookahead"
+        mode = "pairs" if T <= PAIRS_MAX_TASKS else default_estimator(evidence["rows"])
+    ctx = Context(tuple(tasks), tuple(seeds), make, init_scale=scale_field(net_scale))
+    estimator = make_estimator(mode) if mode != "lookahead" else None
+    est_cfgs = estimator.configs(ctx) if estimator is not None else []
     all_cfgs = [mtl_cfg(tasks, "mean", s, probe=True) for s in seeds]
-    pair_cfgs = {(i, j): [mtl_cfg((tasks[i], tasks[j]), "mean", s) for s in seeds]
-                 for i in range(T) for j in range(i + 1, T)}  # fmt: skip
-    pairs_cfgs = [c for v in pair_cfgs.values() for c in v]
     base_cfgs = {t: [stl_cfg(t, s, net_scale) for s in seeds] for t in tasks}
     # a task whose best initial scale is an end of the grid is tried one step beyond it too
     # (the fair STL is tuned to an interior optimum where one is within a step)
     beyond = {t: _beyond(fair[t], scales) for t in tasks}
     edge_cfgs = {(t, sc): [stl_cfg(t, s, sc, 2 * steps) for s in seeds]
                  for t, sc in beyond.items() if sc is not None}  # fmt: skip
-    want_pairs = mode == "pairs" and stages.fits("pairwise transfer", pairs_cfgs)
+    what = ("every pair of tasks together" if mode == "pairs"
+            else f"the runs of the {mode} transfer estimate")  # fmt: skip
+    want_est = estimator is not None and stages.fits(what, est_cfgs)
     done.update(stages.run("all tasks together with probes; each alone at their scale" + (
-        "; every pair of tasks together" if want_pairs else ""),
+        f"; {what}" if want_est else ""),
         all_cfgs + [c for v in (*base_cfgs.values(), *edge_cfgs.values()) for c in v]
-        + (pairs_cfgs if want_pairs else [])))  # fmt: skip
+        + (est_cfgs if want_est else [])))  # fmt: skip
     base = {t: [done[c.run_id()] for c in v] for t, v in base_cfgs.items()}
     stl.update({k: [done[c.run_id()] for c in v] for k, v in edge_cfgs.items()})
     mtl_all = [done[c.run_id()] for c in all_cfgs]
     look, look_se, per_seed = _affinity(mtl_all)
     A, A_se, source = look, look_se, "lookahead"
-    if want_pairs:
-        pairs = {ij: [done[c.run_id()] for c in v] for ij, v in pair_cfgs.items()}
-        A, A_se, per_seed = _pair_affinity(base, pairs, tasks)
-        source = "pairs"
+    if want_est and estimator is not None:
+        est = estimator.estimate(ctx, stages.stored())
+        A, source = est.matrix, mode
+        A_se = est.se if est.se is not None else np.full_like(A, np.nan)
+        per_seed = list(est.meta.get("per_seed") or [])
 
     # (3) the grouping for every budget
     groupings = _groupings(A, tasks, per_seed)
@@ -364,8 +352,8 @@ def advise(  # long: the stages read as one procedure
     feasible = sorted(int(b) for b in groupings)
     budget = next((b for b in feasible if b >= wanted), feasible[-1])
     if budget != wanted:
-        notes.append(f"budget {wanted} cannot cover {T} tasks with groups of at most "
-                     f"{MAX_GROUP_SIZE_LARGE_T}; budget {budget} was trained")  # fmt: skip
+        notes.append(f"budget {wanted} cannot cover {T} tasks with the neighbourhood groups; "
+                     f"budget {budget} was trained")  # fmt: skip
     inexact = [b for b in feasible if not groupings[str(b)]["optimal"]]
     if inexact:
         notes.append(
@@ -374,7 +362,8 @@ def advise(  # long: the stages read as one procedure
             "the certified bound in groupings.csv of the optimum"
         )
     if T > LARGE_T:
-        notes.append(f"{T} tasks: groups were limited to {MAX_GROUP_SIZE_LARGE_T} tasks each")
+        notes.append(f"{T} tasks: the groups searched are each task with some of its {NEIGHBOURS} "
+                     f"most affine partners, at most {MAX_GROUP} tasks a group")  # fmt: skip
     groups = groupings[str(budget)]["groups"]
     chosen = sorted({tuple(g) for g in groups if len(g) > 1})
 
@@ -523,7 +512,9 @@ def advise(  # long: the stages read as one procedure
             "se": A_se.tolist(),
             "seeds": len(per_seed),
             "lookahead": {"mean": look.tolist(), "se": look_se.tolist()},
-            "lookahead_vs_used_corr": _offdiag_corr(look, A) if source == "pairs" else None,
+            "lookahead_vs_used_corr": _offdiag_corr(look, A) if source != "lookahead" else None,
+            "evidence": [r for r in evidence["rows"] if r["estimator"] == source],
+            "evidence_about": {k: v for k, v in evidence.items() if k != "rows"},
         },
         "sources": sources,
         "skipped": stages.skipped,

@@ -15,6 +15,11 @@ tables where they must hold and where they must fail.
   mean regret over tasks in the single-task grid (each task's best scale is its fair STL).
 * :func:`reference_beats_networks`: the non-neural reference is better on a task than every
   network tried if its mean validation metric exceeds every network's.
+* :func:`default_estimator`: above ``PAIRS_MAX_TASKS`` tasks ``advise`` estimates the transfer
+  with the estimator that measured best against the realised transfer on the planted tables
+  (``estimator_evidence.json``, written by ``benchmarks/transfer_estimators.py``): among the
+  estimators whose cost stayed within ``ESTIMATOR_COST_CAP`` of the realised pairs' on every
+  table, the highest mean Spearman correlation with the realised transfer (ties: the cheaper).
 * :func:`~mtlab.grouping.stable_grouping` (defined with the grouping search, which reports it for
   every budget): a grouping is acted on with confidence only if at least ``STABLE_FRACTION`` of
   the seeds' own affinity matrices choose it too; else it is reported as not distinguishable
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -32,6 +38,7 @@ from mtlab.grouping import STABLE_FRACTION, stable_grouping
 
 CLEAR_MARGIN_SE = 2.0
 MIN_SEEDS = 2
+ESTIMATOR_COST_CAP = 0.25  # an estimator's cost, as a fraction of the realised pairs'
 
 
 def paired_difference(base: Sequence[float], cand: Sequence[float]) -> tuple[float, float]:
@@ -97,6 +104,31 @@ def reference_beats_networks(reference: Sequence[float], networks: Sequence[Sequ
     return math.isfinite(ref) and bool(nets) and ref > max(nets)
 
 
+def default_estimator(evidence: Sequence[dict[str, Any]],
+                      cost_cap: float = ESTIMATOR_COST_CAP) -> str:  # fmt: skip
+    """The estimator ``advise`` uses above ``PAIRS_MAX_TASKS`` tasks (module doc). ``evidence``:
+    one row per (table, estimator) with ``estimator``, ``tasks``, ``cost_fraction`` and
+    ``spearman``; the realised pairs themselves (``pairs``) are not a candidate. Raises
+    ValueError when no estimator qualifies."""
+    by: dict[str, list[dict[str, Any]]] = {}
+    for row in evidence:
+        if row["estimator"] != "pairs":
+            by.setdefault(row["estimator"], []).append(row)
+    ok = {name: rows for name, rows in by.items()
+          if all(math.isfinite(float(r["cost_fraction"])) and float(r["cost_fraction"]) <= cost_cap
+                 and math.isfinite(float(r["spearman"])) for r in rows)}  # fmt: skip
+    if not ok:
+        raise ValueError(f"no estimator in the evidence costs at most {cost_cap:.0%} of the "
+                         "realised pairs on every table")  # fmt: skip
+
+    def key(name: str) -> tuple[float, float]:
+        rows = ok[name]
+        return (float(np.mean([float(r["spearman"]) for r in rows])),
+                -float(np.mean([float(r["cost_fraction"]) for r in rows])))  # fmt: skip
+
+    return max(sorted(ok), key=key)
+
+
 def helpful_partners(
     mean_row: Sequence[float], se_row: Sequence[float], recipient: int,
     members: Sequence[int] | None = None, margin: float = CLEAR_MARGIN_SE,
@@ -113,10 +145,12 @@ def helpful_partners(
 
 __all__ = [
     "CLEAR_MARGIN_SE",
+    "ESTIMATOR_COST_CAP",
     "MIN_SEEDS",
     "STABLE_FRACTION",
     "clear_winner",
     "credited",
+    "default_estimator",
     "finite_mean",
     "helpful_partners",
     "network_scale",

@@ -2,13 +2,16 @@
 tasks ``a``, ``b``, ``c`` read one latent score of the features, ``d`` and ``e`` another,
 ``noise`` is unrelated to the features; ``b`` and ``e`` are regression tasks, and every task
 misses a fraction of its labels (70 % by default: a task alone has few labels, its block more).
-``python -m mtlab.advise.synthetic table.csv [--rows 10000]`` writes one;
+``python -m mtlab.advise.synthetic table.csv [--rows 10000]`` writes one (``--tasks 16`` or
+``--tasks 48``: a planted many-task table, :func:`planted_many`, printing its target names);
 ``python -m mtlab.advise.synthetic DIR --digits`` writes scikit-learn's digits as images with a
 label table (:func:`digit_images`)."""
 
 from __future__ import annotations
 
 import argparse
+import itertools
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +98,51 @@ def planted_blocks(
     return df
 
 
+#: the planted many-task tables of the estimator benchmark, by number of tasks
+PLANTED = {16: {"blocks": 4, "per_block": 3, "loners": 2, "noise": 2},
+           48: {"blocks": 12, "per_block": 3, "loners": 6, "noise": 6}}  # fmt: skip
+
+
+def planted_many(tasks: int, rows: int = 10_000, seed: int = 0) -> pd.DataFrame:
+    """The planted table of ``tasks`` tasks (a key of :data:`PLANTED`: 16 — 4 blocks of 3, 2
+    loners, 2 noise tasks — or 48 — 12 blocks of 3, 6 loners, 6 noise tasks), 40 features, each
+    task keeping a fifth of its labels."""
+    if tasks not in PLANTED:
+        raise ValueError(f"planted tables have {' or '.join(map(str, PLANTED))} tasks (got {tasks})")
+    return planted_blocks(**PLANTED[tasks], rows=rows, seed=seed)
+
+
+def planted_block(task: str) -> str | None:
+    """The block letter of a task of :func:`planted_blocks` (``A2`` → ``A``); None for a loner
+    (``L…``), a noise task (``N…``) or any other name."""
+    if len(task) >= 2 and task[0] in BLOCK_LETTERS and task[1:].isdigit():
+        return task[0]
+    return None
+
+
+def block_recovery(groups: Sequence[Sequence[str]]) -> dict[str, float]:
+    """How well a grouping recovers the planted blocks of :func:`planted_blocks`, on the pairs
+    of block tasks (loners and noise tasks must go somewhere when the budget is the number of
+    blocks, and where they go is not block recovery): ``precision`` — of the pairs of block
+    tasks the grouping puts in one group, the fraction that are block mates; ``recall`` — of the
+    pairs of block mates among the tasks grouped, the fraction put in one group. Also the
+    fraction of loners and noise tasks placed with a block task (``others_with_blocks``)."""
+    tasks = sorted({t for g in groups for t in g})
+    together = {tuple(sorted(p)) for g in groups for p in itertools.combinations(set(g), 2)}
+    blocked = [t for t in tasks if planted_block(t) is not None]
+    mates = {(a, b) for a, b in itertools.combinations(sorted(blocked), 2)
+             if planted_block(a) == planted_block(b)}  # fmt: skip
+    grouped = {(a, b) for a, b in together if planted_block(a) and planted_block(b)}
+    others = [t for t in tasks if planted_block(t) is None]
+    with_blocks = [t for t in others
+                   if any(t in g and any(planted_block(u) for u in g) for g in groups)]  # fmt: skip
+    return {
+        "precision": len(grouped & mates) / len(grouped) if grouped else float("nan"),
+        "recall": len(grouped & mates) / len(mates) if mates else float("nan"),
+        "others_with_blocks": len(with_blocks) / len(others) if others else float("nan"),
+    }
+
+
 def digit_images(folder: str | Path, tasks: tuple[str, ...] = ("odd", "ge5", "prime", "closed_loop")
                  ) -> Path:  # fmt: skip
     """scikit-learn's handwritten digits (offline; 1797 images, 8 × 8) as PNG files in
@@ -124,11 +172,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("path", help="the table to write (with --digits: the image folder)")
     ap.add_argument("--rows", type=int, default=10_000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tasks", type=int, default=None, choices=sorted(PLANTED),
+                    help="a planted many-task table (blocks, loners, noise tasks) instead")
     ap.add_argument("--digits", action="store_true",
                     help="write scikit-learn's digits as PNG files + labels.csv instead")  # fmt: skip
     args = ap.parse_args(argv)
     if args.digits:
         print(digit_images(args.path))
+    elif args.tasks is not None:  # prints the target names, for --targets
+        df = planted_many(args.tasks, args.rows, args.seed)
+        df.to_csv(args.path, index=False)
+        print(",".join(c for c in df.columns if not c.startswith("x")))
     else:
         planted_table(args.rows, seed=args.seed).to_csv(args.path, index=False)
 

@@ -20,11 +20,20 @@ import argparse
 import os
 
 from mtlab import __version__
-from mtlab.cli import advise, affinity, benchmark, group, status, study, trajectories
+from mtlab.cli import (
+    advise,
+    affinity,
+    benchmark,
+    estimators,
+    group,
+    status,
+    study,
+    trajectories,
+)
 from mtlab.cli.folder import fail
 
 #: the command modules, in the order ``mtlab --help`` lists them
-COMMANDS = (study, benchmark, affinity, trajectories, group, advise, status)
+COMMANDS = (study, benchmark, affinity, trajectories, group, advise, estimators, status)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -70,6 +70,25 @@ def candidate_groups(n_tasks: int, max_size: int | None = None) -> list[tuple[in
     return [g for k in range(2, top + 1) for g in itertools.combinations(range(n_tasks), k)]
 
 
+def neighbourhood_groups(A, neighbours: int, max_size: int) -> list[tuple[int, ...]]:
+    """Candidate groups for many tasks: for each task, every group of 2 … ``max_size`` tasks made
+    of it and some of its ``neighbours`` most affine partners (by the symmetrised affinity
+    ``(A + Aᵀ) / 2``). The exact search over every group is out of reach beyond a few dozen tasks
+    (C(48, 6) alone is 12 million groups); these are the groups whose members all rank among
+    one member's best partners."""
+    A = np.asarray(A, float)
+    T = A.shape[0]
+    sym = (A + A.T) / 2
+    np.fill_diagonal(sym, -np.inf)
+    out: set[tuple[int, ...]] = set()
+    for i in range(T):
+        near = [int(j) for j in np.argsort(-sym[i], kind="stable")[: min(neighbours, T - 1)]]
+        for k in range(1, min(max_size, len(near) + 1)):
+            for rest in itertools.combinations(near, k):
+                out.add(tuple(sorted((i, *rest))))
+    return sorted(out, key=lambda g: (len(g), g))
+
+
 def group_scores(
     A: np.ndarray,
     groups: Sequence[tuple[int, ...]],
@@ -113,6 +132,7 @@ def best_grouping(
     max_group_size: int | None = None,
     time_limit: float | None = None,
     anytime: bool = False,
+    candidates: Sequence[tuple[int, ...]] | None = None,
 ) -> Grouping:  # long: one branch-and-bound whose nested search shares the incumbent
     """The exact optimum of TAG's grouping objective with at most ``budget`` groups (see module
     doc). Raises ``ValueError`` if no grouping covers every task within the budget. If the search
@@ -120,7 +140,9 @@ def best_grouping(
     the best grouping found so far (searching on to the first one if none was found yet) with
     ``optimal=False`` and a certified upper ``bound`` on the
     optimum: the smaller of the root's submodular bound (the ``budget`` largest single-group
-    gains) and the mean over tasks of each task's best score in any group."""
+    gains) and the mean over tasks of each task's best score in any group. ``candidates``: the
+    groups searched over (default every group up to ``max_group_size``; the optimum is then
+    over these groups only)."""
     import time
 
     deadline = None if time_limit is None else time.perf_counter() + time_limit
@@ -130,7 +152,17 @@ def best_grouping(
         raise ValueError(f"budget must be >= 1 (got {budget})")
     if T < 2 and singleton_scores is None:
         raise ValueError("grouping needs at least two tasks (or singleton scores)")
-    groups, S = group_scores(A, candidate_groups(T, max_group_size), singleton_scores)
+    pool = candidate_groups(T, max_group_size) if candidates is None else list(candidates)
+    seeded: list[tuple[int, ...]] | None = None
+    if candidates is not None:  # a complete grouping to start from (the pool may hold none)
+        seeded = _agglomerate(A, budget, max((len(g) for g in pool), default=2),
+                              singleton_scores)  # fmt: skip
+        if seeded is None:
+            raise ValueError(f"no grouping with at most {budget} groups of the candidates' "
+                             f"sizes covers all {T} tasks")  # fmt: skip
+        have = set(pool)
+        pool += [g for g in seeded if len(g) > 1 and g not in have]
+    groups, S = group_scores(A, pool, singleton_scores)
     n = len(groups)
     member = np.isfinite(S)
     # f(set) = Σ_i max_{G ∈ set} s_i(G) with uncovered tasks at a floor below every score is
@@ -187,6 +219,10 @@ def best_grouping(
             )
 
     start = _greedy_partition(S, groups, budget, T)
+    if seeded is not None:
+        index = {g: k for k, g in enumerate(groups)}
+        start = [index[g] for g in seeded if g in index]
+        start = start if len(start) == len(seeded) else None
     if start is not None:  # a complete incumbent from the start: sharper pruning, and an
         best_set = start  # anytime search always has an answer
         best_val = float(np.max(Sf[start], axis=0).mean())
@@ -251,6 +287,48 @@ def by_budget(
                        "seeds_agree": agree, "per_seed": seeds, "optimal": g.optimal,
                        "bound": g.bound}  # fmt: skip
     return out
+
+
+def _agglomerate(
+    A: np.ndarray, budget: int, max_size: int, singleton_scores: Sequence[float] | None
+) -> list[tuple[int, ...]] | None:
+    """A partition into at most ``budget`` groups of at most ``max_size`` tasks, by merging the
+    two parts whose union gains the most (a group's worth: the sum over its members of their
+    mean affinity from the others; a task alone its singleton score, or −inf without one); None
+    if the sizes allow no such partition."""
+    T = A.shape[0]
+    alone = (np.full(T, -np.inf) if singleton_scores is None
+             else np.asarray(singleton_scores, float))  # fmt: skip
+    if math.ceil(T / max_size) > budget:
+        return None
+
+    def worth(g: tuple[int, ...]) -> float:
+        if len(g) == 1:
+            return float(alone[g[0]])
+        block = A[np.ix_(g, g)]
+        return float(((block.sum(1) - np.diag(block)) / (len(g) - 1)).sum())
+
+    parts: list[tuple[int, ...]] = [(i,) for i in range(T)]
+    values = [worth(p) for p in parts]
+    while len(parts) > budget:
+        best, pick = -math.inf, None
+        for a in range(len(parts)):
+            for b in range(a + 1, len(parts)):
+                if len(parts[a]) + len(parts[b]) > max_size:
+                    continue
+                merged = tuple(sorted(parts[a] + parts[b]))
+                w = worth(merged)
+                gain = w - (values[a] if math.isfinite(values[a]) else 0.0) - (
+                    values[b] if math.isfinite(values[b]) else 0.0)  # fmt: skip
+                if gain > best or pick is None:
+                    best, pick = gain, (a, b, merged, w)
+        if pick is None:
+            return None
+        a, b, merged, w = pick
+        keep = [k for k in range(len(parts)) if k not in (a, b)]
+        parts = [parts[k] for k in keep] + [merged]
+        values = [values[k] for k in keep] + [w]
+    return parts
 
 
 def _greedy_partition(
@@ -402,6 +480,7 @@ __all__ = [
     "candidate_groups",
     "cosine_affinity",
     "group_scores",
+    "neighbourhood_groups",
     "read_affinity",
     "stable_grouping",
     "write_affinity",

@@ -769,7 +769,7 @@ _OWN_FT = ("source", "rescale", "pt_steps")
 _OWN_PROBE = ("probe_every", "probe_batch", "probe_eta", "probe_rule", "first_order_above")
 #: fields added after own-data folders existed: left out of a run's identity at their default, so
 #: the runs stored before keep their ids
-_OWN_LATER = {"init_scale": None, "null": (), "patience": None}
+_OWN_LATER = {"init_scale": None, "null": (), "patience": None, "linearise": None}
 _OWN_NETWORK = ("trunk", "widths", "steps", "lr", "batch_size", "eval_every", "init_scale",
                 "patience")  # fmt: skip
 
@@ -836,6 +836,9 @@ class OwnDataRunConfig(RunConfig):
     probe_eta: float = Field(0.1, gt=0)
     probe_rule: Literal["sgd", "optimizer"] = "sgd"
     first_order_above: int = Field(12, ge=1)
+    linearise: int | None = Field(None, ge=1, description="at the end of training: the "
+                                  "linearised transfer estimate, trunk Jacobians projected to "
+                                  "this many dimensions")  # fmt: skip
 
     def row_fields(self) -> dict[str, Any]:
         data = super().row_fields()
@@ -884,6 +887,8 @@ class OwnDataRunConfig(RunConfig):
             errors += method_errors(self.method)
             if len(self.tasks) < 2:
                 errors.append(f"tasks: MTL with {self.method!r} needs at least two tasks")
+        if self.linearise is not None and self.regime != "mtl":
+            errors.append("linearise: the linearised transfer estimate is made by an MTL run")
         if self.method == "ptft":
             if self.source is None or self.rescale is None:
                 errors.append("source, rescale: method 'ptft' needs the source task and s")

@@ -347,6 +347,9 @@ def train_run(  # long: the run's one training, its checkpoints and its outcome,
             e["first_order_per_probe"] = [v[i].tolist() for v in prober.estimates]
         evals.append(e)
     failed = res.diverged_at is not None
+    lin_seconds = 0.0
+    if cfg.linearise is not None and not failed:
+        lin_seconds = _linearised(net, tasks, cfg, dev, evals)
     row = {
         **cfg.row_fields(),
         "run_id": cfg.run_id(),
@@ -362,10 +365,32 @@ def train_run(  # long: the run's one training, its checkpoints and its outcome,
         "probes": len(prober.values) if prober else 0,
         "probe_steps": prober.steps if prober else [],
         "first_order": bool(prober.first_order) if prober else False,
+        "linearise_seconds": lin_seconds,
     }
     params = ({k: v.detach().cpu() for k, v in net.trunk.state_dict().items()}
               if cfg.method == "stl" else {})  # fmt: skip
     return row, [], params, evals
+
+
+def _linearised(net: MultiTaskNet, tasks: Sequence[SupervisedTask], cfg: OwnDataRunConfig,
+                dev: Any, evals: list[dict[str, Any]]) -> float:  # fmt: skip
+    """The linearised transfer estimate of the network as it ended its training
+    (:mod:`mtlab.measure.linearised`): each task's row stored in its evaluation (``linearised``)
+    with the ridge strength chosen (``linearised_ridge``); returns the seconds it took."""
+    from mtlab.measure.linearised import linearise, transfer_matrix
+
+    t0 = time.perf_counter()
+    net.eval()
+    lins = linearise(net.trunk, list(net.heads), [t.kind for t in tasks],
+                     [(t["train"].x.to(dev), t["train"].y.to(dev)) for t in tasks],
+                     [(t["val"].x.to(dev), t["val"].y.to(dev)) for t in tasks],
+                     int(cfg.linearise or 0), seed=cfg.seed)  # fmt: skip
+    Z, lam = transfer_matrix(lins)
+    net.train()
+    for e, row in zip(evals, Z.tolist(), strict=True):
+        e["linearised"] = row
+        e["linearised_ridge"] = lam
+    return time.perf_counter() - t0
 
 
 class OwnDataFamily(SequentialFamily):
@@ -374,8 +399,9 @@ class OwnDataFamily(SequentialFamily):
     headline = ("test_metric", "val_metric")
     eval_keys = ("task",)
     columns = ("regime", "steps_done", "diverged_at", "stopped_at", "train_seconds", "measure_seconds",
-               "probe_seconds", "probes", "probe_steps", "first_order")  # fmt: skip
-    timing_columns = ("wall_s", "train_seconds", "measure_seconds", "probe_seconds")
+               "probe_seconds", "probes", "probe_steps", "first_order", "linearise_seconds")  # fmt: skip
+    timing_columns = ("wall_s", "train_seconds", "measure_seconds", "probe_seconds",
+                      "linearise_seconds")
 
     def sort_key(self, cfg: OwnDataRunConfig) -> tuple[Any, ...]:
         order = {"reference": 0, "stl": 1, "mtl": 2, "ptft": 3}[cfg.regime]

@@ -1,0 +1,166 @@
+"""The transfer estimators as plug-ins (issue 25): each one's runs through the executor, its
+estimate from the stored rows, the default chosen by the evidence, grouping for many tasks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from mtlab.advise.estimators import (
+    ESTIMATORS,
+    Context,
+    Surrogate,
+    candidate_pool,
+    compare,
+    load_evidence,
+    make_estimator,
+    task_steps,
+)
+from mtlab.advise.rules import default_estimator
+from mtlab.advise.synthetic import PLANTED, block_recovery, planted_block, planted_many
+from mtlab.grouping import best_grouping, neighbourhood_groups
+
+
+def test_default_estimator_rule():
+    rows = [{"estimator": "pairs", "cost_fraction": 1.0, "spearman": 1.0},
+            {"estimator": "a", "cost_fraction": 0.2, "spearman": 0.5},
+            {"estimator": "a", "cost_fraction": 0.1, "spearman": 0.3},
+            {"estimator": "b", "cost_fraction": 0.05, "spearman": 0.4},
+            {"estimator": "b", "cost_fraction": 0.05, "spearman": 0.4},
+            {"estimator": "c", "cost_fraction": 0.3, "spearman": 0.9}]  # fmt: skip
+    # c costs too much on its table; a and b tie on the mean Spearman: the cheaper b
+    assert default_estimator(rows) == "b"
+    rows[1]["spearman"] = 0.6  # a: mean 0.45 > 0.4
+    assert default_estimator(rows) == "a"
+    assert default_estimator(rows, cost_cap=0.5) == "c"
+    rows[1]["spearman"] = float("nan")  # a was not measurable on one table: not a candidate
+    assert default_estimator(rows) == "b"
+    with pytest.raises(ValueError, match="no estimator"):
+        default_estimator(rows[:1])
+
+
+def test_the_shipped_evidence_names_a_default():
+    ev = load_evidence()
+    assert {r["tasks"] for r in ev["rows"]} <= set(PLANTED)
+    name = default_estimator(ev["rows"])
+    assert name in ESTIMATORS and name != "pairs"
+
+
+def test_block_recovery_counts_only_pairs_of_block_tasks():
+    groups = [["A1", "A2", "A3", "L1"], ["B1", "B2"], ["B3", "N1"]]
+    r = block_recovery(groups)
+    assert r["precision"] == 1.0  # A1-A2, A1-A3, A2-A3, B1-B2; L1 and N1 do not count
+    assert r["recall"] == pytest.approx(4 / 6)  # B1-B3 and B2-B3 are missed
+    assert r["others_with_blocks"] == 1.0
+    assert block_recovery([["A1", "B1"], ["A2"], ["B2"]])["precision"] == 0.0
+    assert planted_block("A12") == "A" and planted_block("L1") is None
+    assert planted_block("N3") is None and planted_block("x0") is None
+
+
+def test_planted_many_tables():
+    df = planted_many(16, rows=300)
+    targets = [c for c in df.columns if not c.startswith("x")]
+    assert len(targets) == 16 and targets[-4:] == ["L1", "L2", "N1", "N2"]
+    assert len([c for c in planted_many(48, rows=50).columns if not c.startswith("x")]) == 48
+    with pytest.raises(ValueError, match="16 or 48"):
+        planted_many(20)
+
+
+def test_neighbourhood_groups_recover_planted_blocks_at_48_tasks():
+    """Above LARGE_T the search runs over neighbourhood groups: small enough for 48 tasks, and
+    the planted blocks are among them."""
+    T = 48
+    A = np.random.default_rng(0).normal(0, 0.01, (T, T))
+    blocks = [tuple(range(3 * b, 3 * b + 3)) for b in range(12)]
+    for b in blocks:
+        A[np.ix_(b, b)] += 0.2
+    pool = candidate_pool(A)
+    assert pool is not None and len(pool) < 2000 and all(b in pool for b in blocks)
+    assert candidate_pool(A[:16, :16]) is None
+    g = best_grouping(A, 16, [0.0] * T, time_limit=10, anytime=True, candidates=pool)
+    assert all(b in g.groups for b in blocks)
+    assert neighbourhood_groups(A, 2, 3) == sorted(set(neighbourhood_groups(A, 2, 3)),
+                                                   key=lambda x: (len(x), x))
+
+
+def test_task_steps_converts_probe_seconds():
+    row = {"tasks": ["a", "b"], "steps": 100, "steps_done": 50, "train_seconds": 2.0,
+           "probe_seconds": 1.0, "linearise_seconds": 1.0}  # fmt: skip
+    assert task_steps(row) == 100 + 100  # 2 s of probing at 100 task-steps per 2 s
+    assert task_steps({"tasks": ["a"], "steps": 10, "steps_done": None}) == 10
+
+
+def test_surrogate_subsets_cover_every_task_each_round():
+    from mtlab.runs.config import make_config
+
+    base = {"family": "owndata", "dataset": "digit-attributes",
+            "targets": ("odd", "ge5", "prime", "closed_loop")}  # fmt: skip
+    ctx = Context(base["targets"], (0, 1), lambda **f: make_config({**base, **f}))
+    est = Surrogate(size=2, rounds=3)
+    subs = est.subsets(ctx, 0)
+    assert len(subs) == 6 and all(len(s) == 2 for s in subs)
+    for r in range(3):
+        assert sorted(t for s in subs[2 * r: 2 * r + 2] for t in s) == sorted(ctx.tasks)
+    assert est.subsets(ctx, 0) == subs and est.subsets(ctx, 1) != subs
+
+
+@pytest.mark.slow
+def test_every_estimator_runs_through_the_executor(tmp_path):
+    """Each estimator's runs trained by the executor into one store, then judged against the
+    realised pairs on a tiny planted table (correctness of the plumbing, not of the numbers)."""
+    from mtlab.advise.synthetic import planted_blocks
+    from mtlab.runs.config import make_config
+    from mtlab.runs.executor import execute
+    from mtlab.runs.owndata import file_digest
+    from mtlab.runs.store import RunStore
+
+    data = tmp_path / "t.csv"
+    planted_blocks(2, 2, 0, 1, rows=400, features=6, kept=0.5).to_csv(data, index=False)
+    targets = ("A1", "A2", "B1", "B2", "N1")
+    base = {"family": "owndata", "data": str(data), "data_sha256": file_digest(data),
+            "targets": targets, "steps": 40, "widths": (8,), "eval_every": 10,
+            "probe_every": 10}  # fmt: skip
+    ctx = Context(targets, (0, 1), lambda **f: make_config({**base, **f}))
+    names = [n for n in ESTIMATORS if n != "pairs"]
+    configs = [c for n in ["pairs", *names] for c in make_estimator(n).configs(ctx)]
+    store = RunStore(tmp_path / "runs")
+    stats = execute(configs, store, progress=False)
+    assert stats["failed"] == 0
+    rows = {r["run_id"]: r for r in store.rows()}
+    result = compare(ctx, names, rows, budgets=(2,), time_limit=5)
+    assert [e["estimator"] for e in result["estimators"]] == names
+    for e in result["estimators"]:
+        m = np.asarray(e["matrix"])
+        assert m.shape == (5, 5) and np.isfinite(m).all() and (np.diag(m) == 0).all()
+        assert 0 < e["cost_fraction"] < math.inf and e["grouping"][0]["budget"] == 2
+        assert np.asarray(e["se"]).shape == (5, 5)
+    assert math.isfinite(result["realised"]["split_half_spearman"])
+
+
+@pytest.mark.slow
+def test_advise_groups_by_an_estimator_and_states_its_evidence(tmp_path):
+    """``--affinity surrogate`` (the choice ``auto`` makes by the evidence above 8 tasks on
+    some tables): its runs in the advice's folder, the grouping from its estimate, and the
+    report stating what it measured against the realised transfer."""
+    from mtlab.advise.synthetic import planted_blocks
+    from mtlab.cli import main
+
+    data = tmp_path / "t.csv"
+    planted_blocks(2, 2, 0, 1, rows=400, features=6, kept=0.5).to_csv(data, index=False)
+    out = tmp_path / "adv"
+    args = ["advise", "--data", str(data), "--targets", "A1,A2,B1,B2,N1", "--out", str(out),
+            "--model", "mlp:8", "--seeds", "2", "--steps", "40", "--methods", "",
+            "--rescales", "1", "--affinity", "surrogate", "--time-budget", "0", "--quiet"]
+    assert main(args) == 0
+    import json
+
+    advice = json.loads((out / "advice.json").read_text())
+    aff = advice["affinity"]
+    assert aff["source"] == "surrogate" and np.asarray(aff["mean"]).shape == (5, 5)
+    assert all(r["estimator"] == "surrogate" for r in aff["evidence"])
+    report = (out / "report.md").read_text()
+    assert "surrogate model of the transfer" in report
+    if aff["evidence"]:
+        assert "Measured against the realised transfer on planted tables" in report

@@ -339,11 +339,13 @@ def advise(  # long: the stages read as one procedure
     mtl_all = [done[c.run_id()] for c in all_cfgs]
     look, look_se, per_seed = _affinity(mtl_all)
     A, A_se, source = look, look_se, "lookahead"
+    n_seeds = len(per_seed)
     if want_est and estimator is not None:
         est = estimator.estimate(ctx, stages.stored())
         A, source = est.matrix, mode
         A_se = est.se if est.se is not None else np.full_like(A, np.nan)
-        per_seed = list(est.meta.get("per_seed") or [])
+        per_seed = list(est.meta.get("per_seed") or [])  # (the surrogate pools its seeds)
+        n_seeds = int(est.meta.get("seeds", len(per_seed)))
 
     # (3) the grouping for every budget
     groupings = _groupings(A, tasks, per_seed)
@@ -510,7 +512,7 @@ def advise(  # long: the stages read as one procedure
             "source": source,
             "mean": A.tolist(),
             "se": A_se.tolist(),
-            "seeds": len(per_seed),
+            "seeds": n_seeds,
             "lookahead": {"mean": look.tolist(), "se": look_se.tolist()},
             "lookahead_vs_used_corr": _offdiag_corr(look, A) if source != "lookahead" else None,
             "evidence": [r for r in evidence["rows"] if r["estimator"] == source],

@@ -21,7 +21,10 @@ Stages:
    (:func:`~mtlab.advise.rules.network_scale`).
 2. MTL on all tasks with lookahead affinity probes, per seed → the lookahead affinity (mean and
    standard error over seeds); every task alone with the step budget at the networks' scale (the
-   pretraining of PT+FT, and the baseline of the pairs). With ``affinity="pairs"`` (the default up
+   pretraining of PT+FT, and the baseline of the pairs). Above ``PAIRS_MAX_TASKS`` tasks the
+   transfer that drives the grouping is estimated (:mod:`mtlab.advise.estimators`; by default
+   the estimator :func:`~mtlab.advise.rules.default_estimator` picks from the measured
+   evidence), its runs in this sweep. With ``affinity="pairs"`` (the default up
    to ``PAIRS_MAX_TASKS`` tasks), also every pair of tasks trained together → the *realised*
    pairwise transfer ``1 − L_i(i with j) / L_i(i alone)``, ``L`` the lowest validation loss over
    checkpoints, alone at the same initial scale (the unit of the lookahead affinity: a relative

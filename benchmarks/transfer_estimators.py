@@ -104,7 +104,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tables", default="16,48")
     ap.add_argument("--work", type=Path, default=Path("/tmp/mtlab-transfer-estimators"))
-    ap.add_argument("--estimators", default="lookahead,first-order,linearised,surrogate")
+    ap.add_argument("--estimators",
+                    default="short-pairs,lookahead,first-order,linearised,surrogate")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/transfer_estimators.json")
     ap.add_argument("--evidence", type=Path,
                     default=ROOT / "src/mtlab/advise" / EVIDENCE_FILE)  # fmt: skip

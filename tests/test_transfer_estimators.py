@@ -14,6 +14,7 @@ from mtlab.advise.estimators import (
     Surrogate,
     candidate_pool,
     compare,
+    estimator_context,
     load_evidence,
     make_estimator,
     task_steps,
@@ -92,6 +93,20 @@ def test_task_steps_converts_probe_seconds():
     assert task_steps({"tasks": ["a"], "steps": 10, "steps_done": None}) == 10
 
 
+def test_short_pairs_are_the_pairs_for_a_fraction_of_the_budget():
+    from mtlab.advise.estimators import Pairs, ShortPairs
+    from mtlab.runs.config import make_config
+
+    base = {"family": "owndata", "dataset": "digit-attributes", "targets": ("odd", "ge5", "prime"),
+            "steps": 800, "patience": 5}  # fmt: skip
+    ctx = Context(base["targets"], (0, 1), lambda **f: make_config({**base, **f}))
+    full, short = Pairs().configs(ctx), ShortPairs(0.1).configs(ctx)
+    assert len(full) == len(short) == 2 * 3 + 2 * 3
+    assert {c.steps for c in short} == {80} and {c.eval_every for c in short} == {20}
+    assert {c.patience for c in short} == {None}
+    assert [(c.tasks, c.seed) for c in short] == [(c.tasks, c.seed) for c in full]
+
+
 def test_surrogate_subsets_cover_every_task_each_round():
     from mtlab.runs.config import make_config
 
@@ -124,7 +139,12 @@ def test_every_estimator_runs_through_the_executor(tmp_path):
             "probe_every": 10}  # fmt: skip
     ctx = Context(targets, (0, 1), lambda **f: make_config({**base, **f}))
     names = [n for n in ESTIMATORS if n != "pairs"]
-    configs = [c for n in ["pairs", *names] for c in make_estimator(n).configs(ctx)]
+    own = estimator_context(ctx)
+    configs = make_estimator("pairs").configs(ctx) + [
+        c for n in names for c in make_estimator(n).configs(own)]
+    # the estimators never train on the reference's seeds (their noise would be shared)
+    assert {c.seed for c in configs[: len(make_estimator("pairs").configs(ctx))]}.isdisjoint(
+        {c.seed for c in configs[len(make_estimator("pairs").configs(ctx)):]})
     store = RunStore(tmp_path / "runs")
     stats = execute(configs, store, progress=False)
     assert stats["failed"] == 0

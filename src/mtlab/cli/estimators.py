@@ -19,7 +19,8 @@ DESCRIPTION = (
     "(and as a fraction of the realised pairs'), Spearman and Pearson correlation over the "
     "pairs, sign accuracy on pairs whose realised transfer is clearly non-zero (beyond 2 s.e.), "
     "and the grouping regret per budget — beside the realised matrix's own split-half "
-    "reliability, the ceiling. Writes estimators.json, estimators.csv, estimators.md and "
+    "reliability, the ceiling. The estimators train on seeds of their own (1000 on), so that "
+    "none shares its noise with the reference. Writes estimators.json, estimators.csv, estimators.md and "
     "estimators.png."
 )
 
@@ -42,12 +43,12 @@ def add(sub: Any) -> None:
     ap.add_argument("--patience", type=options.positive, default=5)
     ap.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     ap.add_argument("--batch-size", type=options.positive, default=128)
-    options.add_sweep(ap, report=False)
+    options.add_sweep(ap, report=False, append=False)
     ap.set_defaults(run=run, trains=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    from mtlab.advise.estimators import Context, make_estimator
+    from mtlab.advise.estimators import Context, estimator_context, make_estimator
     from mtlab.advise.pipeline import auto_steps
     from mtlab.cli import owndata
     from mtlab.tasks.base import DataError
@@ -66,9 +67,11 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, DataError) as err:
         return fail(str(err))
     ctx = Context(tuple(data.tasks), tuple(range(args.seeds)), data.config)
-    configs = [c for e in [make_estimator("pairs"), *ests] for c in e.configs(ctx)]
+    own = estimator_context(ctx)  # the estimators' own seeds (not the reference's)
+    configs = make_estimator("pairs").configs(ctx) + [c for e in ests for c in e.configs(own)]
     configs = list({c.run_id(): c for c in configs}.values())
     args.no_report = True
+    args.append = True  # more estimators (or seeds) later add their runs to the same folder
     extra = {"data": str(args.data), "estimators": names, "result": "estimators.json"}
     code = execute_sweep(args, "estimators", "custom", configs, extra,
                          f"estimators on {len(data.tasks)} tasks of {args.data}", data.identity)

@@ -352,19 +352,33 @@ def _stored_ids(out):
             if x.strip()]  # fmt: skip
 
 
-def _count_trainings(monkeypatch) -> list:
-    """Every training the own-data family starts in this process, counted."""
+class _Trainings:
+    """Run ids appended to a file by every training — in this process or a forked worker."""
+
+    def __init__(self, path) -> None:
+        self.path = path
+
+    def __iter__(self):
+        text = self.path.read_text() if self.path.exists() else ""
+        return iter(text.split())
+
+    def __len__(self) -> int:
+        return len(list(iter(self)))
+
+
+def _count_trainings(monkeypatch, path) -> _Trainings:
+    """Every training the own-data family starts (workers are forked with the counter)."""
     from mtlab.runs import owndata
 
-    calls: list = []
     real = owndata.train_run
 
     def counting(cfg, *args, **kwargs):
-        calls.append(cfg.run_id())
+        with open(path, "a") as f:
+            f.write(cfg.run_id() + "\n")
         return real(cfg, *args, **kwargs)
 
     monkeypatch.setattr(owndata, "train_run", counting)
-    return calls
+    return _Trainings(path)
 
 
 def test_advise_killed_mid_stage_resumes_training_nothing_twice(tmp_path, capsys, monkeypatch):
@@ -391,7 +405,7 @@ def test_advise_killed_mid_stage_resumes_training_nothing_twice(tmp_path, capsys
     before = len(set(_stored_ids(out)))
     assert 6 <= before and not (out / "advice.json").exists()  # stopped in its first stage
     assert (out / ".lock").exists()
-    trainings = _count_trainings(monkeypatch)
+    trainings = _count_trainings(monkeypatch, tmp_path / "trainings.txt")
     assert main(["advise", "--data", str(data), "--out", str(out), *SMALL]) == 0
     err = capsys.readouterr().err
     ids = _stored_ids(out)
@@ -469,12 +483,12 @@ def test_a_rerun_trains_only_what_is_missing_or_needed(tmp_path, monkeypatch):
                             "rescale": 0.5})]  # fmt: skip
     store = RunStore(tmp_path / "o")
     assert execute(configs, store, progress=False)["trained"] == 3
-    trainings = _count_trainings(monkeypatch)
+    trainings = _count_trainings(monkeypatch, tmp_path / "trainings.txt")
     execute(configs, store, progress=False)
-    assert trainings == []
+    assert list(trainings) == []
     (store.root / "params" / f"{stl.run_id()}.pt").unlink()  # the dependency's trunk is lost
     stats = execute(configs, store, progress=False)
-    assert trainings == [stl.run_id()] and stats["redone"] == 1
+    assert list(trainings) == [stl.run_id()] and stats["redone"] == 1
 
 
 def test_a_changed_data_file_fails_its_runs_instead_of_mixing(tmp_path):

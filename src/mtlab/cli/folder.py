@@ -80,9 +80,12 @@ def check_out(
 
 
 def make_executor(args: argparse.Namespace) -> Any:
-    """The executor the command line asks for (checked, not started); ExecutorError if not."""
-    from mtlab.runs.executor import ExecutorError, LocalExecutor
+    """The executor the command line asks for (checked, not started); ExecutorError if not:
+    worker processes on this machine (the default; ``--workers 0``: in this process) or Ray."""
+    from mtlab.runs.executor import ExecutorError
+    from mtlab.runs.workers import make_local_executor
 
+    workers = getattr(args, "workers", None)
     if args.executor == "local":
         given = [
             flag
@@ -90,13 +93,19 @@ def make_executor(args: argparse.Namespace) -> Any:
                 ("--address", args.address, None),
                 ("--cpus-per-chunk", args.cpus_per_chunk, 1.0),
                 ("--gpus-per-chunk", args.gpus_per_chunk, 0.0),
-                ("--retries", args.retries, 3),
             )
             if value != default
         ]
         if given:
             raise ExecutorError(f"{', '.join(given)} only apply with --executor ray")
-        return LocalExecutor(args.device)
+        if workers == 0 and args.retries != 3:
+            raise ExecutorError("--retries applies to worker processes or Ray, not --workers 0")
+        if args.retries < 0:
+            raise ExecutorError(f"--retries must be >= 0 (got {args.retries})")
+        return make_local_executor(workers, args.device, args.retries)
+    if workers is not None:
+        raise ExecutorError("--workers is for this machine; with --executor ray the cluster's "
+                            "CPUs set how many chunks run at once (--cpus-per-chunk)")  # fmt: skip
     from mtlab.runs.ray_executor import RayExecutor, require_ray
 
     require_ray()  # the install line, before any work
@@ -266,8 +275,9 @@ def execute_sweep(
         return 0
 
     def body(store: Any) -> int:
-        where = "" if folder.executor.name == "local" else (
-            f" on Ray ({args.address or 'local instance'})")  # fmt: skip
+        where = {"local": " (in this process)",
+                 "workers": f" ({folder.executor.slots} worker processes)"}.get(
+            folder.executor.name, f" on Ray ({args.address or 'local instance'})")  # fmt: skip
         print(f"mtlab: {len(planned_ids(configs))} runs of {label} -> {args.out}{where}",
               file=sys.stderr)  # fmt: skip
         stats = folder.execute(configs)

@@ -18,6 +18,17 @@ def positive(value: str) -> int:
     return n
 
 
+def workers(text: str) -> int:
+    """``--workers``: a count >= 0."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
+    return n
+
+
 def chunk(value: str) -> int | str:
     if value in ("auto", "measure"):
         return value
@@ -144,10 +155,16 @@ def add_sweep(
         "OUT/plan.json and reused) or a number; 1 = one at a time",
     )  # fmt: skip
     sp.add_argument("--device", type=device, default="cpu", help="torch device (default cpu)")
+    sp.add_argument(
+        "--workers", type=workers, default=None,
+        help="worker processes on this machine, one thread each (default: one per core "
+        "granted to mtlab; the numbers are bitwise the same for any count); 0 = in this "
+        "process",
+    )  # fmt: skip
     cluster = sp.add_argument_group('cluster (Ray; pip install "mtlab[ray]")')
     cluster.add_argument(
         "--executor", choices=("local", "ray"), default="local",
-        help="where chunks run: in this process (default) or as Ray tasks",
+        help="where chunks run: on this machine (default; see --workers) or as Ray tasks",
     )  # fmt: skip
     cluster.add_argument(
         "--address", default=None,
@@ -164,8 +181,8 @@ def add_sweep(
     )  # fmt: skip
     cluster.add_argument(
         "--retries", type=int, default=3,
-        help="times a chunk whose worker died is retried before its runs are tried one at a "
-        "time, then stored as failed (default 3)",
+        help="times a chunk whose worker (process or Ray task) died is retried before its "
+        "runs are tried one at a time, then stored as failed (default 3)",
     )  # fmt: skip
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
     if report:
@@ -196,4 +213,5 @@ __all__ = [
     "own_data_without_data",
     "positive",
     "widths",
+    "workers",
 ]

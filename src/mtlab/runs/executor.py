@@ -1,11 +1,13 @@
 """Executing a sweep: dedupe, resume, order by dependency, batch into ensembles, run, store.
 
-``execute(configs, store, executor=…)`` trains every run of ``configs`` not yet in ``store`` —
-first the runs they depend on (pretraining), then the rest — grouping compatible runs (same family
-group key) into ensembles (chunks). Where the chunks run is the :class:`Executor`'s part: in this
-process (:class:`LocalExecutor`, the default) or as Ray tasks
+``execute(configs, store, executor=…)`` trains every run of ``configs`` not yet in ``store``,
+grouping compatible runs (same family group key and dependency phase) into ensembles (chunks).
+A chunk starts as soon as the runs it depends on (its pretrainings) are stored
+(:class:`Schedule`). Where the chunks run is the :class:`Executor`'s part: in this process
+(:class:`LocalExecutor`, the default of this function), in worker processes
+(:class:`mtlab.runs.workers.WorkerExecutor`, the command line's default) or as Ray tasks
 (:class:`mtlab.runs.ray_executor.RayExecutor`); the plan, the storing (this process is the only
-writer) and the run isolation are the same for both.
+writer) and the run isolation are the same for all three.
 
 The ensemble size per group: ``chunk="auto"`` (default) asks the family's deterministic cost
 model (:meth:`~mtlab.runs.family.Family.auto_chunk`), so the plan — and with it every number —
@@ -104,22 +106,59 @@ def planned_ids(configs: Sequence[RunConfig]) -> set[str]:
     return {c.run_id() for phase in expand_dependencies(configs) for c in phase}
 
 
-def _skip_failed_dependencies(
-    phase: Sequence[RunConfig], store: RunStore, sink: Any
-) -> list[RunConfig]:
-    """The runs of ``phase`` whose dependencies did not fail; the others are stored as failed,
-    their reason naming the failed dependency (never trained on its diverged parameters)."""
-    rows = {r["run_id"]: r for r in store.rows()}
-    keep = []
-    for cfg in phase:
-        bad = [d for d in cfg.dependencies() if rows.get(d.run_id(), {}).get("status") == "failed"]
-        if not bad:
-            keep.append(cfg)
-            continue
-        dep = rows[bad[0].run_id()]
-        reason = f"dependency {dep['run_id']} ({dep.get('method')}) failed: {dep.get('reason')}"
-        sink(failed_row(cfg, reason), [], {})
-    return keep
+class Schedule:
+    """The chunks of a sweep, each released as soon as the runs it starts from are stored —
+    not after the whole previous phase (a finetuning chunk waits only for its own
+    pretrainings). :meth:`ready` hands out, in plan order, every chunk whose dependencies are
+    stored; a run whose dependency failed is stored as failed (its reason naming the
+    dependency) instead of being trained on diverged parameters. Every executor drives one."""
+
+    def __init__(self, chunks: Sequence[Sequence[RunConfig]], store: RunStore, sink: Any) -> None:
+        self._sink = sink
+        self._waiting: list[tuple[list[RunConfig], set[str]]] = [
+            (list(part), {d.run_id() for c in part for d in c.dependencies()}) for part in chunks
+        ]
+        self._pending = {c.run_id() for part in chunks for c in part}  # not yet stored
+        self._rows = {r["run_id"]: r for r in store.rows()}
+        self.released = 0
+
+    def stored(self, row: dict[str, Any]) -> None:
+        """A run was stored (the executors' sink calls this)."""
+        self._pending.discard(row["run_id"])
+        self._rows[row["run_id"]] = row
+
+    def finished(self) -> bool:
+        """Every chunk has been handed out."""
+        return not self._waiting
+
+    def ready(self) -> list[list[RunConfig]]:
+        """The chunks whose dependencies are all stored, removed from the schedule."""
+        out, keep = [], []
+        for part, deps in self._waiting:
+            if deps & self._pending:
+                keep.append((part, deps))
+                continue
+            runnable = []
+            for cfg in part:
+                bad = [d for d in cfg.dependencies()
+                       if self._rows.get(d.run_id(), {}).get("status") == "failed"]  # fmt: skip
+                if not bad:
+                    runnable.append(cfg)
+                    continue
+                dep = self._rows[bad[0].run_id()]
+                reason = f"dependency {dep['run_id']} ({dep.get('method')}) failed: {dep.get('reason')}"
+                self._sink(failed_row(cfg, reason), [], {})
+            if runnable:
+                out.append(runnable)
+        self._waiting = keep
+        self.released += len(out)
+        return out
+
+    def check_progress(self, running: int) -> None:
+        """Raise if chunks wait on runs that nothing is training (a planning bug)."""
+        if self._waiting and running == 0:
+            missing = sorted(set().union(*(d for _, d in self._waiting)) & self._pending)[:3]
+            raise RuntimeError(f"chunks wait on runs that are not scheduled: {missing}")
 
 
 def run_isolated(
@@ -156,12 +195,11 @@ def failed_row(cfg: RunConfig, reason: str) -> dict[str, Any]:
 
 
 class Executor(Protocol):
-    """Where the chunks of a dependency phase run. The planning (dedupe, resume, dependency
-    phases, ensemble sizes) and the storing are the executor-independent part
-    (:func:`execute`); an executor only runs each chunk of one phase — through
-    :func:`run_isolated`, so a raising run fails alone — and hands every finished run to
-    ``sink`` in the driver, the only writer of the store. A phase starts once the previous
-    one is stored (pretraining before finetuning)."""
+    """Where the chunks run. The planning (dedupe, resume, dependency phases, ensemble sizes)
+    and the storing are the executor-independent part (:func:`execute`); an executor takes
+    the chunks that the :class:`Schedule` releases — a chunk as soon as the runs it depends on
+    are stored — runs each through :func:`run_isolated`, so a raising run fails alone, and
+    hands every finished run to ``sink`` in the driver, the only writer of the store."""
 
     name: str
     #: the torch device the chunks run on (for the ensemble cost model)
@@ -176,14 +214,9 @@ class Executor(Protocol):
     def close(self) -> None:
         """Release it; safe to call twice."""
 
-    def run_phase(
-        self,
-        chunks: Sequence[Sequence[RunConfig]],
-        pretrained: Pretrained,
-        sink: Any,
-        on_chunk: Any,
-    ) -> None:
-        """Run every chunk; ``on_chunk(part, seconds, info)`` after each."""
+    def run(self, schedule: Schedule, pretrained: Pretrained, sink: Any, on_chunk: Any) -> None:
+        """Run every chunk of ``schedule`` as it becomes ready; ``on_chunk(part, seconds,
+        info)`` after each."""
 
 
 class ExecutorError(RuntimeError):
@@ -191,7 +224,8 @@ class ExecutorError(RuntimeError):
 
 
 class LocalExecutor:
-    """In this process, one chunk after another; every run is stored as it finishes."""
+    """In this process, one chunk after another; every run is stored as it finishes (the
+    command line's ``--workers 0``; its default is :class:`mtlab.runs.workers.WorkerExecutor`)."""
 
     name = "local"
     slots = 1
@@ -205,17 +239,14 @@ class LocalExecutor:
     def close(self) -> None:
         return None
 
-    def run_phase(
-        self,
-        chunks: Sequence[Sequence[RunConfig]],
-        pretrained: Pretrained,
-        sink: Any,
-        on_chunk: Any,
-    ) -> None:
-        for part in chunks:
-            t0 = time.perf_counter()
-            run_isolated(family_of(part[0]), part, pretrained, sink, self.device)
-            on_chunk(part, time.perf_counter() - t0, {})
+    def run(self, schedule: Schedule, pretrained: Pretrained, sink: Any, on_chunk: Any) -> None:
+        while not schedule.finished():
+            parts = schedule.ready()
+            schedule.check_progress(len(parts))
+            for part in parts:
+                t0 = time.perf_counter()
+                run_isolated(family_of(part[0]), part, pretrained, sink, self.device)
+                on_chunk(part, time.perf_counter() - t0, {})
 
 
 def _groups(phase: Sequence[RunConfig]) -> list[list[RunConfig]]:
@@ -349,29 +380,31 @@ def execute(
         if store.add(row, curve, params, evals=evals):  # False: already stored (idempotent)
             stats["trained"] += 1
             stats["failed"] += row.get("status") == "failed"
+        if schedule is not None:
+            schedule.stored(row)
         bar.update(1)
 
     def on_chunk(part: Sequence[RunConfig], seconds: float, info: dict[str, Any]) -> None:
         stats["chunks"].append(
             {"method": part[0].method, "size": len(part), "seconds": seconds, **info}
         )
-        bar.set_postfix_str(f"{phase_label[0]}; done: {part[0].method} x{len(part)}")
+        bar.set_postfix_str(f"{len(stats['chunks'])} chunks done; last: {part[0].method} x{len(part)}")
 
-    phase_label = [""]
+    schedule: Schedule | None = None
     opened = executor.start()  # the caller may have started it (to check its resources first)
     try:
-        for p, phase in enumerate(todo):
-            phase = _skip_failed_dependencies(phase, store, sink)
-            chunks: list[list[RunConfig]] = []
+        chunks: list[list[RunConfig]] = []
+        for phase in todo:  # the same plan as phase by phase; chunks never span two phases
             for group in _groups(phase):
                 fam = family_of(group[0])
                 size = _chunk_size(fam, group, chunk, pretrained, device, stored_plan)
                 if chunk == "measure":
                     store.write_json("plan.json", stored_plan)
                 chunks += [group[i : i + size] for i in range(0, len(group), size)]
-            phase_label[0] = f"phase {p + 1}/{len(todo)}, {len(chunks)} chunks"
-            bar.set_postfix_str(phase_label[0])
-            executor.run_phase(chunks, pretrained, sink, on_chunk)
+        label = f"{len(chunks)} chunks"
+        bar.set_postfix_str(label)
+        schedule = Schedule(chunks, store, sink)
+        executor.run(schedule, pretrained, sink, on_chunk)
     finally:
         bar.close()
         stats["seconds"] = time.perf_counter() - t_start

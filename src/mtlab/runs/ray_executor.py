@@ -6,7 +6,8 @@ declaring ``cpus_per_chunk`` CPUs and ``gpus_per_chunk`` GPUs. A task trains its
 :func:`~mtlab.runs.executor.run_isolated` — a run that raises or diverges fails alone, with its
 reason — and *returns* rows, curves and parameters; the driver stores them (idempotently, by run
 id), so a retried chunk can never double a row. Pretrained parameters travel as Ray objects,
-put once per phase and never recomputed.
+put once and never recomputed. A chunk is submitted as soon as the runs it depends on are
+stored (:class:`~mtlab.runs.executor.Schedule`), not after the whole previous phase.
 
 Faults: a chunk whose worker dies (killed, out of memory, node lost) is retried by Ray up to
 ``retries`` times; if it still fails, its runs are resubmitted one at a time — each with the
@@ -237,21 +238,22 @@ class RayExecutor:
     def _threads(self) -> int:
         return max(1, int(self.cpus_per_chunk))
 
-    def run_phase(
-        self,
-        chunks: Sequence[Sequence[RunConfig]],
-        pretrained: Pretrained,
-        sink: Any,
-        on_chunk: Any,
-    ) -> None:  # long: the submit / wait / isolate loop is one piece
+    def run(self, schedule: Any, pretrained: Pretrained, sink: Any, on_chunk: Any) -> None:
+        # long: the submit / wait / isolate loop is one piece
         ray = self._ray
         refs: dict[str, Any] = {}
-        for part in chunks:
-            for d in _dependency_ids(part):
-                if d not in refs:  # each pretrained model is put once per phase
-                    refs[d] = ray.put(pretrained(d))
-        pending = {self._submit(p, refs): (list(p), time.perf_counter()) for p in chunks}
+        pending: dict[Any, tuple[list[RunConfig], float]] = {}
+
+        def submit_ready() -> None:
+            for part in schedule.ready():  # a chunk as soon as its pretrainings are stored
+                for d in _dependency_ids(part):
+                    if d not in refs:  # each pretrained model is put once
+                        refs[d] = ray.put(pretrained(d))
+                pending[self._submit(part, refs)] = (list(part), time.perf_counter())
+            schedule.check_progress(len(pending))
+
         try:
+            submit_ready()
             while pending:
                 # a bounded wait: Python handles a Ctrl-C between waits, not inside Ray's C++
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_S)
@@ -273,11 +275,13 @@ class RayExecutor:
                     )
                     sink(failed_row(part[0], reason), [], {})
                     on_chunk(part, time.perf_counter() - t0, {"lost": True})
+                    submit_ready()
                     continue
                 for result in out["results"]:
                     sink(*result)
                 info = {k: out[k] for k in ("compute_seconds", "pid", "node")}
                 on_chunk(part, time.perf_counter() - t0, info)
+                submit_ready()
         except BaseException:
             # Ctrl-C (or the driver failing): closing ends this job — Ray stops a
             # job's tasks when its driver disconnects — and takes a local instance down. Not

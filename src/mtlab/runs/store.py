@@ -217,10 +217,12 @@ class RunStore:
                     continue  # torn line from an interrupted write
 
     def rows(self) -> list[dict[str, Any]]:
+        """The latest row of each run, ordered by run id — not by when it finished, so that
+        every table (and every sum over it) is the same for any executor and worker count."""
         latest: dict[str, dict[str, Any]] = {}
         for row in self._read_lines(self.rows_path):
             latest[row["run_id"]] = row
-        return list(latest.values())
+        return [latest[k] for k in sorted(latest)]
 
     def done_ids(self) -> set[str]:
         return {r["run_id"] for r in self.rows()}
@@ -251,7 +253,7 @@ class RunStore:
         for line in self._read_lines(self.curves_path):
             latest[line["run_id"]] = line["curve"]  # one curve per run id (the last written)
         recs = []
-        for run_id, curve in latest.items():
+        for run_id, curve in sorted(latest.items()):
             for point in curve:
                 step = point.get("step")
                 for k, v in point.items():

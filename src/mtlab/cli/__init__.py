@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "trains", False):
         configure_threads()
+        from mtlab.runs.workers import keep_freed_memory
+
+        keep_freed_memory()  # in this process too (--workers 0); worker processes set it again
     from mtlab.runs.config import ConfigError
 
     try:

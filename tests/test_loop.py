@@ -404,3 +404,57 @@ def test_aggregated_step_state_follows_the_run_not_the_slot():
         assert alone.steps == together[i].steps
         for k in ALL:
             torch.testing.assert_close(alone.params[k], together[i].params[k])
+
+
+def test_runs_on_shared_draws_keep_one_copy_and_equal_runs_alone():
+    """Six runs on two data draws (three each, interleaved): the inputs kept once per draw
+    (``TrainData.src``) give the numbers of the runs alone — through compaction (runs finish at
+    different times, a draw no run uses any more is dropped) — and the layout puts each draw's
+    runs side by side."""
+    from mtlab.train.ensemble import grouped_layout
+
+    net = DiagonalNet(40, 1)
+    two = _problem(2)
+    src = torch.tensor([0, 1, 0, 1, 1, 0])
+    grouped = TrainData([two.x[0]], [two.y[0][src]], (0,), two.weights, None, [src])
+    per_run = TrainData([two.x[0][src]], [two.y[0][src]], (0,), two.weights)
+    pos, k = grouped_layout(src, 2)
+    assert k == 3 and sorted(pos.tolist()) == list(range(6))
+    assert (pos // k == src).all()
+    cfg = LoopConfig(max_steps=3000, threshold=1e-9, sync_every=50, log_every=500)
+    alphas = torch.tensor([1e-2, 1e-1, 3e-2, 0.5, 1e-2, 0.2], dtype=torch.float64)
+    lrs = torch.linspace(0.05, 0.2, 6, dtype=torch.float64)
+    together = train_ensemble(net, net.init(alphas), grouped, ALL, lrs, cfg)
+    reference = train_ensemble(net, net.init(alphas), per_run, ALL, lrs, cfg)
+    assert len({o.steps for o in together}) > 1  # compaction happened
+    for a, b in zip(reference, together, strict=True):
+        assert a.steps == b.steps and a.status == b.status
+        for name in ALL:
+            assert torch.allclose(a.params[name], b.params[name], rtol=1e-9, atol=1e-12)
+    kept = grouped.index(torch.tensor([1, 3]))  # both on draw 1: one shared copy
+    assert kept.x[0].shape[0] == 1 and kept.src == [None]
+    mixed = grouped.index(torch.tensor([4, 2]))
+    assert mixed.x[0].shape[0] == 2 and torch.equal(mixed.per_run_x(0), two.x[0][[1, 0]])
+    with pytest.raises(ValueError, match="full-batch"):
+        train_ensemble(net, net.init(alphas), grouped, ALL, lrs, LoopConfig(batch_size=4))
+
+
+def test_diagonal_closed_form_on_grouped_draws_equals_autograd():
+    from mtlab.train.ensemble import _mse_losses
+
+    net = DiagonalNet(40, 2)
+    two = _problem(3)
+    src = torch.tensor([2, 0, 2, 1, 0])
+    data = TrainData([two.x[0], two.x[0]], [two.y[0][src], 2 * two.y[0][src]], (0, 1),
+                     torch.tensor([0.3, 0.7], dtype=torch.float64), None, [src, src])  # fmt: skip
+    params = {k: v.requires_grad_(True) for k, v in
+              net.init(torch.full((5,), 0.3, dtype=torch.float64)).items()}  # fmt: skip
+    fn = _mse_losses(net, data, data.x, data.y)
+    w = data.weights[:, None].expand(-1, 5)
+    losses, grads = fn.closed_form(params, w, tuple(ALL))
+    auto = fn(params)
+    total = (w * auto).sum()
+    ref = torch.autograd.grad(total, [params[k] for k in ALL])
+    assert torch.allclose(losses, auto.detach(), rtol=1e-12)
+    for k, g in zip(ALL, ref, strict=True):
+        assert torch.allclose(grads[k], g, rtol=1e-10, atol=1e-12)

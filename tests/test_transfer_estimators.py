@@ -19,34 +19,47 @@ from mtlab.advise.estimators import (
     make_estimator,
     task_steps,
 )
-from mtlab.advise.rules import default_estimator
+from mtlab.advise.rules import default_estimator, evidence_table
 from mtlab.advise.synthetic import PLANTED, block_recovery, planted_block, planted_many
 from mtlab.grouping import best_grouping, neighbourhood_groups
 
 
 def test_default_estimator_rule():
-    rows = [{"estimator": "pairs", "cost_fraction": 1.0, "spearman": 1.0},
-            {"estimator": "a", "cost_fraction": 0.2, "spearman": 0.5},
-            {"estimator": "a", "cost_fraction": 0.1, "spearman": 0.3},
-            {"estimator": "b", "cost_fraction": 0.05, "spearman": 0.4},
-            {"estimator": "b", "cost_fraction": 0.05, "spearman": 0.4},
-            {"estimator": "c", "cost_fraction": 0.3, "spearman": 0.9}]  # fmt: skip
-    # c costs too much on its table; a and b tie on the mean Spearman: the cheaper b
-    assert default_estimator(rows) == "b"
-    rows[1]["spearman"] = 0.6  # a: mean 0.45 > 0.4
-    assert default_estimator(rows) == "a"
-    assert default_estimator(rows, cost_cap=0.5) == "c"
-    rows[1]["spearman"] = float("nan")  # a was not measurable on one table: not a candidate
-    assert default_estimator(rows) == "b"
+    rows = [{"estimator": "pairs", "tasks": 16, "cost_fraction": 1.0, "spearman": 1.0},
+            {"estimator": "a", "tasks": 16, "cost_fraction": 0.2, "spearman": 0.5},
+            {"estimator": "a", "tasks": 48, "cost_fraction": 0.2, "spearman": 0.5},
+            {"estimator": "b", "tasks": 16, "cost_fraction": 0.05, "spearman": 0.4},
+            {"estimator": "b", "tasks": 48, "cost_fraction": 0.05, "spearman": 0.3},
+            {"estimator": "c", "tasks": 16, "cost_fraction": 0.3, "spearman": 0.9},
+            {"estimator": "d", "tasks": 48, "cost_fraction": 0.05, "spearman": 0.3}]  # fmt: skip
+    # 16 tasks (cap 25 %): c costs too much, a has the highest Spearman
+    assert default_estimator(rows, 16) == "a" == default_estimator(rows, 20)
+    # 48 tasks (cap 10 %): a costs too much there; b and d tie: the first by name
+    assert default_estimator(rows, 48) == "b" == default_estimator(rows, 100)
+    assert default_estimator(rows, 16, caps={16: 0.5}) == "c"
+    rows[1]["spearman"] = float("nan")  # a was not measurable at 16 tasks: not a candidate
+    assert default_estimator(rows, 16) == "b"
+    rows[4]["cost_fraction"] = 0.02  # b cheaper than d at the same Spearman
+    assert default_estimator(rows, 48) == "b"
+    rows[4]["spearman"] = 0.29
+    assert default_estimator(rows, 48) == "d"
     with pytest.raises(ValueError, match="no estimator"):
-        default_estimator(rows[:1])
+        default_estimator(rows[:1], 16)
+    with pytest.raises(ValueError, match="no table"):
+        default_estimator([], 16)
 
 
-def test_the_shipped_evidence_names_a_default():
+def test_the_evidence_table_is_the_nearest_on_a_log_scale():
+    assert [evidence_table(t, [16, 48]) for t in (9, 16, 27, 28, 48, 500)] == [
+        16, 16, 16, 48, 48, 48]  # fmt: skip
+
+
+def test_the_shipped_evidence_names_a_default_at_every_table():
     ev = load_evidence()
-    assert {r["tasks"] for r in ev["rows"]} <= set(PLANTED)
-    name = default_estimator(ev["rows"])
-    assert name in ESTIMATORS and name != "pairs"
+    assert {r["tasks"] for r in ev["rows"]} == set(PLANTED)
+    for T in PLANTED:
+        name = default_estimator(ev["rows"], T)
+        assert name in ESTIMATORS and name != "pairs"
 
 
 def test_block_recovery_counts_only_pairs_of_block_tasks():

@@ -19,8 +19,9 @@ The estimators are plug-ins behind one interface (:class:`Estimator`): ``configs
 own-data runs it needs (trained by the executor into the folder's store, like every training),
 ``estimate(ctx, rows)`` turns their stored rows into a :class:`TransferEstimate` — the mean over
 seeds, its standard error, and the cost of its runs in task-training steps (:func:`task_steps`).
-:data:`ESTIMATORS` lists them: ``pairs`` (the realised transfer, the reference), ``lookahead``
-(TAG), ``first-order`` (its first-order form), ``linearised`` (Grad-TAG-style,
+:data:`ESTIMATORS` lists them: ``pairs`` (the realised transfer, the reference),
+``short-pairs`` and ``short-pairs-19`` (the same trainings for 9 % and 19 % of the step budget),
+``lookahead`` (TAG), ``first-order`` (its first-order form), ``linearised`` (Grad-TAG-style,
 :mod:`mtlab.measure.linearised`) and ``surrogate`` (random subsets of tasks, a linear model of
 each task's loss change in which tasks trained with it).
 """
@@ -305,8 +306,9 @@ class ShortPairs(Pairs):
 
     name = "short-pairs"
 
-    def __init__(self, fraction: float = 0.09) -> None:
+    def __init__(self, fraction: float = 0.09, name: str = "short-pairs") -> None:
         self.fraction = fraction
+        self.name = name
 
     def _short(self, ctx: Context) -> Context:
         steps = max(1, round(self.fraction * ctx.steps))
@@ -463,6 +465,7 @@ class Surrogate(Estimator):
 ESTIMATORS: dict[str, Callable[[], Estimator]] = {
     "pairs": Pairs,
     "short-pairs": ShortPairs,
+    "short-pairs-19": lambda: ShortPairs(0.19, "short-pairs-19"),
     "lookahead": Lookahead,
     "first-order": lambda: Lookahead(first_order=True),
     "linearised": Linearised,

@@ -319,7 +319,7 @@ def advise(  # long: the stages read as one procedure
     mode = options.affinity
     evidence = load_evidence()
     if mode == "auto":
-        mode = "pairs" if T <= PAIRS_MAX_TASKS else default_estimator(evidence["rows"])
+        mode = "pairs" if T <= PAIRS_MAX_TASKS else default_estimator(evidence["rows"], T)
     ctx = Context(tuple(tasks), tuple(seeds), make, init_scale=scale_field(net_scale))
     estimator = make_estimator(mode) if mode != "lookahead" else None
     est_cfgs = estimator.configs(ctx) if estimator is not None else []

@@ -16,10 +16,11 @@ tables where they must hold and where they must fail.
 * :func:`reference_beats_networks`: the non-neural reference is better on a task than every
   network tried if its mean validation metric exceeds every network's.
 * :func:`default_estimator`: above ``PAIRS_MAX_TASKS`` tasks ``advise`` estimates the transfer
-  with the estimator that measured best against the realised transfer on the planted tables
-  (``estimator_evidence.json``, written by ``benchmarks/transfer_estimators.py``): among the
-  estimators whose cost stayed within ``ESTIMATOR_COST_CAP`` of the realised pairs' on every
-  table, the highest mean Spearman correlation with the realised transfer (ties: the cheaper).
+  with the estimator that measured best against the realised transfer on the planted table
+  nearest the user's task count on a log scale (``estimator_evidence.json``, written by
+  ``benchmarks/transfer_estimators.py``; tables of 16 and 48 tasks): among the estimators whose
+  cost stayed within that table's cap (``ESTIMATOR_COST_CAPS``) of the realised pairs', the
+  highest Spearman correlation with the realised transfer (ties: the cheaper).
 * :func:`~mtlab.grouping.stable_grouping` (defined with the grouping search, which reports it for
   every budget): a grouping is acted on with confidence only if at least ``STABLE_FRACTION`` of
   the seeds' own affinity matrices choose it too; else it is reported as not distinguishable
@@ -38,7 +39,9 @@ from mtlab.grouping import STABLE_FRACTION, stable_grouping
 
 CLEAR_MARGIN_SE = 2.0
 MIN_SEEDS = 2
-ESTIMATOR_COST_CAP = 0.25  # an estimator's cost, as a fraction of the realised pairs'
+#: the most an estimator may cost, as a fraction of the realised pairs', per evidence table
+#: (its task count) — the issue's caps: 25 % at 16 tasks, 10 % at 48
+ESTIMATOR_COST_CAPS = {16: 0.25, 48: 0.10}
 
 
 def paired_difference(base: Sequence[float], cand: Sequence[float]) -> tuple[float, float]:
@@ -104,29 +107,35 @@ def reference_beats_networks(reference: Sequence[float], networks: Sequence[Sequ
     return math.isfinite(ref) and bool(nets) and ref > max(nets)
 
 
-def default_estimator(evidence: Sequence[dict[str, Any]],
-                      cost_cap: float = ESTIMATOR_COST_CAP) -> str:  # fmt: skip
-    """The estimator ``advise`` uses above ``PAIRS_MAX_TASKS`` tasks (module doc). ``evidence``:
-    one row per (table, estimator) with ``estimator``, ``tasks``, ``cost_fraction`` and
-    ``spearman``; the realised pairs themselves (``pairs``) are not a candidate. Raises
-    ValueError when no estimator qualifies."""
-    by: dict[str, list[dict[str, Any]]] = {}
-    for row in evidence:
-        if row["estimator"] != "pairs":
-            by.setdefault(row["estimator"], []).append(row)
-    ok = {name: rows for name, rows in by.items()
-          if all(math.isfinite(float(r["cost_fraction"])) and float(r["cost_fraction"]) <= cost_cap
-                 and math.isfinite(float(r["spearman"])) for r in rows)}  # fmt: skip
+def evidence_table(tasks: int, available: Sequence[int]) -> int:
+    """The task count of the evidence table nearest ``tasks`` on a log scale (ties: the
+    larger table)."""
+    if not available:
+        raise ValueError("the evidence holds no table")
+    return min(sorted(set(available)), key=lambda n: (abs(math.log(n / tasks)), -n))
+
+
+def default_estimator(evidence: Sequence[dict[str, Any]], tasks: int,
+                      caps: dict[int, float] | None = None) -> str:  # fmt: skip
+    """The estimator ``advise`` uses on ``tasks`` tasks above ``PAIRS_MAX_TASKS`` (module doc).
+    ``evidence``: one row per (table, estimator) with ``estimator``, ``tasks``,
+    ``cost_fraction`` and ``spearman``; the realised pairs themselves (``pairs``) are not a
+    candidate. The table nearest ``tasks`` (:func:`evidence_table`) decides, with its cost cap
+    (``caps``, default :data:`ESTIMATOR_COST_CAPS`). Raises ValueError when no estimator
+    qualifies."""
+    caps = ESTIMATOR_COST_CAPS if caps is None else caps
+    table = evidence_table(tasks, [int(r["tasks"]) for r in evidence])
+    cap = caps.get(table, min(caps.values()))
+    ok = [r for r in evidence
+          if int(r["tasks"]) == table and r["estimator"] != "pairs"
+          and math.isfinite(float(r["cost_fraction"])) and float(r["cost_fraction"]) <= cap
+          and math.isfinite(float(r["spearman"]))]  # fmt: skip
     if not ok:
-        raise ValueError(f"no estimator in the evidence costs at most {cost_cap:.0%} of the "
-                         "realised pairs on every table")  # fmt: skip
-
-    def key(name: str) -> tuple[float, float]:
-        rows = ok[name]
-        return (float(np.mean([float(r["spearman"]) for r in rows])),
-                -float(np.mean([float(r["cost_fraction"]) for r in rows])))  # fmt: skip
-
-    return max(sorted(ok), key=key)
+        raise ValueError(f"no estimator in the evidence at {table} tasks costs at most "
+                         f"{cap:.0%} of the realised pairs")  # fmt: skip
+    best = max(sorted(ok, key=lambda r: r["estimator"]),
+               key=lambda r: (float(r["spearman"]), -float(r["cost_fraction"])))  # fmt: skip
+    return str(best["estimator"])
 
 
 def helpful_partners(
@@ -145,12 +154,13 @@ def helpful_partners(
 
 __all__ = [
     "CLEAR_MARGIN_SE",
-    "ESTIMATOR_COST_CAP",
+    "ESTIMATOR_COST_CAPS",
     "MIN_SEEDS",
     "STABLE_FRACTION",
     "clear_winner",
     "credited",
     "default_estimator",
+    "evidence_table",
     "finite_mean",
     "helpful_partners",
     "network_scale",

@@ -89,7 +89,7 @@ def _dry_run(data: Any, opts: Any, label: str) -> int:
     mode = opts.affinity
     if mode == "auto":
         mode = ("pairs" if len(tasks) <= PAIRS_MAX_TASKS
-                else default_estimator(load_evidence()["rows"]))  # fmt: skip
+                else default_estimator(load_evidence()["rows"], len(tasks)))  # fmt: skip
     est = [] if mode == "lookahead" else make_estimator(mode).configs(
         Context(tuple(tasks), tuple(seeds), data.config))
     n_mtl = opts.seeds + sum(c.regime == "mtl" for c in est)

@@ -103,24 +103,51 @@ def stack_runs(tensors: list[Tensor]) -> tuple[Tensor, Tensor | None]:
     return out, torch.tensor(sizes)
 
 
+def stack_draws(tensors: list[Tensor]) -> tuple[Tensor, Tensor] | None:
+    """The distinct tensors of ``tensors`` (by identity: the inputs are cached per data draw)
+    stacked ``(D, n, d)``, with each run's draw ``(E,)`` — None unless several runs share a
+    draw and every draw has the same rows (the grouped product needs no padding)."""
+    distinct: dict[int, int] = {}
+    for t in tensors:
+        distinct.setdefault(id(t), len(distinct))
+    if not 1 < len(distinct) < len(tensors) or len({t.shape for t in tensors}) != 1:
+        return None
+    firsts = {}
+    for t in tensors:
+        firsts.setdefault(id(t), t)
+    src = torch.tensor([distinct[id(t)] for t in tensors])
+    return torch.stack(list(firsts.values())), src
+
+
 def aux_main_train_data(
     cfgs: Sequence[Any],
     split_data: Callable[[Any, str, str], tuple[Tensor, Tensor]],
     device: torch.device | str,
     dtype: torch.dtype,
+    group_draws: bool = False,
 ) -> TrainData:
     """The training data of an ensemble of aux/main teacher–student runs of one method: the
     auxiliary set (``pt``), both (``mtl``: the pooled MSE, each task weighted by its share of the
     samples, per run) or the main set. Shared inputs stay one copy; ragged sets are zero-padded
-    (:func:`stack_runs`). ``split_data(cfg, task, "train")`` gives ``(x, y)``."""
+    (:func:`stack_runs`); with ``group_draws`` (full batch, a model whose closed form reads
+    ``TrainData.src``), runs on the same data draw share one copy of its inputs
+    (:func:`stack_draws`). ``split_data(cfg, task, "train")`` gives ``(x, y)``."""
     method = cfgs[0].method
     kw: dict[str, Any] = {"dtype": dtype, "device": device}
     tasks = {"pt": ["aux"], "mtl": ["aux", "main"]}.get(method, ["main"])
-    xs, ys, counts = [], [], []
+    xs, ys, counts, srcs = [], [], [], []
+    group_draws = group_draws and all(getattr(c, "batch_size", None) is None for c in cfgs)
     for t in tasks:
         pairs = [split_data(c, t, "train") for c in cfgs]
-        x, n = stack_runs([p[0] for p in pairs])
-        xs.append(x.to(device))
+        draws = stack_draws([p[0] for p in pairs]) if group_draws else None
+        if draws is not None:  # runs on the same draw: its inputs kept (and read) once
+            xs.append(draws[0].to(device))
+            srcs.append(draws[1].to(device))
+            n = None
+        else:
+            x, n = stack_runs([p[0] for p in pairs])
+            xs.append(x.to(device))
+            srcs.append(None)
         ys.append(stack_runs([p[1] for p in pairs])[0].to(device))
         counts.append(None if n is None else n.to(**kw))
     if method == "mtl":
@@ -133,7 +160,7 @@ def aux_main_train_data(
         )
     else:
         weights = torch.ones(1, **kw)
-    return TrainData(xs, ys, tuple(range(len(tasks))), weights, counts)
+    return TrainData(xs, ys, tuple(range(len(tasks))), weights, counts, srcs)
 
 
 def aux_main_per_run(cfg: Any, fields: Sequence[str]) -> frozenset[str]:
@@ -262,7 +289,7 @@ class DiagonalFamily(Family):
             params = model.scale_shared(params, torch.tensor([c.rescale for c in cfgs], **kw))
         else:
             params = model.init(alpha, **kw)
-        data = aux_main_train_data(cfgs, split_data, device, dtype)
+        data = aux_main_train_data(cfgs, split_data, device, dtype, group_draws=True)
         trainable = (
             ("v_pos", "v_neg") if method == "ptft_lr" else ("w_pos", "w_neg", "v_pos", "v_neg")
         )

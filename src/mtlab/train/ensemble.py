@@ -74,6 +74,11 @@ class TrainData:
     y = 0, so padded residuals vanish) and give ``counts[i]: (E,)``, the true number of rows per
     run; the MSE then divides by it. ``counts[i] = None`` means every row is real. Padding is for
     full-batch training only.
+
+    Runs that share their inputs in groups (several runs on each of ``D`` data draws) keep one
+    copy per draw: ``x[i]: (D, n_i, d)`` with ``src[i]: (E,)``, the draw of every run (full-batch
+    only; :func:`grouped_layout` places the runs of a draw side by side, so one batched product
+    reads each draw once instead of once per run).
     """
 
     x: list[Tensor]
@@ -81,6 +86,8 @@ class TrainData:
     outputs: tuple[int, ...]
     weights: Tensor
     counts: list[Tensor | None] | None = None
+    src: list[Tensor | None] | None = None
+    _layouts: dict[int, tuple[Tensor, int]] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not (len(self.x) == len(self.y) == len(self.outputs) == self.weights.shape[0]):
@@ -89,20 +96,66 @@ class TrainData:
             self.counts = [None] * len(self.x)
         if len(self.counts) != len(self.x):
             raise ValueError("TrainData.counts needs one entry (or None) per task")
+        if self.src is None:
+            self.src = [None] * len(self.x)
+        if len(self.src) != len(self.x):
+            raise ValueError("TrainData.src needs one entry (or None) per task")
 
     @property
     def padded(self) -> bool:
         return any(c is not None for c in self.counts or [])
 
+    @property
+    def grouped(self) -> bool:
+        return any(s is not None for s in self.src or [])
+
+    def layout(self, i: int) -> tuple[Tensor, int] | None:
+        """Entry ``i``'s :func:`grouped_layout` (None: its inputs are per run or shared)."""
+        s = (self.src or [None] * len(self.x))[i]
+        if s is None:
+            return None
+        if i not in self._layouts:
+            self._layouts[i] = grouped_layout(s, self.x[i].shape[0])
+        return self._layouts[i]
+
+    def per_run_x(self, i: int) -> Tensor:
+        """Entry ``i``'s inputs with one row per run (or one shared row), as autograd paths and
+        other models read them."""
+        s = (self.src or [None] * len(self.x))[i]
+        return self.x[i] if s is None else self.x[i][s]
+
     def index(self, idx: Tensor) -> TrainData:
         w = self.weights if self.weights.ndim == 1 else self.weights[:, idx]
+        xs, srcs = [], []
+        for x, s in zip(self.x, self.src or [None] * len(self.x), strict=True):
+            if s is None:
+                xs.append(x if x.shape[0] == 1 else x[idx])
+                srcs.append(None)
+                continue
+            used, inv = torch.unique(s[idx], return_inverse=True)  # draws no run uses: dropped
+            xs.append(x[used])
+            srcs.append(None if len(used) == 1 else inv)  # one draw left: shared by every run
         return TrainData(
-            [x if x.shape[0] == 1 else x[idx] for x in self.x],
+            xs,
             [y if y.shape[0] == 1 else y[idx] for y in self.y],
             self.outputs,
             w,
             [c if c is None or c.shape[0] == 1 else c[idx] for c in self.counts or []],
+            srcs,
         )
+
+
+def grouped_layout(src: Tensor, groups: int) -> tuple[Tensor, int]:
+    """Where each run sits in a ``(groups, k)`` grid: row ``src[e]``, column its rank among the
+    runs of that group (in run order); returns the flat positions ``(E,)`` and ``k``, the largest
+    group."""
+    order = torch.argsort(src, stable=True)
+    counts = torch.bincount(src, minlength=groups)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.empty_like(src)
+    rank[order] = torch.arange(len(src), device=src.device) - starts[src[order]]
+    k = int(counts.max())
+    return src * k + rank, k
 
 
 @dataclass(frozen=True)
@@ -137,6 +190,10 @@ def _mse_losses(
     model: EnsembleModel, data: TrainData, xs: Sequence[Tensor], ys: Sequence[Tensor]
 ) -> Callable[[Params], Tensor]:
     counts = data.counts or [None] * len(xs)
+    layouts = None
+    if xs is data.x and data.grouped:  # the full batch, inputs kept once per data draw
+        layouts = [data.layout(i) for i in range(len(xs))]
+        xs = [data.per_run_x(i) for i in range(len(xs))]  # for autograd (not the closed form)
 
     def loss_fn(params: Params) -> Tensor:
         out = []
@@ -146,12 +203,20 @@ def _mse_losses(
         return torch.stack(out)
 
     fast = getattr(model, "mse_loss_and_grads", None)
-    if fast is not None:
+    if fast is not None and layouts is None:
         loss_fn.closed_form = (  # type: ignore[attr-defined]
             lambda params, w, trainable: fast(
                 params, list(xs), list(ys), data.outputs, w, trainable, counts=counts
             )
         )
+    elif fast is not None and getattr(model, "grouped_inputs", False):
+        grouped = list(data.x)
+        loss_fn.closed_form = (  # type: ignore[attr-defined]
+            lambda params, w, trainable: fast(
+                params, grouped, list(ys), data.outputs, w, trainable, counts=counts,
+                layouts=layouts,
+            )
+        )  # fmt: skip
     return loss_fn
 
 
@@ -281,6 +346,8 @@ def train_ensemble(
     full_batch = cfg.batch_size is None
     if not full_batch and data.padded:
         raise ValueError("padded TrainData (counts) supports full-batch training only")
+    if not full_batch and data.grouped:
+        raise ValueError("grouped TrainData (src) supports full-batch training only")
     run = _EnsembleRun(model, params0, data, trainable, lr, cfg, step_rule or WeightedSum())
     run.hooks, run.on_finish = tuple(hooks), on_finish
     if not full_batch:

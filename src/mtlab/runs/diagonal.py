@@ -112,7 +112,7 @@ def stack_draws(tensors: list[Tensor]) -> tuple[Tensor, Tensor] | None:
         distinct.setdefault(id(t), len(distinct))
     if not 1 < len(distinct) < len(tensors) or len({t.shape for t in tensors}) != 1:
         return None
-    firsts = {}
+    firsts: dict[int, Tensor] = {}
     for t in tensors:
         firsts.setdefault(id(t), t)
     src = torch.tensor([distinct[id(t)] for t in tensors])
@@ -135,7 +135,10 @@ def aux_main_train_data(
     method = cfgs[0].method
     kw: dict[str, Any] = {"dtype": dtype, "device": device}
     tasks = {"pt": ["aux"], "mtl": ["aux", "main"]}.get(method, ["main"])
-    xs, ys, counts, srcs = [], [], [], []
+    xs: list[Tensor] = []
+    ys: list[Tensor] = []
+    counts: list[Tensor | None] = []
+    srcs: list[Tensor | None] = []
     group_draws = group_draws and all(getattr(c, "batch_size", None) is None for c in cfgs)
     for t in tasks:
         pairs = [split_data(c, t, "train") for c in cfgs]

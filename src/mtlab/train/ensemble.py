@@ -126,7 +126,8 @@ class TrainData:
 
     def index(self, idx: Tensor) -> TrainData:
         w = self.weights if self.weights.ndim == 1 else self.weights[:, idx]
-        xs, srcs = [], []
+        xs: list[Tensor] = []
+        srcs: list[Tensor | None] = []
         for x, s in zip(self.x, self.src or [None] * len(self.x), strict=True):
             if s is None:
                 xs.append(x if x.shape[0] == 1 else x[idx])

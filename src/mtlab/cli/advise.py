@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from mtlab.cli import options
-from mtlab.cli.folder import Folder, count_runs, fail, record_session
+from mtlab.cli.folder import Folder, count_runs, executor_label, fail, record_session
 
 DESCRIPTION = (
     "Trains, per seed: STL per task at each initial scale of --rescales (the fair single-task "
@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         return _dry_run(data, opts, label)
 
     def body(store: Any) -> int:
-        where = "" if folder.executor.name == "local" else f" on Ray ({args.address or 'local'})"
+        where = executor_label(folder.executor, args)
         print(f"mtlab: advising on {len(data.tasks)} tasks of {args.data} ({data.table.n} rows)"
               f" -> {args.out}{where}", file=sys.stderr)  # fmt: skip
         total: dict[str, Any] = {}

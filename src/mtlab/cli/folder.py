@@ -120,6 +120,15 @@ def make_executor(args: argparse.Namespace) -> Any:
                        device=dev)  # fmt: skip
 
 
+def executor_label(executor: Any, args: argparse.Namespace) -> str:
+    """Where the runs train, as the command's header says it."""
+    if executor.name == "local":
+        return " (in this process)"
+    if executor.name == "workers":
+        return f" ({executor.slots} worker processes)"
+    return f" on Ray ({args.address or 'local instance'})"
+
+
 def record_session(store: Any, stats: dict[str, Any], append: bool = False) -> None:
     """Append this session's command and counts to the folder's ``sessions.json``."""
     hist_path = store.root / "sessions.json"
@@ -275,9 +284,7 @@ def execute_sweep(
         return 0
 
     def body(store: Any) -> int:
-        where = {"local": " (in this process)",
-                 "workers": f" ({folder.executor.slots} worker processes)"}.get(
-            folder.executor.name, f" on Ray ({args.address or 'local instance'})")  # fmt: skip
+        where = executor_label(folder.executor, args)
         print(f"mtlab: {len(planned_ids(configs))} runs of {label} -> {args.out}{where}",
               file=sys.stderr)  # fmt: skip
         stats = folder.execute(configs)
@@ -297,4 +304,5 @@ def execute_sweep(
     return folder.open(body, configs)
 
 
-__all__ = ["Folder", "check_out", "execute_sweep", "fail", "make_executor", "record_session"]
+__all__ = ["Folder", "check_out", "execute_sweep", "executor_label", "fail", "make_executor",
+           "record_session"]

@@ -25,22 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from relu_ensemble import gemm_peak  # benchmarks/: the script's folder
 from torch.profiler import ProfilerActivity, profile
 
 from mtlab.runs.family import family_of
 from mtlab.studies import get_study
-
-
-def gemm_peak(size: int = 1024, reps: int = 5, trials: int = 5) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    best = 0.0
-    for _ in range(trials):
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            a @ b
-        best = max(best, 2 * size**3 * reps / (time.perf_counter() - t0) / 1e9)
-    return best
 
 
 def _pretrained(fam: Any, cfgs: list[Any]) -> Any:

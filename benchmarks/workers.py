@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from load_robustness import same_results  # benchmarks/: the script's folder
+
 #: (label, extra options, busy core); "before" runs the ``--baseline`` checkout's code
 CONDITIONS = {
     "before": ([], False),
@@ -47,18 +49,6 @@ def run(cmd: list[str], busy: bool, env: dict[str, str] | None = None) -> float:
         if load is not None:
             load.kill()
             load.wait()
-
-
-def same_results(a: Path, b: Path) -> bool:
-    import pandas as pd
-
-    x, y = pd.read_parquet(a / "results.parquet"), pd.read_parquet(b / "results.parquet")
-    drop = [c for c in ("wall_s", "sec_per_step") if c in x]
-    try:
-        pd.testing.assert_frame_equal(x.drop(columns=drop), y.drop(columns=drop), check_exact=True)
-    except AssertionError:
-        return False
-    return True
 
 
 def study(name: str, work: Path, conditions: list[str], baseline: str | None) -> dict[str, Any]:

@@ -9,6 +9,16 @@ def _threads():
 
 
 @pytest.fixture
+def one_thread():
+    """An in-process reference with the thread count of a worker process or a one-CPU Ray
+    chunk (float32 sums depend on it)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def required_columns():
     """Columns the foundation issue requires in every results table."""
     return (

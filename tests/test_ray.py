@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
+from processes import wait_gone, wait_rows  # tests/: shared with the other fault tests
 
 from mtlab.cli import main
 from mtlab.runs.executor import ExecutorError, execute
@@ -43,35 +43,6 @@ def _configs(tmp_path: Path, steps: int = 200, lr2: str = "0.02", name: str = "s
 def _frame(out: Path) -> pd.DataFrame:
     df = pd.read_parquet(out / "results.parquet").sort_values("run_id").reset_index(drop=True)
     return df.drop(columns=[c for c in ("wall_s",) if c in df])
-
-
-@pytest.fixture
-def one_thread():
-    """The local reference with the thread count of a one-CPU Ray chunk (float32 sums)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _alive(pids: list[int]) -> list[int]:
-    left = []
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        if stat[stat.rindex(")") + 2] != "Z":
-            left.append(pid)
-    return left
-
-
-def _wait_gone(pids: list[int], timeout: float = 30.0) -> list[int]:
-    deadline = time.time() + timeout
-    while _alive(pids) and time.time() < deadline:
-        time.sleep(0.2)
-    return _alive(pids)
 
 
 def test_local_and_ray_give_the_same_runs_and_numbers(tmp_path, one_thread):
@@ -174,22 +145,12 @@ def _driver(sweep: Path, out: Path) -> subprocess.Popen:
     )
 
 
-def _wait_rows(proc: subprocess.Popen, out: Path, n: int) -> None:
-    rows = out / "rows.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if rows.exists() and len(rows.read_text().splitlines()) >= n:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"the driver stored < {n} rows (rc {proc.poll()})")
-
-
 @pytest.mark.parametrize("how", ["kill -9", "ctrl-c"])
 def test_the_driver_stopped_mid_sweep_then_rerun(tmp_path, how, one_thread):
     sweep, cfgs = _configs(tmp_path, steps=8000)  # ≥ 1 s per run: the signal lands mid-sweep
     out = tmp_path / "o"
     proc = _driver(sweep, out)
-    _wait_rows(proc, out, 2)
+    wait_rows(proc, out, 2)
     started = descendants(proc.pid)  # the guardian and the Ray instance it holds
     assert len(started) >= 3
     if how == "kill -9":
@@ -199,7 +160,7 @@ def test_the_driver_stopped_mid_sweep_then_rerun(tmp_path, how, one_thread):
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 130
         assert proc.stderr is not None and "interrupted" in proc.stderr.read()
-    assert _wait_gone(started) == [], "Ray processes outlived their driver"
+    assert wait_gone(started) == [], "Ray processes outlived their driver"
     kept = [json.loads(x)["run_id"] for x in (out / "rows.jsonl").read_text().splitlines()]
     assert 2 <= len(kept) == len(set(kept)) < 6
     args = ["run", str(sweep), "--out", str(out), "--quiet", "--no-report", "--chunk", "1"]

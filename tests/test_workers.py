@@ -11,12 +11,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
+from processes import wait_gone, wait_rows  # tests/: shared with the other fault tests
 
 from mtlab.cli import main
 from mtlab.runs.diagonal import DiagonalFamily
@@ -47,35 +46,6 @@ def _configs(tmp_path: Path, steps: int = 200, lr2: str = "0.02", text: str | No
 def _frame(out: Path) -> pd.DataFrame:
     df = pd.read_parquet(out / "results.parquet")
     return df.drop(columns=[c for c in ("wall_s",) if c in df])
-
-
-@pytest.fixture
-def one_thread():
-    """The in-process reference with the thread count of a worker."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _alive(pids: list[int]) -> list[int]:
-    left = []
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        if stat[stat.rindex(")") + 2] != "Z":
-            left.append(pid)
-    return left
-
-
-def _wait_gone(pids: list[int], timeout: float = 30.0) -> list[int]:
-    deadline = time.time() + timeout
-    while _alive(pids) and time.time() < deadline:
-        time.sleep(0.1)
-    return _alive(pids)
 
 
 @pytest.mark.parametrize("text", [None, PTFT], ids=["stl", "ptft"])
@@ -176,22 +146,12 @@ def _driver(sweep: Path, out: Path, workers: int = 2) -> subprocess.Popen:
     return subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
 
 
-def _wait_rows(proc: subprocess.Popen, out: Path, n: int) -> None:
-    rows = out / "rows.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if rows.exists() and len(rows.read_text().splitlines()) >= n:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"the driver stored < {n} rows (rc {proc.poll()})")
-
-
 @pytest.mark.parametrize("how", ["kill -9 driver", "ctrl-c", "kill -9 worker"])
 def test_stopped_mid_sweep_then_rerun(tmp_path, how, one_thread):
     sweep, cfgs = _configs(tmp_path, steps=6000)  # ≥ 0.5 s per run: the signal lands mid-sweep
     out = tmp_path / "o"
     proc = _driver(sweep, out)
-    _wait_rows(proc, out, 2)
+    wait_rows(proc, out, 2)
     workers = descendants(proc.pid)
     assert len(workers) == 2
     if how == "kill -9 driver":
@@ -204,7 +164,7 @@ def test_stopped_mid_sweep_then_rerun(tmp_path, how, one_thread):
     else:
         os.kill(workers[0], signal.SIGKILL)  # its chunk is retried on a fresh worker
         assert proc.wait(timeout=120) == 0
-    assert _wait_gone(workers) == [], "worker processes outlived their driver"
+    assert wait_gone(workers) == [], "worker processes outlived their driver"
     kept = [json.loads(x)["run_id"] for x in (out / "rows.jsonl").read_text().splitlines()]
     assert 2 <= len(kept) == len(set(kept))
     assert (len(kept) == 6) == (how == "kill -9 worker")

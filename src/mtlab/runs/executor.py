@@ -189,6 +189,25 @@ def run_isolated(
             run_isolated(fam, [cfg], pretrained, sink, device)
 
 
+def train_remote_chunk(
+    part: Sequence[RunConfig], deps: dict[str, dict[str, torch.Tensor]], device: str
+) -> list[tuple[Any, ...]]:
+    """Train one chunk away from the driver (a worker process, a Ray task): every finished run
+    as ``(row, curve, CPU parameters, evaluations)``, for the driver to store."""
+    results: list[tuple[Any, ...]] = []
+
+    def sink(
+        row: dict[str, Any],
+        curve: list[dict[str, Any]],
+        p: dict[str, torch.Tensor],
+        evals: list[dict[str, Any]] | None = None,
+    ) -> None:
+        results.append((row, curve, {k: v.detach().cpu() for k, v in p.items()}, evals))
+
+    run_isolated(family_of(part[0]), part, deps.__getitem__, sink, device)
+    return results
+
+
 def failed_row(cfg: RunConfig, reason: str) -> dict[str, Any]:
     """The stored row of a run that could not finish."""
     return {**cfg.row_fields(), "run_id": cfg.run_id(), "status": "failed", "reason": reason[:500]}

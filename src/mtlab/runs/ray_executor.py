@@ -32,8 +32,8 @@ from typing import Any
 import torch
 
 from mtlab.runs.config import RunConfig
-from mtlab.runs.executor import ExecutorError, failed_row, run_isolated
-from mtlab.runs.family import Pretrained, family_of
+from mtlab.runs.executor import ExecutorError, failed_row, train_remote_chunk
+from mtlab.runs.family import Pretrained
 
 AUTH_MODE = "RAY_AUTH_MODE"
 INSTALL = 'pip install "mtlab[ray]"'
@@ -60,18 +60,8 @@ def mtlab_chunk(
 
     torch.set_num_threads(threads)
     params = {run_id: ray.get(ref) for run_id, ref in deps.items()}
-    results: list[tuple[Any, ...]] = []
-
-    def sink(
-        row: dict[str, Any],
-        curve: list[dict[str, Any]],
-        p: dict[str, torch.Tensor],
-        evals: list[dict[str, Any]] | None = None,
-    ) -> None:
-        results.append((row, curve, {k: v.detach().cpu() for k, v in p.items()}, evals))
-
     t0 = time.perf_counter()
-    run_isolated(family_of(part[0]), part, params.__getitem__, sink, device)
+    results = train_remote_chunk(part, params, device)
     return {
         "results": results,
         "compute_seconds": time.perf_counter() - t0,

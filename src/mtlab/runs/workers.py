@@ -30,8 +30,8 @@ from typing import Any
 import torch
 
 from mtlab.runs.config import RunConfig
-from mtlab.runs.executor import ExecutorError, Schedule, failed_row, run_isolated
-from mtlab.runs.family import Pretrained, family_of
+from mtlab.runs.executor import ExecutorError, Schedule, failed_row, train_remote_chunk
+from mtlab.runs.family import Pretrained
 
 PR_SET_PDEATHSIG = 1
 #: glibc ``mallopt`` parameters
@@ -74,22 +74,6 @@ def _die_with_parent(parent: int) -> None:
         os._exit(0)
 
 
-def _train(part: list[RunConfig], deps: dict[str, Any], device: str) -> list[tuple[Any, ...]]:
-    """Train one chunk; every finished run as (row, curve, CPU parameters, evaluations)."""
-    results: list[tuple[Any, ...]] = []
-
-    def sink(
-        row: dict[str, Any],
-        curve: list[dict[str, Any]],
-        p: dict[str, torch.Tensor],
-        evals: list[dict[str, Any]] | None = None,
-    ) -> None:
-        results.append((row, curve, {k: v.detach().cpu() for k, v in p.items()}, evals))
-
-    run_isolated(family_of(part[0]), part, deps.__getitem__, sink, device)
-    return results
-
-
 def _worker(conn: Connection, parent: int, threads: int, device: str) -> None:
     """A worker's loop: receive a chunk, train it, send back everything the driver stores."""
     _die_with_parent(parent)
@@ -105,7 +89,7 @@ def _worker(conn: Connection, parent: int, threads: int, device: str) -> None:
             return
         part, deps = msg
         t0 = time.perf_counter()
-        results = _train(part, deps, device)
+        results = train_remote_chunk(part, deps, device)
         out = {"results": results, "compute_seconds": time.perf_counter() - t0,
                "pid": os.getpid()}  # fmt: skip
         try:

@@ -197,3 +197,14 @@ def test_advise_groups_by_an_estimator_and_states_its_evidence(tmp_path):
     assert "surrogate model of the transfer" in report
     if aff["evidence"]:
         assert "Measured against the realised transfer on planted tables" in report
+
+
+def test_the_report_names_an_estimate_as_an_estimate():
+    """Short pairs are an estimate of the realised transfer, not the realised transfer."""
+    from mtlab.advise.report import _affinity_text
+
+    for source, share in (("short-pairs", "9%"), ("short-pairs-19", "19%"), ("surrogate", None)):
+        text = _affinity_text({"source": source, "seeds": 3})
+        assert "realised pairwise transfer" not in text and "not by training every pair" in text
+        assert share is None or f"{share} of the step budget" in text
+    assert "realised pairwise transfer" in _affinity_text({"source": "pairs", "seeds": 3})

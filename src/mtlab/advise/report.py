@@ -137,14 +137,28 @@ def _evidence_text(aff: dict[str, Any]) -> str:
             + "; `python benchmarks/transfer_estimators.py`).")  # fmt: skip
 
 
+def _estimated(source: str) -> str | None:
+    """What an estimate other than the realised transfer is, in words (None: the realised
+    transfer itself, or the lookahead)."""
+    if source in ESTIMATED:
+        return ESTIMATED[source]
+    from mtlab.advise.estimators import ESTIMATORS
+
+    fraction = getattr(ESTIMATORS[source](), "fraction", None) if source in ESTIMATORS else None
+    if fraction is None:
+        return None
+    return (f"short trainings of every pair: each pair trained together, and each task alone, "
+            f"for {fraction:.0%} of the step budget")  # fmt: skip
+
+
 def _affinity_text(aff: dict[str, Any]) -> str:
     n = aff["seeds"]
     if aff["source"] == "lookahead":
         return (f"Grouped by the lookahead affinity from MTL on all tasks ({n} seeds)."
                 + _evidence_text(aff))  # fmt: skip
-    if aff["source"] in ESTIMATED:
-        return (f"Grouped by {ESTIMATED[aff['source']]} ({n} seeds), not by training every "
-                "pair (too many pairs)." + _evidence_text(aff))  # fmt: skip
+    if (what := _estimated(aff["source"])) is not None:
+        return (f"Grouped by {what} ({n} seeds), not by training every pair to the end (too "
+                "many pairs)." + _evidence_text(aff))  # fmt: skip
     r = aff.get("lookahead_vs_used_corr")
     corr = "" if r is None or not math.isfinite(r) else (
         f" The lookahead affinity measured in MTL on all tasks correlates r = {r:.2f} with it "

@@ -191,33 +191,27 @@ def _mse_losses(
     model: EnsembleModel, data: TrainData, xs: Sequence[Tensor], ys: Sequence[Tensor]
 ) -> Callable[[Params], Tensor]:
     counts = data.counts or [None] * len(xs)
-    layouts = None
-    if xs is data.x and data.grouped:  # the full batch, inputs kept once per data draw
-        layouts = [data.layout(i) for i in range(len(xs))]
-        xs = [data.per_run_x(i) for i in range(len(xs))]  # for autograd (not the closed form)
+    # the full batch with inputs kept once per data draw: the closed form reads them as they
+    # are; autograd (and a model without grouped_inputs) gets one row per run, built per call
+    # rather than held for the whole training
+    layouts = [data.layout(i) for i in range(len(xs))] if xs is data.x and data.grouped else None
 
     def loss_fn(params: Params) -> Tensor:
+        inputs = xs if layouts is None else [data.per_run_x(i) for i in range(len(xs))]
         out = []
-        for x, y, o, c in zip(xs, ys, data.outputs, counts, strict=True):
+        for x, y, o, c in zip(inputs, ys, data.outputs, counts, strict=True):
             sq = (model.forward(params, x, o) - y) ** 2
             out.append(sq.mean(-1) if c is None else sq.sum(-1) / c)
         return torch.stack(out)
 
     fast = getattr(model, "mse_loss_and_grads", None)
-    if fast is not None and layouts is None:
+    if fast is not None and (layouts is None or getattr(model, "grouped_inputs", False)):
+        extra = {} if layouts is None else {"layouts": layouts}
         loss_fn.closed_form = (  # type: ignore[attr-defined]
             lambda params, w, trainable: fast(
-                params, list(xs), list(ys), data.outputs, w, trainable, counts=counts
+                params, list(xs), list(ys), data.outputs, w, trainable, counts=counts, **extra
             )
         )
-    elif fast is not None and getattr(model, "grouped_inputs", False):
-        grouped = list(data.x)
-        loss_fn.closed_form = (  # type: ignore[attr-defined]
-            lambda params, w, trainable: fast(
-                params, grouped, list(ys), data.outputs, w, trainable, counts=counts,
-                layouts=layouts,
-            )
-        )  # fmt: skip
     return loss_fn
 
 

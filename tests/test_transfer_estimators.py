@@ -17,6 +17,7 @@ from mtlab.advise.estimators import (
     estimator_context,
     load_evidence,
     make_estimator,
+    pending,
     task_steps,
 )
 from mtlab.advise.rules import default_estimator, evidence_table
@@ -162,6 +163,14 @@ def test_every_estimator_runs_through_the_executor(tmp_path):
     stats = execute(configs, store, progress=False)
     assert stats["failed"] == 0
     rows = {r["run_id"]: r for r in store.rows()}
+    ests = [make_estimator(n) for n in names]
+    while more := pending(ests, own, rows):  # the runs chosen from the runs stored
+        assert execute(more, store, progress=False)["failed"] == 0
+        rows = {r["run_id"]: r for r in store.rows()}
+    # a single-task network's signature: its outputs on the same validation rows
+    sig = [e for r in rows.values() for e in r["evals"] if e.get("signature") is not None]
+    assert sig and all(len(e["signature"]) == e["signature_outputs"] * 60 for e in sig)
+    assert {e["signature_outputs"] for e in sig} == {1, 2}  # a regression, a binary class
     result = compare(ctx, names, rows, budgets=(2,), time_limit=5)
     assert [e["estimator"] for e in result["estimators"]] == names
     for e in result["estimators"]:
@@ -208,3 +217,122 @@ def test_the_report_names_an_estimate_as_an_estimate():
         assert "realised pairwise transfer" not in text and "not by training every pair" in text
         assert share is None or f"{share} of the step budget" in text
     assert "realised pairwise transfer" in _affinity_text({"source": "pairs", "seeds": 3})
+
+
+def test_signature_similarity_is_the_squared_correlation_and_sees_logits_as_softmax_does():
+    from mtlab.advise.estimators import signature_similarity
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(200, 1))
+    a, b = z + 0.5 * rng.normal(size=(200, 1)), 3 * z + 1
+    logits = np.hstack([z, -z]) + 7.0  # a shift of every logit changes no probability
+    S = signature_similarity([a, b, logits, rng.normal(size=(200, 1)), None, np.ones((200, 1))])
+    assert S[0, 1] == pytest.approx(np.corrcoef(a[:, 0], b[:, 0])[0, 1] ** 2)
+    assert S[1, 2] == pytest.approx(1.0)  # the logits' difference is 2z: as alike as 3z + 1
+    assert S[0, 3] < 0.05 and (S[4] == np.eye(6)[4]).all() and (S[5] == np.eye(6)[5]).all()
+    assert np.allclose(S, S.T) and (np.diag(S) == 1).all()
+
+
+def test_shrunk_transfer_recovers_a_recipient_effect_plus_a_similarity_slope():
+    from mtlab.advise.estimators import fit_row_similarity, shrunk_transfer
+
+    rng = np.random.default_rng(1)
+    T = 8
+    S = rng.random((T, T))
+    S = (S + S.T) / 2
+    a = rng.normal(0, 0.05, T)
+    truth = a[:, None] + 0.2 * S
+    pairs = [(i, j) for i in range(T) for j in range(T) if i != j and (i + j) % 3 == 0]
+    obs = [(i, j, truth[i, j]) for i, j in pairs]
+    a_fit, b_fit = fit_row_similarity(T, obs, S)
+    assert b_fit == pytest.approx(0.2) and np.allclose(a_fit, a)
+    out, fit = shrunk_transfer(T, obs, S)  # one seed: no residual to shrink, the fit is exact
+    off = ~np.eye(T, dtype=bool)
+    assert np.allclose(out[off], truth[off]) and (np.diag(out) == 0).all()
+    assert math.isnan(fit["sigma2"])  # no entry has two seeds: the seeds' noise is unknown
+    # two seeds that disagree on a pair's own effect: it is shrunk toward the fit; a pair
+    # effect the seeds agree on is kept (nearly) whole
+    noisy = [(i, j, truth[i, j] + (0.1 if (i, j) == (0, 3) else 0.0) * s) for i, j in pairs
+             for s in (-1, 1)]  # fmt: skip
+    agreed = [(i, j, truth[i, j] + (0.3 if (i, j) == (1, 2) else 0.0)) for i, j in pairs
+              for _ in (0, 1)]  # fmt: skip
+    out_noisy, fit_noisy = shrunk_transfer(T, noisy, S)
+    assert fit_noisy["sigma2"] > 0 and abs(out_noisy[0, 3] - truth[0, 3]) < 0.02
+    out_agreed, fit_agreed = shrunk_transfer(T, agreed, S)
+    assert fit_agreed["sigma2"] == pytest.approx(0.0, abs=1e-12)
+    assert out_agreed[1, 2] - (fit_agreed["b"] * S[1, 2]) > 0.2
+
+
+def _rows_with_signatures(ctx, est, latent):
+    """Stored rows of a screened estimator's single-task runs whose signatures read
+    ``latent[task]`` (plus noise): what the engine would store."""
+    rng = np.random.default_rng(0)
+    rows = {}
+    for c in est.configs(ctx):
+        (t,) = c.tasks
+        sig = latent[t] + 0.1 * rng.normal(size=latent[t].shape)
+        rows[c.run_id()] = {"status": "ok", "tasks": [t], "steps": c.steps, "evals": [
+            {"task": t, "min_val_loss": 1.0, "signature": sig.ravel().tolist(),
+             "signature_outputs": 1}]}  # fmt: skip
+    return rows
+
+
+def test_screened_trains_alike_partners_chosen_from_the_signatures_then_random_ones():
+    from mtlab.advise.estimators import Screened, pending
+    from mtlab.runs.config import make_config
+
+    tasks = ("A1", "A2", "A3", "B1", "B2", "B3", "N1")
+    base = {"family": "owndata", "dataset": "digit-attributes", "targets": tasks, "steps": 800,
+            "patience": 5, "eval_every": 100}  # fmt: skip
+    ctx = Context(tasks, (0, 1), lambda **f: make_config({**base, **f}))
+    est = Screened(partners=2, random=1, share=0.09, rows=50)
+    first = est.configs(ctx)
+    assert [(c.tasks, c.seed, c.method, c.signature) for c in first] == [
+        ((t,), s, "stl", 50) for t in tasks for s in (0, 1)]  # fmt: skip
+    # the budget: 7 tasks, at most 7 · 3 / 2 pairs a seed, 9 % of the realised pairs' steps
+    assert first[0].steps == round(0.09 * 49 / (7 + 2 * 10.5) * 800)
+    assert first[0].eval_every == min(100, first[0].steps // 4)
+    rng = np.random.default_rng(3)
+    za, zb, zn = (rng.normal(size=(50, 1)) for _ in range(3))
+    latent = {"A1": za, "A2": za, "A3": za, "B1": zb, "B2": zb, "B3": zb, "N1": zn}
+    rows = _rows_with_signatures(ctx, est, latent)
+    S = est.similarity(ctx, rows)
+    assert S[0, 1] > 0.9 and S[0, 3] < 0.3
+    pairs = est.pairs(ctx, rows)
+    idx = {t: i for i, t in enumerate(tasks)}
+    mates = {(idx[a], idx[b]) for a, b in (("A1", "A2"), ("A1", "A3"), ("A2", "A3"),
+                                          ("B1", "B2"), ("B1", "B3"), ("B2", "B3"))}  # fmt: skip
+    for s in (0, 1):
+        assert mates <= set(pairs[s]) and all(i < j for i, j in pairs[s])
+    assert pairs[0] != pairs[1]  # the random partners are drawn per seed
+    assert est.pairs(ctx, rows) == pairs  # and reproducibly
+    later = pending([est], ctx, rows)
+    assert len(later) == sum(len(p) for p in pairs.values())
+    assert {c.method for c in later} == {"mean"} and {c.steps for c in later} == {first[0].steps}
+
+
+def test_signature_is_only_for_single_task_runs():
+    from mtlab.runs.config import make_config
+
+    base = {"family": "owndata", "dataset": "digit-attributes", "targets": ("odd", "ge5")}
+    cfg = make_config({**base, "tasks": ("odd",), "signature": 8})
+    assert cfg.signature == 8
+    # a later field: the runs stored before it keep their ids
+    assert "signature" not in make_config({**base, "tasks": ("odd",)}).identity()
+    with pytest.raises(ValueError, match="signature"):
+        make_config({**base, "tasks": ("odd", "ge5"), "method": "mean", "signature": 8})
+
+
+def test_the_replicate_ceiling_is_the_spearman_brown_reliability_of_all_seeds():
+    from mtlab.advise.estimators import replicate_ceiling
+
+    # two seeds: the split half is one seed's reliability ρ; the ceiling 2ρ / (1 + ρ)
+    assert replicate_ceiling(0.32, 2) == pytest.approx(0.64 / 1.32)
+    # three seeds: one against two, √(ρ · 2ρ/(1 + ρ)) = r
+    c = replicate_ceiling(0.435, 3)
+    rho = c / (3 - 2 * c)
+    assert math.sqrt(rho * 2 * rho / (1 + rho)) == pytest.approx(0.435)
+    assert replicate_ceiling(-0.1, 3) == 0.0 and replicate_ceiling(1.0, 2) == 1.0
+    assert math.isnan(replicate_ceiling(0.5, 1)) and math.isnan(replicate_ceiling(math.nan, 3))
+    # four seeds: two against two, r is a two-seed mean's reliability; the ceiling doubles it
+    assert replicate_ceiling(0.5, 4) == pytest.approx(2 * 0.5 / 1.5)

@@ -12,18 +12,21 @@ transfer — every pair trained together over seeds — by :func:`judge`:
   chosen on the estimate gives up, both groupings valued on the realised matrix
   (:func:`grouping_regret`);
 
-beside the realised matrix's own split-half reliability (:func:`split_half_reliability`), the
-ceiling no estimator can beat with these seeds.
+beside the realised matrix's own split-half reliability (:func:`split_half_reliability`) and the
+agreement a fresh replicate of the realised pairs on as many seeds would reach with it
+(:func:`replicate_ceiling`): the ceiling of an estimator judged against it.
 
-The estimators are plug-ins behind one interface (:class:`Estimator`): ``configs(ctx)`` names the
-own-data runs it needs (trained by the executor into the folder's store, like every training),
+The estimators are plug-ins behind one interface (:class:`Estimator`): ``configs(ctx, rows)``
+names the own-data runs it needs (trained by the executor into the folder's store, like every
+training; runs chosen from earlier runs are named once those are stored: :func:`pending`),
 ``estimate(ctx, rows)`` turns their stored rows into a :class:`TransferEstimate` — the mean over
 seeds, its standard error, and the cost of its runs in task-training steps (:func:`task_steps`).
 :data:`ESTIMATORS` lists them: ``pairs`` (the realised transfer, the reference),
 ``short-pairs`` and ``short-pairs-19`` (the same trainings for 9 % and 19 % of the step budget),
 ``lookahead`` (TAG), ``first-order`` (its first-order form), ``linearised`` (Grad-TAG-style,
-:mod:`mtlab.measure.linearised`) and ``surrogate`` (random subsets of tasks, a linear model of
-each task's loss change in which tasks trained with it).
+:mod:`mtlab.measure.linearised`), ``surrogate`` (random subsets of tasks, a linear model of
+each task's loss change in which tasks trained with it) and ``screened`` (pairs chosen by how
+alike the tasks' single-task networks answer, plus random ones; the rest filled in from them).
 """
 
 from __future__ import annotations
@@ -169,6 +172,30 @@ def split_half_reliability(per_seed: Sequence[np.ndarray]) -> float:
     return _corr(off_diagonal(a), off_diagonal(b), "spearman")
 
 
+def replicate_ceiling(split_half: float, seeds: int) -> float:
+    """How well a fresh replicate of the realised pairs — every pair trained again on as many
+    other seeds — would agree with the realised matrix: the ceiling of an estimator judged
+    against it. From the split-half correlation ``r`` between the means of ``h = seeds // 2``
+    and ``seeds − h`` seeds: with one seed's reliability ``ρ`` and the Spearman–Brown
+    reliability of a k-seed mean ``ρ_k = kρ / (1 + (k − 1)ρ)``, ``r = √(ρ_h ρ_{seeds−h})``;
+    solved for ``ρ``, the ceiling is ``ρ_seeds``. 0 for ``r ≤ 0``; NaN if unknown."""
+    from scipy.optimize import brentq
+
+    if seeds < 2 or not math.isfinite(split_half):
+        return float("nan")
+    if split_half <= 0:
+        return 0.0
+    if split_half >= 1:
+        return 1.0
+    h = seeds // 2
+
+    def rel(k: int, rho: float) -> float:
+        return k * rho / (1 + (k - 1) * rho)
+
+    rho = brentq(lambda x: math.sqrt(rel(h, x) * rel(seeds - h, x)) - split_half, 1e-12, 1.0)
+    return float(rel(seeds, rho))
+
+
 def judge(estimate: TransferEstimate, realised: np.ndarray, realised_se: np.ndarray,
           budgets: Sequence[int] = (), clear: float = CLEAR_SE,
           time_limit: float = 60.0, best: dict[int, Any] | None = None) -> dict[str, Any]:  # fmt: skip
@@ -249,7 +276,10 @@ class Estimator:
 
     name = ""
 
-    def configs(self, ctx: Context) -> list[OwnDataRunConfig]:
+    def configs(self, ctx: Context, rows: Rows | None = None) -> list[OwnDataRunConfig]:
+        """The runs the estimate needs. ``rows``: the runs stored so far — an estimator whose
+        later runs depend on earlier results (:class:`Screened`) names only the first ones
+        until they are stored (train them with :func:`pending` until nothing is left)."""
         raise NotImplementedError
 
     def estimate(self, ctx: Context, rows: Rows) -> TransferEstimate:
@@ -259,7 +289,7 @@ class Estimator:
                 **meta: Any) -> TransferEstimate:  # fmt: skip
         mean, se = finite_mean_se(np.stack(mats))
         np.fill_diagonal(mean, 0.0)  # a task onto itself is not a transfer (never used)
-        cost = sum(task_steps(rows[c.run_id()]) for c in self.configs(ctx))
+        cost = sum(task_steps(rows[c.run_id()]) for c in self.configs(ctx, rows))
         return TransferEstimate(self.name, ctx.tasks, mean, cost, se,
                                 {"seeds": len(mats), "per_seed": mats, **meta})  # fmt: skip
 
@@ -273,7 +303,7 @@ class Pairs(Estimator):
 
     name = "pairs"
 
-    def configs(self, ctx: Context) -> list[OwnDataRunConfig]:
+    def configs(self, ctx: Context, rows: Rows | None = None) -> list[OwnDataRunConfig]:
         T = len(ctx.tasks)
         return [ctx.stl(t, s) for t in ctx.tasks for s in ctx.seeds] + [
             ctx.mtl((ctx.tasks[i], ctx.tasks[j]), s)
@@ -319,7 +349,7 @@ class ShortPairs(Pairs):
 
         return Context(ctx.tasks, ctx.seeds, make, ctx.init_scale)
 
-    def configs(self, ctx: Context) -> list[OwnDataRunConfig]:
+    def configs(self, ctx: Context, rows: Rows | None = None) -> list[OwnDataRunConfig]:
         return super().configs(self._short(ctx))
 
     def estimate(self, ctx: Context, rows: Rows) -> TransferEstimate:
@@ -337,7 +367,7 @@ class Lookahead(Estimator):
         self.first_order = first_order
         self.name = "first-order" if first_order else "lookahead"
 
-    def configs(self, ctx: Context) -> list[OwnDataRunConfig]:
+    def configs(self, ctx: Context, rows: Rows | None = None) -> list[OwnDataRunConfig]:
         return [ctx.mtl(ctx.tasks, s, probe=True, first_order_above=max(12, len(ctx.tasks)))
                 for s in ctx.seeds]  # fmt: skip
 
@@ -368,7 +398,7 @@ class Linearised(Estimator):
     def __init__(self, dim: int = 64, fraction: float = 0.25) -> None:
         self.dim, self.fraction = dim, fraction
 
-    def configs(self, ctx: Context) -> list[OwnDataRunConfig]:
+    def configs(self, ctx: Context, rows: Rows | None = None) -> list[OwnDataRunConfig]:
         steps = max(1, round(self.fraction * ctx.steps))
         return [ctx.mtl(ctx.tasks, s, linearise=self.dim, steps=steps, patience=None)
                 for s in ctx.seeds]  # fmt: skip
@@ -414,7 +444,7 @@ class Surrogate(Estimator):
                     out.append(tuple(ctx.tasks[i] for i in part))
         return out
 
-    def configs(self, ctx: Context) -> list[OwnDataRunConfig]:
+    def configs(self, ctx: Context, rows: Rows | None = None) -> list[OwnDataRunConfig]:
         return [ctx.stl(t, s) for t in ctx.tasks for s in ctx.seeds] + [
             ctx.mtl(sub, s) for s in ctx.seeds for sub in self.subsets(ctx, s)]
 
@@ -456,9 +486,203 @@ class Surrogate(Estimator):
             se = np.sqrt((n - 1) / n * ((loo - loo.mean(0)) ** 2).sum(0))
         else:
             se = np.full_like(Z, np.nan)
-        cost = sum(task_steps(rows[c.run_id()]) for c in self.configs(ctx))
+        cost = sum(task_steps(rows[c.run_id()]) for c in self.configs(ctx, rows))
         return TransferEstimate(self.name, ctx.tasks, Z, cost, se,
                                 {"seeds": n, "size": self.size, "rounds": self.rounds})  # fmt: skip
+
+
+def signature_similarity(signatures: Sequence[np.ndarray | None]) -> np.ndarray:
+    """How alike the tasks' networks answer on the same inputs: the RV coefficient (linear CKA;
+    for one output each, the squared correlation) between every two tasks' signatures — each
+    an ``(n, outputs)`` matrix of the network's outputs on the same ``n`` rows, classification
+    logits centred per row (a softmax does not see their mean) and every output centred. 0
+    where a signature is missing or constant (the diagonal is 1)."""
+    cent: list[np.ndarray | None] = []
+    for sig in signatures:
+        if sig is None or not np.isfinite(sig).all():
+            cent.append(None)
+            continue
+        a = np.asarray(sig, float)
+        if a.shape[1] > 1:  # logits: only their differences matter
+            a = a - a.mean(1, keepdims=True)
+        a = a - a.mean(0)
+        cent.append(a if np.linalg.norm(a.T @ a) > 0 else None)
+    T = len(cent)
+    S = np.eye(T)
+    for i in range(T):
+        for j in range(i + 1, T):
+            u, v = cent[i], cent[j]
+            if u is not None and v is not None:
+                S[i, j] = S[j, i] = (np.linalg.norm(u.T @ v) ** 2
+                                     / (np.linalg.norm(u.T @ u) * np.linalg.norm(v.T @ v)))
+    return S
+
+
+def fit_row_similarity(T: int, obs: Sequence[tuple[int, int, float]], S: np.ndarray
+                       ) -> tuple[np.ndarray, float]:  # fmt: skip
+    """Least squares of the measured transfer ``y`` of ``(recipient i, source j, y)`` on a
+    recipient effect ``a_i`` (what any partner does to task i) plus ``b · S[i, j]`` (what a
+    partner as alike as ``S`` adds): ``(a, b)``. A recipient with no observation gets the mean
+    of the others' ``a``."""
+    A = np.zeros((len(obs), T + 1))
+    y = np.zeros(len(obs))
+    for k, (i, j, v) in enumerate(obs):
+        A[k, i], A[k, T], y[k] = 1.0, S[i, j], v
+    coef = np.linalg.lstsq(A, y, rcond=None)[0]
+    a, b = coef[:T], float(coef[T])
+    seen = np.zeros(T, bool)
+    seen[[i for i, _, _ in obs]] = True
+    if seen.any():
+        a[~seen] = a[seen].mean()
+    return a, b
+
+
+def shrunk_transfer(T: int, obs: Sequence[tuple[int, int, float]], S: np.ndarray
+                    ) -> tuple[np.ndarray, dict[str, float]]:  # fmt: skip
+    """The full ``T × T`` transfer from measured pairs: the fit :func:`fit_row_similarity`
+    everywhere, plus on each measured entry its mean residual shrunk by the empirical-Bayes
+    weight ``τ² / (τ² + σ² / n)`` — ``σ²`` the residuals' variance across seeds within an entry,
+    ``τ²`` the variance of the pair effects beyond the fit (method of moments), ``n`` the
+    entry's seeds. Without two seeds of any entry ``σ²`` is unknown and the residuals are kept
+    whole. Returns the matrix and the fit (``b``, ``sigma2``, ``tau2``)."""
+    a, b = fit_row_similarity(T, obs, S)
+    fit = a[:, None] + b * S
+    res: dict[tuple[int, int], list[float]] = {}
+    for i, j, v in obs:
+        res.setdefault((i, j), []).append(v - fit[i, j])
+    within = [(np.asarray(r) - np.mean(r)) for r in res.values() if len(r) > 1]
+    dof = sum(len(r) - 1 for r in within)
+    sigma2 = float(sum((r**2).sum() for r in within) / dof) if dof else math.nan
+    means = {k: (float(np.mean(r)), len(r)) for k, r in res.items()}
+    if math.isfinite(sigma2):
+        tau2 = max(0.0, float(np.mean([m**2 - sigma2 / n for m, n in means.values()])))
+    else:
+        tau2 = math.nan
+    out = fit.copy()
+    for (i, j), (m, n) in means.items():
+        w = 1.0 if not math.isfinite(sigma2) else (
+            tau2 / (tau2 + sigma2 / n) if tau2 + sigma2 > 0 else 0.0)
+        out[i, j] += w * m
+    np.fill_diagonal(out, 0.0)
+    return out, {"b": b, "sigma2": sigma2, "tau2": tau2}
+
+
+class Screened(Estimator):
+    """Pairs screened by the tasks' signatures: per seed every task alone, keeping its
+    network's outputs on the same validation rows (its *signature*,
+    :func:`mtlab.runs.owndata.signature`); then each task trained with its ``partners`` most
+    alike tasks (:func:`signature_similarity`, over the seeds) and with ``random`` others drawn
+    per seed. The measured transfer (as :class:`Pairs`) fits a recipient effect plus a slope on
+    the similarity (:func:`shrunk_transfer`), which fills the pairs not trained; measured pairs
+    add their own effect, shrunk by how much the seeds agree on it. Every run trains for the
+    share of the step budget that makes the whole cost ``share`` of the realised pairs' (at most
+    the full budget)."""
+
+    name = "screened"
+
+    def __init__(self, partners: int = 2, random: int = 2, share: float = 0.06,
+                 rows: int = 256) -> None:  # fmt: skip
+        if partners < 1 or random < 0 or not 0 < share <= 1 or rows < 2:
+            raise ValueError("screened: partners >= 1, random >= 0, 0 < share <= 1, rows >= 2")
+        self.partners, self.random, self.share, self.rows = partners, random, share, rows
+
+    def _ctx(self, ctx: Context) -> Context:
+        T = len(ctx.tasks)
+        pairs = min(T * (self.partners + self.random) / 2, T * (T - 1) / 2)
+        steps = max(1, round(min(1.0, self.share * T * T / (T + 2 * pairs)) * ctx.steps))
+        every = int(ctx.make(tasks=ctx.tasks[:1]).eval_every)
+
+        def make(**fields: Any) -> OwnDataRunConfig:
+            return ctx.make(**{**fields, "steps": steps,
+                               "eval_every": min(every, max(1, steps // 4))})  # fmt: skip
+
+        return Context(ctx.tasks, ctx.seeds, make, ctx.init_scale)
+
+    def _alone(self, ctx: Context, task: str, seed: int) -> OwnDataRunConfig:
+        return ctx.make(tasks=(task,), method="stl", seed=seed, init_scale=ctx.init_scale,
+                        signature=self.rows)  # fmt: skip
+
+    def similarity(self, ctx: Context, rows: Rows) -> np.ndarray:
+        """:func:`signature_similarity` per seed, averaged over the seeds."""
+        run = self._ctx(ctx)
+        mats = []
+        for s in ctx.seeds:
+            sigs: list[np.ndarray | None] = []
+            for t in ctx.tasks:
+                row = rows[self._alone(run, t, s).run_id()]
+                e = _evals(row).get(t, {}) if row.get("status") == "ok" else {}
+                flat, outputs = e.get("signature"), e.get("signature_outputs")
+                sigs.append(np.asarray(flat, float).reshape(-1, int(outputs))
+                            if flat and outputs else None)  # fmt: skip
+            mats.append(signature_similarity(sigs))
+        return np.mean(mats, axis=0)
+
+    def pairs(self, ctx: Context, rows: Rows) -> dict[int, list[tuple[int, int]]]:
+        """Per seed, the pairs ``(i, j)``, ``i < j``, trained: every task's ``partners`` most
+        alike (the same on every seed) and ``random`` others (seeded per seed)."""
+        import torch
+
+        from mtlab._seeding import generator
+
+        T = len(ctx.tasks)
+        S = self.similarity(ctx, rows)
+        alike = set()
+        for i in range(T):
+            order = [int(j) for j in np.argsort(-S[i], kind="stable") if j != i]
+            alike |= {(min(i, j), max(i, j)) for j in order[: self.partners]}
+        out = {}
+        for s in ctx.seeds:
+            g = generator(s, "screened-partners")
+            chosen = set(alike)
+            for i in range(T):
+                others = [j for j in torch.randperm(T, generator=g).tolist() if j != i]
+                chosen |= {(min(i, j), max(i, j)) for j in others[: self.random]}
+            out[s] = sorted(chosen)
+        return out
+
+    def configs(self, ctx: Context, rows: Rows | None = None) -> list[OwnDataRunConfig]:
+        run = self._ctx(ctx)
+        alone = [self._alone(run, t, s) for t in ctx.tasks for s in ctx.seeds]
+        if rows is None or any(c.run_id() not in rows for c in alone):
+            return alone
+        return alone + [run.mtl((ctx.tasks[i], ctx.tasks[j]), s)
+                        for s, prs in self.pairs(ctx, rows).items() for i, j in prs]  # fmt: skip
+
+    def _observations(self, ctx: Context, rows: Rows, seed: int,
+                      pairs: Sequence[tuple[int, int]]) -> list[tuple[int, int, float]]:  # fmt: skip
+        run, tasks = self._ctx(ctx), ctx.tasks
+        alone = [_low(rows[self._alone(run, t, seed).run_id()], t) for t in tasks]
+        obs = []
+        for i, j in pairs:
+            row = rows[run.mtl((tasks[i], tasks[j]), seed).run_id()]
+            for r, src in ((i, j), (j, i)):
+                v = 1.0 - _low(row, tasks[r]) / alone[r]
+                if math.isfinite(v):
+                    obs.append((r, src, v))
+        return obs
+
+    def estimate(self, ctx: Context, rows: Rows) -> TransferEstimate:
+        T = len(ctx.tasks)
+        S = self.similarity(ctx, rows)
+        per = {s: self._observations(ctx, rows, s, prs) for s, prs in self.pairs(ctx, rows).items()}
+        if not any(per.values()):
+            raise RuntimeError("screened: no pair finished")
+        Z, fit = shrunk_transfer(T, [o for v in per.values() for o in v], S)
+        mats = [shrunk_transfer(T, v, S)[0] for v in per.values() if v]
+        se = (np.std(mats, axis=0, ddof=1) / math.sqrt(len(mats)) if len(mats) > 1
+              else np.full_like(Z, np.nan))  # fmt: skip
+        cost = sum(task_steps(rows[c.run_id()]) for c in self.configs(ctx, rows))
+        return TransferEstimate(self.name, ctx.tasks, Z, cost, se,
+                                {"seeds": len(mats), "per_seed": mats, "similarity": S.tolist(),
+                                 "pairs": sum(len(v) for v in per.values()), **fit})  # fmt: skip
+
+
+def pending(estimators: Sequence[Estimator], ctx: Context, rows: Rows) -> list[OwnDataRunConfig]:
+    """The runs ``estimators`` still need given the stored ``rows`` (each once): train them,
+    store them, and ask again until nothing is left — an estimator's later runs can depend on
+    its earlier ones (:meth:`Estimator.configs`)."""
+    want = {c.run_id(): c for e in estimators for c in e.configs(ctx, rows)}
+    return [c for k, c in want.items() if k not in rows]
 
 
 #: every estimator by name, with its default settings
@@ -470,6 +694,7 @@ ESTIMATORS: dict[str, Callable[[], Estimator]] = {
     "first-order": lambda: Lookahead(first_order=True),
     "linearised": Linearised,
     "surrogate": Surrogate,
+    "screened": Screened,
 }
 
 
@@ -491,7 +716,8 @@ def compare(ctx: Context, names: Sequence[str], rows: Rows, budgets: Sequence[in
     """Every estimator of ``names`` judged (:func:`judge`) against the realised transfer
     (:class:`Pairs` on ``ctx``'s seeds; the estimators on :func:`estimator_context`'s, and
     both runs must be in ``rows``): its cost as a fraction of the realised pairs' cost and in
-    seconds, beside the realised matrix's split-half reliability."""
+    seconds, beside the realised matrix's split-half reliability and the agreement a fresh
+    replicate of it would reach (:func:`replicate_ceiling`)."""
     ref_est = Pairs()
     ref = ref_est.estimate(ctx, rows)
     per_seed = ref.meta["per_seed"]
@@ -507,6 +733,8 @@ def compare(ctx: Context, names: Sequence[str], rows: Rows, budgets: Sequence[in
         "estimators": [],
     }
     best = {b: search_groups(ref.matrix, b, time_limit) for b in budgets}
+    out["realised"]["replicate_ceiling"] = replicate_ceiling(
+        out["realised"]["split_half_spearman"], len(per_seed))
     out["realised"]["grouping"] = {str(b): {"groups": [list(x) for x in g.groups],
                                             "value": g.value, "optimal": g.optimal}
                                    for b, g in best.items()}  # fmt: skip
@@ -526,7 +754,7 @@ def compare(ctx: Context, names: Sequence[str], rows: Rows, budgets: Sequence[in
 
 def _seconds(est: Estimator, ctx: Context, rows: Rows) -> float:
     return float(sum(float(rows[c.run_id()].get("wall_s") or 0.0) for c in
-                     {c.run_id(): c for c in est.configs(ctx)}.values()))  # fmt: skip
+                     {c.run_id(): c for c in est.configs(ctx, rows)}.values()))  # fmt: skip
 
 
 EVIDENCE_FILE = "estimator_evidence.json"
@@ -558,6 +786,7 @@ __all__ = [
     "Linearised",
     "Lookahead",
     "Pairs",
+    "Screened",
     "Surrogate",
     "TransferEstimate",
     "candidate_pool",
@@ -568,8 +797,12 @@ __all__ = [
     "load_evidence",
     "make_estimator",
     "off_diagonal",
+    "pending",
+    "replicate_ceiling",
     "search_groups",
+    "shrunk_transfer",
     "sign_accuracy",
+    "signature_similarity",
     "split_half_reliability",
     "task_steps",
 ]  # fmt: skip

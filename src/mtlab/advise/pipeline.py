@@ -70,6 +70,7 @@ from mtlab.advise.estimators import (
     candidate_pool,
     load_evidence,
     make_estimator,
+    pending,
 )
 from mtlab.advise.rules import (
     clear_winner,
@@ -343,6 +344,12 @@ def advise(  # long: the stages read as one procedure
     look, look_se, per_seed = _affinity(mtl_all)
     A, A_se, source = look, look_se, "lookahead"
     n_seeds = len(per_seed)
+    while want_est and estimator is not None and (more := pending([estimator], ctx,
+                                                                  stages.stored())):
+        # the estimator's runs chosen from its runs stored (the screened pairs)
+        want_est = stages.fits(f"the runs the {mode} estimate chose", more)
+        if want_est:
+            done.update(stages.run(f"the runs the {mode} estimate chose", more))
     if want_est and estimator is not None:
         est = estimator.estimate(ctx, stages.stored())
         A, source = est.matrix, mode

@@ -121,6 +121,10 @@ ESTIMATED = {
                  "trained with it (Li, Nguyen & Zhang 2023)",
     "first-order": "the first-order lookahead affinity from MTL on all tasks",
     "linearised": "a linearised (Grad-TAG-style) estimate from MTL on all tasks",
+    "screened": "screened pairs: each task trained with the tasks whose single-task networks "
+                "answer most alike on the same inputs, and with random others; the transfer "
+                "of the pairs not trained is filled in from what any partner does to the task "
+                "plus how alike the two are",
 }
 
 

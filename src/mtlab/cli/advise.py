@@ -66,7 +66,8 @@ def add(sub: Any) -> None:
         "--affinity", choices=AFFINITIES, default="auto",
         help="what drives the grouping: the realised transfer of every pair of tasks trained "
         "together (pairs), or an estimate of it — short-pairs, short-pairs-19, lookahead, "
-        "first-order, linearised, surrogate (mtlab estimators compares them on your table); "
+        "first-order, linearised, surrogate, screened (mtlab estimators compares them on your "
+        "table); "
         "auto, the default: pairs up to 8 tasks, beyond them the estimator that measured best "
         "against the realised transfer on the planted table nearest your task count "
         "(benchmarks/transfer_estimators.py)",

@@ -769,7 +769,8 @@ _OWN_FT = ("source", "rescale", "pt_steps")
 _OWN_PROBE = ("probe_every", "probe_batch", "probe_eta", "probe_rule", "first_order_above")
 #: fields added after own-data folders existed: left out of a run's identity at their default, so
 #: the runs stored before keep their ids
-_OWN_LATER = {"init_scale": None, "null": (), "patience": None, "linearise": None}
+_OWN_LATER = {"init_scale": None, "null": (), "patience": None, "linearise": None,
+              "signature": None}
 _OWN_NETWORK = ("trunk", "widths", "steps", "lr", "batch_size", "eval_every", "init_scale",
                 "patience")  # fmt: skip
 
@@ -839,6 +840,9 @@ class OwnDataRunConfig(RunConfig):
     linearise: int | None = Field(None, ge=1, description="at the end of training: the "
                                   "linearised transfer estimate, trunk Jacobians projected to "
                                   "this many dimensions")  # fmt: skip
+    signature: int | None = Field(None, ge=1, description="at the end of training (STL): the "
+                                  "network's outputs on the first this many validation rows of "
+                                  "the table, labelled or not — the task's signature")  # fmt: skip
 
     def row_fields(self) -> dict[str, Any]:
         data = super().row_fields()
@@ -889,6 +893,8 @@ class OwnDataRunConfig(RunConfig):
                 errors.append(f"tasks: MTL with {self.method!r} needs at least two tasks")
         if self.linearise is not None and self.regime != "mtl":
             errors.append("linearise: the linearised transfer estimate is made by an MTL run")
+        if self.signature is not None and self.method != "stl":
+            errors.append("signature: a task's signature is the output of its own network (stl)")
         if self.method == "ptft":
             if self.source is None or self.rescale is None:
                 errors.append("source, rescale: method 'ptft' needs the source task and s")

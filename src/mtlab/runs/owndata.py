@@ -32,6 +32,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -350,6 +351,9 @@ def train_run(  # long: the run's one training, its checkpoints and its outcome,
     lin_seconds = 0.0
     if cfg.linearise is not None and not failed:
         lin_seconds = _linearised(net, tasks, cfg, dev, evals)
+    if cfg.signature is not None and not failed:
+        evals[0]["signature"] = sig = signature(net, prep, cfg.signature, dev)
+        evals[0]["signature_outputs"] = len(sig) // min(cfg.signature, len(prep.rows["val"]))
     row = {
         **cfg.row_fields(),
         "run_id": cfg.run_id(),
@@ -370,6 +374,19 @@ def train_run(  # long: the run's one training, its checkpoints and its outcome,
     params = ({k: v.detach().cpu() for k, v in net.trunk.state_dict().items()}
               if cfg.method == "stl" else {})  # fmt: skip
     return row, [], params, evals
+
+
+def signature(net: MultiTaskNet, prep: Prepared, n: int, dev: Any) -> list[float]:
+    """The first head's outputs on the first ``n`` validation rows of the table (standardised
+    as in training; the same rows for every task, labelled or not), row by row, flattened —
+    the task's signature (:class:`mtlab.advise.estimators.Screened`)."""
+    rows = prep.rows["val"][:n]
+    x = (prep.table.x[rows] - prep.mean) / prep.std
+    net.eval()
+    with torch.no_grad():
+        out = task_output(net, torch.as_tensor(x.astype(np.float32)).to(dev), 0)
+    net.train()
+    return [float(v) for v in out.double().cpu().reshape(-1)]
 
 
 def _linearised(net: MultiTaskNet, tasks: Sequence[SupervisedTask], cfg: OwnDataRunConfig,

@@ -54,6 +54,28 @@ def test_stable_grouping():
     assert stable_grouping(chosen, [[["a"], ["b", "c"]]] * 2 + [chosen])[0] is False
 
 
+def test_a_seed_whose_matrix_no_grouping_covers_does_not_agree(monkeypatch):
+    """At 48 tasks and few groups the search starts from a greedy packing that can fail on one
+    seed's matrix although it succeeded on the mean's: that seed disagrees, the advice goes on."""
+    import mtlab.grouping as grouping
+
+    A = np.array([[0, 0.3, 0.0], [0.3, 0, 0.0], [0.0, 0.0, 0]])
+    bad = A + 0.01
+    real = grouping.best_grouping
+
+    def search(m, *args, **kw):
+        if np.array_equal(m, bad):
+            raise ValueError("no grouping with at most 2 groups covers all 3 tasks")
+        return real(m, *args, **kw)
+
+    monkeypatch.setattr(grouping, "best_grouping", search)
+    out = grouping.by_budget(A, [2], per_seed=[A, bad], names=["a", "b", "c"],
+                             singleton_scores=[0.0] * 3)  # fmt: skip
+    g = out["2"]
+    assert sorted(map(sorted, g["groups"])) == [["a", "b"], ["c"]]
+    assert g["per_seed"][1] == [] and g["seeds_agree"] == 0.5
+
+
 def recovers_blocks(groups: list[list[str]], blocks: list[set[str]]) -> bool:
     """Every block lies inside one group, and no group holds tasks of two blocks."""
     inside = all(any(b <= set(g) for g in groups) for b in blocks)

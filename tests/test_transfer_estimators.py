@@ -336,3 +336,17 @@ def test_the_replicate_ceiling_is_the_spearman_brown_reliability_of_all_seeds():
     assert math.isnan(replicate_ceiling(0.5, 1)) and math.isnan(replicate_ceiling(math.nan, 3))
     # four seeds: two against two, r is a two-seed mean's reliability; the ceiling doubles it
     assert replicate_ceiling(0.5, 4) == pytest.approx(2 * 0.5 / 1.5)
+
+
+def test_the_report_states_the_evidence_beside_its_ceiling():
+    from mtlab.advise.report import _affinity_text
+
+    row = {"tasks": 48, "spearman": 0.36, "realised_split_half": 0.32, "replicate_ceiling": 0.48,
+           "regret": 0.006, "budget": 12, "cost_fraction": 0.087}  # fmt: skip
+    text = _affinity_text({"source": "screened", "seeds": 2, "evidence": [row]})
+    assert "screened pairs" in text and "not by training every pair" in text
+    assert "Spearman 0.36" in text and "a fresh replicate of it would reach 0.48" in text
+    assert "9% of the cost" in text
+    del row["replicate_ceiling"]  # evidence measured before the ceiling was reported
+    assert "fresh replicate" not in _affinity_text({"source": "screened", "seeds": 2,
+                                                    "evidence": [row]})  # fmt: skip

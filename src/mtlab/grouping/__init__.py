@@ -280,8 +280,13 @@ def by_budget(
             g = best_grouping(A, b, singleton_scores, names=names, **search)
         except ValueError:
             continue
-        seeds = [best_grouping(m, b, singleton_scores, names=names, **search).names or []
-                 for m in per_seed]  # fmt: skip
+        seeds = []
+        for m in per_seed:
+            try:
+                seeds.append(best_grouping(m, b, singleton_scores, names=names, **search).names
+                             or [])  # fmt: skip
+            except ValueError:  # no grouping found on this seed's matrix: it does not agree
+                seeds.append([])
         stable, agree = stable_grouping(g.names or [], seeds)
         out[str(b)] = {"groups": g.names, "value": g.value, "stable": stable,
                        "seeds_agree": agree, "per_seed": seeds, "optimal": g.optimal,

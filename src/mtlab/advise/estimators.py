@@ -14,7 +14,8 @@ transfer — every pair trained together over seeds — by :func:`judge`:
 
 beside the realised matrix's own split-half reliability (:func:`split_half_reliability`) and the
 agreement a fresh replicate of the realised pairs on as many seeds would reach with it
-(:func:`replicate_ceiling`): the ceiling of an estimator judged against it.
+(:func:`replicate_ceiling`): what an estimator as good as retraining every pair would score (a
+noise-free estimate could reach at most its square root).
 
 The estimators are plug-ins behind one interface (:class:`Estimator`): ``configs(ctx, rows)``
 names the own-data runs it needs (trained by the executor into the folder's store, like every
@@ -161,8 +162,8 @@ def grouping_regret(estimate: np.ndarray, realised: np.ndarray, budget: int,
 
 def split_half_reliability(per_seed: Sequence[np.ndarray]) -> float:
     """Spearman correlation (off-diagonal) between the mean matrix of the first half of the
-    seeds and that of the second half: how well the realised matrix agrees with itself, the
-    ceiling for any estimator judged against it. Needs two seeds or more."""
+    seeds and that of the second half: how well the realised matrix agrees with itself (see
+    :func:`replicate_ceiling` for what that allows an estimator). Needs two seeds or more."""
     mats = [np.asarray(m, float) for m in per_seed]
     if len(mats) < 2:
         raise ValueError("split-half reliability needs two seeds or more")
@@ -174,11 +175,12 @@ def split_half_reliability(per_seed: Sequence[np.ndarray]) -> float:
 
 def replicate_ceiling(split_half: float, seeds: int) -> float:
     """How well a fresh replicate of the realised pairs — every pair trained again on as many
-    other seeds — would agree with the realised matrix: the ceiling of an estimator judged
-    against it. From the split-half correlation ``r`` between the means of ``h = seeds // 2``
-    and ``seeds − h`` seeds: with one seed's reliability ``ρ`` and the Spearman–Brown
-    reliability of a k-seed mean ``ρ_k = kρ / (1 + (k − 1)ρ)``, ``r = √(ρ_h ρ_{seeds−h})``;
-    solved for ``ρ``, the ceiling is ``ρ_seeds``. 0 for ``r ≤ 0``; NaN if unknown."""
+    other seeds — would agree with the realised matrix: what an estimator as reliable as the
+    reference scores (a noise-free estimate, the seeds' mean itself, at most its square root).
+    From the split-half correlation ``r`` between the means of ``h = seeds // 2`` and
+    ``seeds − h`` seeds: with one seed's reliability ``ρ`` and the Spearman–Brown reliability
+    of a k-seed mean ``ρ_k = kρ / (1 + (k − 1)ρ)``, ``r = √(ρ_h ρ_{seeds−h})``; solved for
+    ``ρ``, the result is ``ρ_seeds``. 0 for ``r ≤ 0``; NaN if unknown."""
     from scipy.optimize import brentq
 
     if seeds < 2 or not math.isfinite(split_half):

@@ -19,7 +19,8 @@ DESCRIPTION = (
     "(and as a fraction of the realised pairs'), Spearman and Pearson correlation over the "
     "pairs, sign accuracy on pairs whose realised transfer is clearly non-zero (beyond 2 s.e.), "
     "and the grouping regret per budget — beside the realised matrix's own split-half "
-    "reliability, the ceiling. The estimators train on seeds of their own (1000 on), so that "
+    "reliability and what a fresh replicate of it would score. The estimators train on seeds "
+    "of their own (1000 on), so that "
     "none shares its noise with the reference. Writes estimators.json, estimators.csv, estimators.md and "
     "estimators.png."
 )
@@ -132,8 +133,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"Realised pairs: {r['cost_steps']:.0f} task-steps ({r['seconds']:.0f} s of training); "
         f"split-half Spearman of the realised matrix {r['split_half_spearman']:.2f}; a fresh "
         f"replicate of the realised pairs on {len(result['seeds'])} other seeds would agree with "
-        f"it to about {r.get('replicate_ceiling', float('nan')):.2f} (the ceiling, "
-        "Spearman–Brown).", "", head,
+        f"it to about {r.get('replicate_ceiling', float('nan')):.2f} (Spearman–Brown; a "
+        "noise-free estimate at most its square root).", "", head,
         "|" + "---|" * (6 + len(budgets)),
     ]  # fmt: skip
     for e in result["estimators"]:

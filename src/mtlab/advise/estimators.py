@@ -77,7 +77,9 @@ def off_diagonal(m: np.ndarray) -> np.ndarray:
     return m[~np.eye(len(m), dtype=bool)]
 
 
-def _corr(a: np.ndarray, b: np.ndarray, kind: str) -> float:
+def correlation(a: np.ndarray, b: np.ndarray, kind: str = "pearson") -> float:
+    """Pearson or Spearman correlation of the entries finite in both (NaN below three, or if
+    either is constant); of two matrices' off-diagonal entries: pass :func:`off_diagonal`'s."""
     from scipy.stats import pearsonr, spearmanr
 
     ok = np.isfinite(a) & np.isfinite(b)
@@ -170,7 +172,7 @@ def split_half_reliability(per_seed: Sequence[np.ndarray]) -> float:
     half = len(mats) // 2
     a = np.nanmean(mats[:half], axis=0)
     b = np.nanmean(mats[half:], axis=0)
-    return _corr(off_diagonal(a), off_diagonal(b), "spearman")
+    return correlation(off_diagonal(a), off_diagonal(b), "spearman")
 
 
 def replicate_ceiling(split_half: float, seeds: int) -> float:
@@ -213,8 +215,8 @@ def judge(estimate: TransferEstimate, realised: np.ndarray, realised_se: np.ndar
     return {
         "estimator": estimate.name,
         "cost_steps": estimate.cost_steps,
-        "spearman": _corr(e, r, "spearman"),
-        "pearson": _corr(e, r, "pearson"),
+        "spearman": correlation(e, r, "spearman"),
+        "pearson": correlation(e, r, "pearson"),
         "sign_accuracy": acc,
         "clear_pairs": n_clear,
         "grouping": [grouping_regret(estimate.matrix, realised, b, time_limit,
@@ -793,6 +795,7 @@ __all__ = [
     "TransferEstimate",
     "candidate_pool",
     "compare",
+    "correlation",
     "grouping_regret",
     "grouping_value",
     "judge",

@@ -68,8 +68,10 @@ from mtlab.advise.estimators import (
     NEIGHBOURS,
     Context,
     candidate_pool,
+    correlation,
     load_evidence,
     make_estimator,
+    off_diagonal,
     pending,
 )
 from mtlab.advise.rules import (
@@ -216,14 +218,6 @@ def _affinity(outcomes: Sequence[Outcome]) -> tuple[np.ndarray, np.ndarray, list
         raise RuntimeError("no affinity was measured (every MTL run diverged?)")
     mean, se = finite_mean_se(np.stack(mats))
     return mean, se, mats
-
-
-def _offdiag_corr(A: np.ndarray, B: np.ndarray) -> float:
-    mask = ~np.eye(len(A), dtype=bool)
-    a, b = A[mask], B[mask]
-    if len(a) < 2 or a.std() == 0 or b.std() == 0:
-        return math.nan
-    return float(np.corrcoef(a, b)[0, 1])
 
 
 def _groupings(A: np.ndarray, tasks: list[str], per_seed: list[np.ndarray]) -> dict[str, Any]:
@@ -524,7 +518,8 @@ def advise(  # long: the stages read as one procedure
             "se": A_se.tolist(),
             "seeds": n_seeds,
             "lookahead": {"mean": look.tolist(), "se": look_se.tolist()},
-            "lookahead_vs_used_corr": _offdiag_corr(look, A) if source != "lookahead" else None,
+            "lookahead_vs_used_corr": (correlation(off_diagonal(look), off_diagonal(A))
+                                       if source != "lookahead" else None),
             "evidence": [r for r in evidence["rows"] if r["estimator"] == source],
             "evidence_about": {k: v for k, v in evidence.items() if k != "rows"},
         },

@@ -182,10 +182,14 @@ def test_every_estimator_runs_through_the_executor(tmp_path):
 
 
 @pytest.mark.slow
-def test_advise_groups_by_an_estimator_and_states_its_evidence(tmp_path):
-    """``--affinity surrogate`` (the choice ``auto`` makes by the evidence above 8 tasks on
-    some tables): its runs in the advice's folder, the grouping from its estimate, and the
-    report stating what it measured against the realised transfer."""
+@pytest.mark.parametrize(("name", "words"), [
+    ("surrogate", "surrogate model of the transfer"),
+    ("screened", "screened pairs")])  # fmt: skip
+def test_advise_groups_by_an_estimator_and_states_its_evidence(tmp_path, name, words):
+    """``--affinity surrogate`` or ``screened`` (``auto``'s choice above 27 tasks; its pairs
+    are chosen from its first runs, a round of its own): its runs in the advice's folder, the
+    grouping from its estimate, and the report stating what it measured against the realised
+    transfer."""
     from mtlab.advise.synthetic import planted_blocks
     from mtlab.cli import main
 
@@ -194,16 +198,22 @@ def test_advise_groups_by_an_estimator_and_states_its_evidence(tmp_path):
     out = tmp_path / "adv"
     args = ["advise", "--data", str(data), "--targets", "A1,A2,B1,B2,N1", "--out", str(out),
             "--model", "mlp:8", "--seeds", "2", "--steps", "40", "--methods", "",
-            "--rescales", "1", "--affinity", "surrogate", "--time-budget", "0", "--quiet"]
+            "--rescales", "1", "--affinity", name, "--time-budget", "0", "--quiet"]
     assert main(args) == 0
     import json
 
     advice = json.loads((out / "advice.json").read_text())
     aff = advice["affinity"]
-    assert aff["source"] == "surrogate" and np.asarray(aff["mean"]).shape == (5, 5)
-    assert all(r["estimator"] == "surrogate" for r in aff["evidence"])
+    assert aff["source"] == name and np.asarray(aff["mean"]).shape == (5, 5)
+    assert np.isfinite(np.asarray(aff["mean"])).all()
+    assert all(r["estimator"] == name for r in aff["evidence"])
+    if name == "screened":  # both rounds trained into the folder: the pairs it chose too
+        from mtlab.runs.store import RunStore
+
+        rows = RunStore(out).rows()
+        assert any(r.get("evals") and r["evals"][0].get("signature") for r in rows)
     report = (out / "report.md").read_text()
-    assert "surrogate model of the transfer" in report
+    assert words in report
     if aff["evidence"]:
         assert "Measured against the realised transfer on planted tables" in report
 

@@ -295,6 +295,9 @@ def test_screened_trains_alike_partners_chosen_from_the_signatures_then_random_o
     base = {"family": "owndata", "dataset": "digit-attributes", "targets": tasks, "steps": 800,
             "patience": 5, "eval_every": 100}  # fmt: skip
     ctx = Context(tasks, (0, 1), lambda **f: make_config({**base, **f}))
+    for bad in ({"partners": 0}, {"random": -1}, {"share": 0.0}, {"share": 1.5}, {"rows": 1}):
+        with pytest.raises(ValueError, match="screened: partners >= 1"):
+            Screened(**bad)
     est = Screened(partners=2, random=1, share=0.09, rows=50)
     first = est.configs(ctx)
     assert [(c.tasks, c.seed, c.method, c.signature) for c in first] == [
@@ -315,7 +318,7 @@ def test_screened_trains_alike_partners_chosen_from_the_signatures_then_random_o
     for s in (0, 1):
         assert mates <= set(pairs[s]) and all(i < j for i, j in pairs[s])
     assert pairs[0] != pairs[1]  # the random partners are drawn per seed
-    assert est.pairs(ctx, rows) == pairs  # and reproducibly
+    assert est.pairs(ctx, rows) == pairs == est.pairs(ctx, rows, S)  # and reproducibly
     later = pending([est], ctx, rows)
     assert len(later) == sum(len(p) for p in pairs.values())
     assert {c.method for c in later} == {"mean"} and {c.steps for c in later} == {first[0].steps}

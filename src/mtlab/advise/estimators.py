@@ -621,15 +621,17 @@ class Screened(Estimator):
             mats.append(signature_similarity(sigs))
         return np.mean(mats, axis=0)
 
-    def pairs(self, ctx: Context, rows: Rows) -> dict[int, list[tuple[int, int]]]:
+    def pairs(self, ctx: Context, rows: Rows, S: np.ndarray | None = None
+              ) -> dict[int, list[tuple[int, int]]]:  # fmt: skip
         """Per seed, the pairs ``(i, j)``, ``i < j``, trained: every task's ``partners`` most
-        alike (the same on every seed) and ``random`` others (seeded per seed)."""
+        alike (the same on every seed) and ``random`` others (seeded per seed). ``S``: the
+        :meth:`similarity`, if already computed."""
         import torch
 
         from mtlab._seeding import generator
 
         T = len(ctx.tasks)
-        S = self.similarity(ctx, rows)
+        S = self.similarity(ctx, rows) if S is None else S
         alike = set()
         for i in range(T):
             order = [int(j) for j in np.argsort(-S[i], kind="stable") if j != i]
@@ -668,7 +670,8 @@ class Screened(Estimator):
     def estimate(self, ctx: Context, rows: Rows) -> TransferEstimate:
         T = len(ctx.tasks)
         S = self.similarity(ctx, rows)
-        per = {s: self._observations(ctx, rows, s, prs) for s, prs in self.pairs(ctx, rows).items()}
+        chosen = self.pairs(ctx, rows, S)
+        per = {s: self._observations(ctx, rows, s, prs) for s, prs in chosen.items()}
         if not any(per.values()):
             raise RuntimeError("screened: no pair finished")
         Z, fit = shrunk_transfer(T, [o for v in per.values() for o in v], S)

@@ -360,6 +360,50 @@ def test_the_report_states_the_evidence_beside_its_ceiling():
     assert "screened pairs" in text and "not by training every pair" in text
     assert "Spearman 0.36" in text and "a fresh replicate of it would reach 0.48" in text
     assert "9% of the cost" in text
-    del row["replicate_ceiling"]  # evidence measured before the ceiling was reported
+    assert "on 4 seeds" not in text
+    row["reference_seeds"] = 4
+    assert "realised transfer (on 4 seeds, its own" in _affinity_text(
+        {"source": "screened", "seeds": 2, "evidence": [row]})
+    del row["replicate_ceiling"], row["reference_seeds"]  # evidence measured before either
     assert "fresh replicate" not in _affinity_text({"source": "screened", "seeds": 2,
                                                     "evidence": [row]})  # fmt: skip
+
+
+@pytest.mark.slow
+def test_estimators_command_judges_against_a_reference_on_more_seeds(tmp_path):
+    """``mtlab estimators --reference-seeds 3`` on 2 estimator seeds: the realised pairs on
+    seeds 0–2, the estimators on their own two, the cost counted against the realised pairs on
+    two seeds; the tables, the note and the figure written; a second call trains nothing."""
+    import json
+
+    import pandas as pd
+
+    from mtlab.advise.synthetic import planted_blocks
+    from mtlab.cli import main
+    from mtlab.runs.store import RunStore
+
+    data = tmp_path / "t.csv"
+    planted_blocks(2, 2, 0, 1, rows=400, features=6, kept=0.5).to_csv(data, index=False)
+    out = tmp_path / "est"
+    args = ["estimators", "--data", str(data), "--targets", "A1,A2,B1,B2,N1", "--out", str(out),
+            "--model", "mlp:8", "--seeds", "2", "--reference-seeds", "3", "--steps", "40",
+            "--estimators", "short-pairs,screened", "--budgets", "2", "--quiet"]
+    assert main(args) == 0
+    result = json.loads((out / "estimators.json").read_text())
+    assert result["seeds"] == [0, 1] and result["reference_seeds"] == [0, 1, 2]
+    r = result["realised"]
+    assert r["cost_steps_at_estimator_seeds"] == pytest.approx(r["cost_steps"] * 2 / 3)
+    for e in result["estimators"]:
+        assert e["cost_fraction"] == pytest.approx(e["cost_steps"]
+                                                   / r["cost_steps_at_estimator_seeds"])
+    seeds = {row["seed"] for row in RunStore(out).rows()}
+    assert seeds == {0, 1, 2, 1000, 1001}  # the estimators never train on the reference's
+    assert list(pd.read_csv(out / "estimators.csv")["estimator"]) == ["short-pairs", "screened"]
+    assert "the realised pairs on 3" in (out / "estimators.md").read_text()
+    assert (out / "estimators.png").stat().st_size > 0
+    n = len(RunStore(out).rows())
+    assert main(args) == 0 and len(RunStore(out).rows()) == n  # resumed: nothing trained again
+    bad = [*args]
+    bad[bad.index("--reference-seeds") + 1] = "0"
+    with pytest.raises(SystemExit):  # a reference needs a seed
+        main(bad)

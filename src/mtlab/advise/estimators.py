@@ -719,20 +719,30 @@ def estimator_context(ctx: Context) -> Context:
 
 
 def compare(ctx: Context, names: Sequence[str], rows: Rows, budgets: Sequence[int] = (),
-            time_limit: float = 10.0) -> dict[str, Any]:  # fmt: skip
+            time_limit: float = 10.0, reference_seeds: Sequence[int] | None = None
+            ) -> dict[str, Any]:  # fmt: skip
     """Every estimator of ``names`` judged (:func:`judge`) against the realised transfer
-    (:class:`Pairs` on ``ctx``'s seeds; the estimators on :func:`estimator_context`'s, and
-    both runs must be in ``rows``): its cost as a fraction of the realised pairs' cost and in
-    seconds, beside the realised matrix's split-half reliability and the agreement a fresh
-    replicate of it would reach (:func:`replicate_ceiling`)."""
+    (:class:`Pairs` on ``reference_seeds``, default ``ctx``'s seeds; the estimators on
+    :func:`estimator_context`'s, and both runs must be in ``rows``): its cost as a fraction of
+    the realised pairs' cost on as many seeds as the estimator's, and in seconds, beside the
+    realised matrix's split-half reliability and the agreement a fresh replicate of it would
+    reach (:func:`replicate_ceiling`). A reference on more seeds than the estimators' is a
+    less noisy yardstick; it does not change what an estimate costs."""
+    ref_ctx = ctx if reference_seeds is None else Context(
+        ctx.tasks, tuple(reference_seeds), ctx.make, ctx.init_scale)
+    if not ref_ctx.seeds:
+        raise ValueError("compare: the reference needs a seed")
     ref_est = Pairs()
-    ref = ref_est.estimate(ctx, rows)
+    ref = ref_est.estimate(ref_ctx, rows)
     per_seed = ref.meta["per_seed"]
+    per_estimator_seeds = ref.cost_steps * len(ctx.seeds) / len(ref_ctx.seeds)
     out: dict[str, Any] = {
         "tasks": list(ctx.tasks),
         "seeds": list(ctx.seeds),
+        "reference_seeds": list(ref_ctx.seeds),
         "budgets": list(budgets),
-        "realised": {"cost_steps": ref.cost_steps, "seconds": _seconds(ref_est, ctx, rows),
+        "realised": {"cost_steps": ref.cost_steps, "seconds": _seconds(ref_est, ref_ctx, rows),
+                     "cost_steps_at_estimator_seeds": per_estimator_seeds,
                      "matrix": ref.matrix.tolist(), "se": ref.se.tolist() if ref.se is not None
                      else None,
                      "split_half_spearman": split_half_reliability(per_seed)
@@ -751,7 +761,8 @@ def compare(ctx: Context, names: Sequence[str], rows: Rows, budgets: Sequence[in
         e = est.estimate(own, rows)
         j = judge(e, ref.matrix, ref.se if ref.se is not None else np.full_like(ref.matrix, np.nan),
                   budgets, time_limit=time_limit, best=best)  # fmt: skip
-        j["cost_fraction"] = e.cost_steps / ref.cost_steps if ref.cost_steps else float("nan")
+        j["cost_fraction"] = (e.cost_steps / per_estimator_seeds if per_estimator_seeds
+                              else float("nan"))  # fmt: skip
         j["seconds"] = _seconds(est, own, rows)
         j["matrix"] = e.matrix.tolist()
         j["se"] = None if e.se is None else e.se.tolist()

@@ -137,8 +137,13 @@ def _evidence_text(aff: dict[str, Any]) -> str:
         c = r.get("replicate_ceiling")
         return "" if c is None else f"; a fresh replicate of it would reach {c:.2f}"
 
+    def seeds(r: dict[str, Any]) -> str:
+        n = r.get("reference_seeds")
+        return "" if n is None else f"on {n} seeds, "
+
     parts = [f"{r['tasks']} tasks: Spearman {r['spearman']:.2f} with the realised transfer "
-             f"(its own split-half reliability {r['realised_split_half']:.2f}{ceiling(r)}), "
+             f"({seeds(r)}its own split-half reliability {r['realised_split_half']:.2f}"
+             f"{ceiling(r)}), "
              "grouping regret "
              f"{r['regret']:.0%} at {r['budget']} groups, at {r['cost_fraction']:.0%} of the cost "
              "of training every pair" for r in rows]  # fmt: skip

@@ -36,7 +36,12 @@ def add(sub: Any) -> None:
     cheap = [n for n in ESTIMATORS if n != "pairs"]
     ap.add_argument("--estimators", default=",".join(cheap),
                     help=f"the estimators judged (default {','.join(cheap)})")  # fmt: skip
-    ap.add_argument("--seeds", type=options.positive, default=3)
+    ap.add_argument("--seeds", type=options.positive, default=3,
+                    help="the estimators' seeds (default 3, as mtlab advise)")  # fmt: skip
+    ap.add_argument("--reference-seeds", type=options.positive, default=None,
+                    help="the realised pairs' seeds (default --seeds): more make the "
+                    "reference less noisy; the estimators' cost is still counted against the "
+                    "realised pairs on as many seeds as theirs")  # fmt: skip
     ap.add_argument("--budgets", default="2,4", help="grouping budgets for the regret")
     ap.add_argument("--model", default=None, help="mlp:WIDTH,… (default mlp:128,128)")
     ap.add_argument("--steps", type=options.positive, default=None,
@@ -68,8 +73,9 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, DataError) as err:
         return fail(str(err))
     ctx = Context(tuple(data.tasks), tuple(range(args.seeds)), data.config)
+    ref = Context(ctx.tasks, tuple(range(args.reference_seeds or args.seeds)), ctx.make)
     own = estimator_context(ctx)  # the estimators' own seeds (not the reference's)
-    configs = make_estimator("pairs").configs(ctx) + [c for e in ests for c in e.configs(own)]
+    configs = make_estimator("pairs").configs(ref) + [c for e in ests for c in e.configs(own)]
     configs = list({c.run_id(): c for c in configs}.values())
     args.no_report = True
     args.append = True  # more estimators (or seeds) later add their runs to the same folder
@@ -82,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         code = execute_sweep(args, "estimators", "custom", more, extra, label, data.identity)
         if code != 0:
             return code
-    write(ctx, names, budgets, args.out)
+    write(ctx, names, budgets, args.out, ref.seeds)
     return 0
 
 
@@ -92,14 +98,15 @@ def _rows(out: Any) -> dict[str, dict[str, Any]]:
     return {r["run_id"]: r for r in RunStore(out).rows()}
 
 
-def write(ctx: Any, names: list[str], budgets: list[int], out: Any) -> dict[str, Any]:
+def write(ctx: Any, names: list[str], budgets: list[int], out: Any,
+          reference_seeds: Any = None) -> dict[str, Any]:  # fmt: skip
     """Judge the estimators on the folder's runs; write the tables, the note and the figure."""
     import pandas as pd
 
     from mtlab.advise.estimators import compare
 
     rows = _rows(out)
-    result = compare(ctx, names, rows, budgets)
+    result = compare(ctx, names, rows, budgets, reference_seeds=reference_seeds)
     (out / "estimators.json").write_text(json.dumps(result, indent=1, default=float))
     table = pd.DataFrame(summary_rows(result))
     table.to_csv(out / "estimators.csv", index=False)
@@ -124,15 +131,16 @@ def summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
 def markdown(result: dict[str, Any]) -> str:
     r = result["realised"]
     budgets = result["budgets"]
-    head = ("| estimator | cost (task-steps) | of the realised pairs' | Spearman | Pearson | "
-            "sign accuracy (clear pairs) | " + " | ".join(f"regret, budget {b}" for b in budgets)
-            + " |")  # fmt: skip
+    seeds, ref_seeds = len(result["seeds"]), len(result.get("reference_seeds", result["seeds"]))
+    head = ("| estimator | cost (task-steps) | of the realised pairs' on as many seeds | Spearman "
+            "| Pearson | sign accuracy (clear pairs) | "
+            + " | ".join(f"regret, budget {b}" for b in budgets) + " |")  # fmt: skip
     lines = [
-        f"# Transfer estimators against the realised transfer ({len(result['tasks'])} tasks, "
-        f"{len(result['seeds'])} seeds)", "",
+        f"# Transfer estimators against the realised transfer ({len(result['tasks'])} tasks; "
+        f"the estimators on {seeds} seeds, the realised pairs on {ref_seeds})", "",
         f"Realised pairs: {r['cost_steps']:.0f} task-steps ({r['seconds']:.0f} s of training); "
         f"split-half Spearman of the realised matrix {r['split_half_spearman']:.2f}; a fresh "
-        f"replicate of the realised pairs on {len(result['seeds'])} other seeds would agree with "
+        f"replicate of the realised pairs on {ref_seeds} other seeds would agree with "
         f"it to about {r.get('replicate_ceiling', float('nan')):.2f} (Spearman–Brown; a "
         "noise-free estimate at most its square root).", "", head,
         "|" + "---|" * (6 + len(budgets)),

@@ -7,8 +7,9 @@ yardstick) and each estimator's runs, all through the executor into one run fold
 (``--work``; a rerun resumes), and judges each estimator: cost (task-training steps, and as a
 fraction of the realised pairs' on as many seeds), Spearman and Pearson with the realised matrix,
 sign accuracy on clearly non-zero pairs, grouping regret at the budget equal to the number of
-blocks (and one more), and how well the grouping chosen on the estimate recovers the planted
-blocks (``synthetic.block_recovery``). Beside them: the realised matrix's split-half
+blocks, at one more, and at the blocks plus the groups the other tasks need (48 tasks: 14), and
+how well the grouping chosen on the estimate recovers the planted blocks
+(``synthetic.block_recovery``). Beside them: the realised matrix's split-half
 reliability, the agreement a fresh replicate of the realised pairs would reach (the ceiling,
 ``estimators.replicate_ceiling``) and the Spearman correlation a perfect block detector would
 reach (the block indicator against the realised matrix).
@@ -23,13 +24,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mtlab.advise.estimators import EVIDENCE_FILE, off_diagonal
+from mtlab.advise.estimators import EVIDENCE_FILE, LARGE_T, MAX_GROUP, off_diagonal
 from mtlab.advise.synthetic import PLANTED, block_recovery, planted_block, planted_many
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,11 +62,16 @@ def run_table(T: int, work: Path, estimators: str) -> dict[str, Any]:
         df.to_csv(table, index=False)
     targets = [c for c in df.columns if not c.startswith("x")]
     blocks = PLANTED[T]["blocks"]
+    # the loners and noise tasks need groups of their own too (at most MAX_GROUP tasks a group
+    # above LARGE_T tasks): the budget at which the blocks can stand alone
+    others = PLANTED[T]["loners"] + PLANTED[T]["noise"]
+    apart = blocks + (math.ceil(others / MAX_GROUP) if T > LARGE_T else 1)
     t0 = time.perf_counter()
     code = main(["estimators", "--data", str(table), "--targets", ",".join(targets),
                  "--out", str(folder / "runs"), "--seeds", str(SEEDS[T]),
                  "--reference-seeds", str(REFERENCE_SEEDS[T]),
-                 "--budgets", f"{blocks},{blocks + 1}", "--estimators", estimators, "--quiet"])
+                 "--budgets", ",".join(map(str, sorted({blocks, blocks + 1, apart}))),
+                 "--estimators", estimators, "--quiet"])
     if code != 0:
         raise SystemExit(f"mtlab estimators failed on the {T}-task table ({code})")
     result = json.loads((folder / "runs" / "estimators.json").read_text())
@@ -140,7 +147,10 @@ def main() -> None:
             print(f"  {e['estimator']:12s} cost {e['cost_fraction']:6.1%}  Spearman "
                   f"{e['spearman']:.2f}  Pearson {e['pearson']:.2f}  sign {e['sign_accuracy']:.2f}"
                   f"  regret@{g['budget']} {g['regret']:.1%}  precision "
-                  f"{g['recovery']['precision']:.2f} recall {g['recovery']['recall']:.2f}")  # fmt: skip
+                  f"{g['recovery']['precision']:.2f} recall {g['recovery']['recall']:.2f}"
+                  + "".join(f"; @{h['budget']}: regret {h['regret']:.1%}, blocks "
+                            f"{h['recovery']['precision']:.2f} / {h['recovery']['recall']:.2f}"
+                            for h in e["grouping"][1:]))  # fmt: skip
 
 
 if __name__ == "__main__":

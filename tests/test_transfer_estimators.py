@@ -171,6 +171,13 @@ def test_every_estimator_runs_through_the_executor(tmp_path):
     sig = [e for r in rows.values() for e in r["evals"] if e.get("signature") is not None]
     assert sig and all(len(e["signature"]) == e["signature_outputs"] * 60 for e in sig)
     assert {e["signature_outputs"] for e in sig} == {1, 2}  # a regression, a binary class
+    # what predicts a recipient effect: its kind (one column each), its log loss alone
+    # centred within the kind
+    X = make_estimator("screened").covariates(own, rows)  # type: ignore[attr-defined]
+    assert X.shape == (5, 3) and (X[:, :2].sum(1) == 1).all() and X[:, :2].sum(0).min() >= 1
+    for k in range(2):
+        assert X[X[:, k] == 1, 2].sum() == pytest.approx(0.0, abs=1e-9)
+    assert np.ptp(X[:, 2]) > 0
     result = compare(ctx, names, rows, budgets=(2,), time_limit=5)
     assert [e["estimator"] for e in result["estimators"]] == names
     for e in result["estimators"]:
@@ -271,6 +278,48 @@ def test_shrunk_transfer_recovers_a_recipient_effect_plus_a_similarity_slope():
     out_agreed, fit_agreed = shrunk_transfer(T, agreed, S)
     assert fit_agreed["sigma2"] == pytest.approx(0.0, abs=1e-12)
     assert out_agreed[1, 2] - (fit_agreed["b"] * S[1, 2]) > 0.2
+
+
+def test_recipient_effects_shrink_toward_what_the_covariates_predict():
+    """Per-seed recipient effects as noisy as the planted 48-task table's (each seed's noise
+    shared by all of a recipient's pairs): shrunk toward a fit on a covariate that predicts
+    them, they are nearer the truth than their plain mean; a covariate that predicts nothing
+    leaves well-measured effects (nearly) whole; one seed, or too few tasks, cannot say."""
+    from mtlab.advise.estimators import recipient_prior
+
+    rng = np.random.default_rng(3)
+    T, seeds = 40, 3
+    x = rng.normal(size=T)
+    a = 0.02 * x + rng.normal(0, 0.005, T)  # the truth: mostly what the covariate says
+    S = np.eye(T)
+    X = np.column_stack([np.ones(T), x])
+
+    def observe(noise):
+        per = []
+        for _ in range(seeds):
+            shared = rng.normal(0, noise, T)  # the seed's own effect, shared by the row
+            per.append([(i, j, a[i] + shared[i] + rng.normal(0, 0.002))
+                        for i in range(T) for j in rng.choice(np.delete(np.arange(T), i), 4,
+                                                               replace=False)])  # fmt: skip
+        return per
+
+    per = observe(0.03)
+    out, fit = recipient_prior(T, per, S, 0.0, X)
+    plain = np.array([np.mean([y for s in per for i, _, y in s if i == t]) for t in range(T)])
+    assert np.mean((out - a) ** 2) < 0.5 * np.mean((plain - a) ** 2)
+    assert fit["coef"][1] == pytest.approx(0.02, abs=0.006) and 0 <= fit["weight"] < 0.5
+    # a covariate unrelated to well-measured effects: they stand (weight near 1)
+    quiet = observe(0.001)
+    noise_x = np.column_stack([np.ones(T), rng.normal(size=T)])
+    out_q, fit_q = recipient_prior(T, quiet, S, 0.0, noise_x)
+    assert fit_q["weight"] > 0.9 and np.corrcoef(out_q, a)[0, 1] > 0.95
+    # the similarity slope is taken out before the effects are averaged
+    S2 = rng.random((T, T))
+    tilted = [[(i, j, y + 0.5 * S2[i, j]) for i, j, y in s] for s in quiet]
+    assert np.allclose(recipient_prior(T, tilted, S2, 0.5, noise_x)[0], out_q)
+    assert recipient_prior(T, per[:1], S, 0.0, X) is None  # one seed: its noise is unknown
+    assert recipient_prior(4, [[(0, 1, 0.1), (1, 0, 0.2), (2, 3, 0.0), (3, 2, 0.1)]] * 2,
+                           np.eye(4), 0.0, np.ones((4, 2))) is None  # 4 tasks, 2 columns
 
 
 def _rows_with_signatures(ctx, est, latent):

@@ -541,15 +541,65 @@ def fit_row_similarity(T: int, obs: Sequence[tuple[int, int, float]], S: np.ndar
     return a, b
 
 
-def shrunk_transfer(T: int, obs: Sequence[tuple[int, int, float]], S: np.ndarray
+def recipient_prior(T: int, per_seed: Sequence[Sequence[tuple[int, int, float]]], S: np.ndarray,
+                    b: float, X: np.ndarray, pair_tau2: float = 0.0
+                    ) -> tuple[np.ndarray, dict[str, Any]] | None:  # fmt: skip
+    """Recipient effects shrunk toward what the tasks' covariates predict. Per seed, each
+    recipient's effect is the mean of its observations ``(i, j, y)`` less ``b · S[i, j]``; over
+    the seeds their mean ``â_i`` has the noise variance ``v`` (the seeds' spread, pooled over
+    tasks, over the task's seeds; plus ``pair_tau2`` — the pair effects' variance beyond the fit,
+    :func:`shrunk_transfer`'s ``tau2`` — over its number of partners: a pair trained on every
+    seed adds its own effect to each). A least-squares fit of ``â`` on ``X`` (one row per task)
+    gives the prior mean ``m``; ``τ²`` the spread of the effects beyond it (method of moments);
+    each effect is ``m_i + τ² / (τ² + v_i) · (â_i − m_i)``, and a task with no observation gets
+    ``m_i``. None when the data cannot say: fewer than two seeds with observations, or fewer
+    than three tasks more than ``X`` has columns. Returns the effects and the fit (``coef``,
+    ``tau2``, ``v``, ``weight``: the mean shrinkage weight)."""
+    A = np.full((len(per_seed), T), np.nan)
+    for k, obs in enumerate(per_seed):
+        total, n = np.zeros(T), np.zeros(T)
+        for i, j, y in obs:
+            total[i] += y - b * S[i, j]
+            n[i] += 1
+        A[k, n > 0] = total[n > 0] / n[n > 0]
+    seen = np.isfinite(A).sum(0)
+    ok = seen > 0
+    X = np.asarray(X, float)
+    if (seen > 1).sum() < 2 or ok.sum() - X.shape[1] < 3:
+        return None
+    a_hat = np.array([np.mean(A[np.isfinite(A[:, i]), i]) if ok[i] else np.nan
+                      for i in range(T)])  # fmt: skip
+    spread = float(np.mean([np.var(A[np.isfinite(A[:, i]), i], ddof=1)
+                            for i in range(T) if seen[i] > 1]))  # fmt: skip
+    partners = np.zeros(T)
+    for i in range(T):
+        partners[i] = len({j for obs in per_seed for r, j, _ in obs if r == i})
+    # the mean's noise: the seeds' own, plus the pair effects of its partners, which do not
+    # average out over seeds that trained the same pairs
+    v = spread / np.maximum(seen, 1) + pair_tau2 / np.maximum(partners, 1)
+    coef = np.linalg.lstsq(X[ok], a_hat[ok], rcond=None)[0]
+    m = X @ coef
+    resid = a_hat[ok] - m[ok]
+    tau2 = max(0.0, float(np.sum(resid**2) / (ok.sum() - X.shape[1]) - np.mean(v[ok])))
+    w = np.where(ok & (tau2 + v > 0), tau2 / np.where(tau2 + v > 0, tau2 + v, 1.0), 0.0)
+    a = m + w * np.where(ok, a_hat - m, 0.0)
+    return a, {"coef": coef.tolist(), "tau2": tau2, "v": float(np.mean(v[ok])),
+               "weight": float(np.mean(w[ok]))}  # fmt: skip
+
+
+def shrunk_transfer(T: int, obs: Sequence[tuple[int, int, float]], S: np.ndarray,
+                    recipients: np.ndarray | None = None
                     ) -> tuple[np.ndarray, dict[str, float]]:  # fmt: skip
     """The full ``T × T`` transfer from measured pairs: the fit :func:`fit_row_similarity`
-    everywhere, plus on each measured entry its mean residual shrunk by the empirical-Bayes
-    weight ``τ² / (τ² + σ² / n)`` — ``σ²`` the residuals' variance across seeds within an entry,
-    ``τ²`` the variance of the pair effects beyond the fit (method of moments), ``n`` the
-    entry's seeds. Without two seeds of any entry ``σ²`` is unknown and the residuals are kept
-    whole. Returns the matrix and the fit (``b``, ``sigma2``, ``tau2``)."""
+    everywhere (with ``recipients`` in place of its recipient effects where given:
+    :func:`recipient_prior`), plus on each measured entry its mean residual shrunk by the
+    empirical-Bayes weight ``τ² / (τ² + σ² / n)`` — ``σ²`` the residuals' variance across seeds
+    within an entry, ``τ²`` the variance of the pair effects beyond the fit (method of moments),
+    ``n`` the entry's seeds. Without two seeds of any entry ``σ²`` is unknown and the residuals
+    are kept whole. Returns the matrix and the fit (``b``, ``sigma2``, ``tau2``)."""
     a, b = fit_row_similarity(T, obs, S)
+    if recipients is not None:
+        a = np.asarray(recipients, float)
     fit = a[:, None] + b * S
     res: dict[tuple[int, int], list[float]] = {}
     for i, j, v in obs:
@@ -578,7 +628,10 @@ class Screened(Estimator):
     alike tasks (:func:`signature_similarity`, over the seeds) and with ``random`` others drawn
     per seed. The measured transfer (as :class:`Pairs`) fits a recipient effect plus a slope on
     the similarity (:func:`shrunk_transfer`), which fills the pairs not trained; measured pairs
-    add their own effect, shrunk by how much the seeds agree on it. Every run trains for the
+    add their own effect, shrunk by how much the seeds agree on it. The recipient effects —
+    each seed's noisy, as every pair of a task on a seed shares its initialisation — are
+    shrunk toward what the tasks' single-task runs predict of them (:meth:`covariates`,
+    :func:`recipient_prior`). Every run trains for the
     share of the step budget that makes the whole cost ``share`` of the realised pairs' (at most
     the full budget)."""
 
@@ -667,6 +720,31 @@ class Screened(Estimator):
                     obs.append((r, src, v))
         return obs
 
+    def covariates(self, ctx: Context, rows: Rows) -> np.ndarray:
+        """What predicts a task's recipient effect, from its single-task runs alone: one
+        column per output kind (classification, regression: each kind its own intercept) and
+        the log of its lowest validation loss alone, averaged over the seeds (centred within
+        its kind; a harder task gains more from any partner — on the planted 48-task table
+        the realised rows' means correlate 0.65 with it). A task with no finished run alone
+        takes its kind's mean."""
+        run = self._ctx(ctx)
+        kinds, logs = [], []
+        for t in ctx.tasks:
+            got = [rows[self._alone(run, t, s).run_id()] for s in ctx.seeds]
+            ok = [r for r in got if r.get("status") == "ok" and t in _evals(r)]
+            kinds.append(str(_evals(ok[0])[t].get("kind")) if ok else "")
+            lows = [_low(r, t) for r in ok]
+            lows = [math.log(v) for v in lows if math.isfinite(v) and v > 0]
+            logs.append(float(np.mean(lows)) if lows else math.nan)
+        names = sorted(set(kinds))
+        cols = [np.array([float(k == n) for k in kinds]) for n in names]
+        x = np.asarray(logs)
+        for n in names:  # centred within the kind: the kinds' losses are on other scales
+            idx = np.array([k == n for k in kinds]) & np.isfinite(x)
+            if idx.any():
+                x[idx] -= x[idx].mean()
+        return np.column_stack([*cols, np.nan_to_num(x, nan=0.0)])
+
     def estimate(self, ctx: Context, rows: Rows) -> TransferEstimate:
         T = len(ctx.tasks)
         S = self.similarity(ctx, rows)
@@ -674,14 +752,19 @@ class Screened(Estimator):
         per = {s: self._observations(ctx, rows, s, prs) for s, prs in chosen.items()}
         if not any(per.values()):
             raise RuntimeError("screened: no pair finished")
-        Z, fit = shrunk_transfer(T, [o for v in per.values() for o in v], S)
+        everything = [o for v in per.values() for o in v]
+        plain = shrunk_transfer(T, everything, S)[1]
+        prior = recipient_prior(T, list(per.values()), S, plain["b"], self.covariates(ctx, rows),
+                                plain["tau2"] if math.isfinite(plain["tau2"]) else 0.0)
+        Z, fit = shrunk_transfer(T, everything, S, None if prior is None else prior[0])
+        meta: dict[str, Any] = {**fit, "recipient_prior": None if prior is None else prior[1]}
         mats = [shrunk_transfer(T, v, S)[0] for v in per.values() if v]
         se = (np.std(mats, axis=0, ddof=1) / math.sqrt(len(mats)) if len(mats) > 1
               else np.full_like(Z, np.nan))  # fmt: skip
         cost = sum(task_steps(rows[c.run_id()]) for c in self.configs(ctx, rows))
         return TransferEstimate(self.name, ctx.tasks, Z, cost, se,
                                 {"seeds": len(mats), "per_seed": mats, "similarity": S.tolist(),
-                                 "pairs": sum(len(v) for v in per.values()), **fit})  # fmt: skip
+                                 "pairs": sum(len(v) for v in per.values()), **meta})  # fmt: skip
 
 
 def pending(estimators: Sequence[Estimator], ctx: Context, rows: Rows) -> list[OwnDataRunConfig]:
@@ -817,6 +900,7 @@ __all__ = [
     "make_estimator",
     "off_diagonal",
     "pending",
+    "recipient_prior",
     "replicate_ceiling",
     "search_groups",
     "shrunk_transfer",

@@ -124,7 +124,7 @@ ESTIMATED = {
     "screened": "screened pairs: each task trained with the tasks whose single-task networks "
                 "answer most alike on the same inputs, and with random others; the transfer "
                 "of the pairs not trained is filled in from what any partner does to the task "
-                "plus how alike the two are",
+                "(drawn toward what its loss alone predicts) plus how alike the two are",
 }
 
 

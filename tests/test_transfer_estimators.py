@@ -193,7 +193,7 @@ def test_every_estimator_runs_through_the_executor(tmp_path):
     ("surrogate", "surrogate model of the transfer"),
     ("screened", "screened pairs")])  # fmt: skip
 def test_advise_groups_by_an_estimator_and_states_its_evidence(tmp_path, name, words):
-    """``--affinity surrogate`` or ``screened`` (``auto``'s choice above 27 tasks; its pairs
+    """``--affinity surrogate`` or ``screened`` (``auto``'s choice above 8 tasks; its pairs
     are chosen from its first runs, a round of its own): its runs in the advice's folder, the
     grouping from its estimate, and the report stating what it measured against the realised
     transfer."""

@@ -219,6 +219,9 @@ def test_a_report_with_only_stl_says_why_and_shows_what_was_measured(tmp_path, c
     assert main(args) == 0
     advice = json.loads((out / "advice.json").read_text())
     assert advice["skipped"] and all(d["regime"] == "stl" for d in advice["per_task"].values())
+    # the transfer estimate is a measurement: trained whatever the budget (here every pair)
+    assert advice["affinity"]["source"] == "pairs"
+    assert not any(s.startswith("every pair") for s in advice["skipped"])
     report = (out / "report.md").read_text()
     assert "Only single-task networks and the reference were trained" in report
     assert "did not fit in the time budget" in report

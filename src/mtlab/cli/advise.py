@@ -60,7 +60,8 @@ def add(sub: Any) -> None:
     )  # fmt: skip
     adv.add_argument(
         "--time-budget", type=float, default=600.0,
-        help="seconds; later stages that would not fit are skipped and reported (0: no limit)",
+        help="seconds; a stage after the measurements (every task alone, the transfer "
+        "estimate) that would not fit is skipped and reported (0: no limit)",
     )  # fmt: skip
     adv.add_argument(
         "--affinity", choices=AFFINITIES, default="auto",

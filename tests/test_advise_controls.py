@@ -223,7 +223,7 @@ def test_a_report_with_only_stl_says_why_and_shows_what_was_measured(tmp_path, c
     assert advice["affinity"]["source"] == "pairs"
     assert not any(s.startswith("every pair") for s in advice["skipped"])
     report = (out / "report.md").read_text()
-    assert "Only single-task networks and the reference were trained" in report
+    assert "No multi-task or PT+FT candidate was trained, only the measurements" in report
     assert "did not fit in the time budget" in report
     assert "tuning per regime" in report and "HistGradientBoosting" in report
     for f in ("overview.png", "per_task.png", "affinity.png"):

@@ -258,7 +258,7 @@ def _only_stl(advice: dict[str, Any], cands: pd.DataFrame) -> str | None:
     else:
         why.append("no task's group held a partner that clearly helped it, and no PT+FT "
                    "source was tried")  # fmt: skip
-    return ("Only single-task networks and the reference were trained: " + "; ".join(why) +
+    return ("No multi-task or PT+FT candidate was trained, only the measurements: " + "; ".join(why) +
             ". What was measured is shown: the pairwise matrix, and STL against the reference.")
 
 

@@ -556,11 +556,13 @@ def recipient_prior(T: int, per_seed: Sequence[Sequence[tuple[int, int, float]]]
     than three tasks more than ``X`` has columns. Returns the effects and the fit (``coef``,
     ``tau2``, ``v``, ``weight``: the mean shrinkage weight)."""
     A = np.full((len(per_seed), T), np.nan)
+    partners: list[set[int]] = [set() for _ in range(T)]
     for k, obs in enumerate(per_seed):
         total, n = np.zeros(T), np.zeros(T)
         for i, j, y in obs:
             total[i] += y - b * S[i, j]
             n[i] += 1
+            partners[i].add(j)
         A[k, n > 0] = total[n > 0] / n[n > 0]
     seen = np.isfinite(A).sum(0)
     ok = seen > 0
@@ -571,17 +573,14 @@ def recipient_prior(T: int, per_seed: Sequence[Sequence[tuple[int, int, float]]]
                       for i in range(T)])  # fmt: skip
     spread = float(np.mean([np.var(A[np.isfinite(A[:, i]), i], ddof=1)
                             for i in range(T) if seen[i] > 1]))  # fmt: skip
-    partners = np.zeros(T)
-    for i in range(T):
-        partners[i] = len({j for obs in per_seed for r, j, _ in obs if r == i})
     # the mean's noise: the seeds' own, plus the pair effects of its partners, which do not
     # average out over seeds that trained the same pairs
-    v = spread / np.maximum(seen, 1) + pair_tau2 / np.maximum(partners, 1)
+    v = spread / np.maximum(seen, 1) + pair_tau2 / np.maximum([len(p) for p in partners], 1)
     coef = np.linalg.lstsq(X[ok], a_hat[ok], rcond=None)[0]
     m = X @ coef
     resid = a_hat[ok] - m[ok]
     tau2 = max(0.0, float(np.sum(resid**2) / (ok.sum() - X.shape[1]) - np.mean(v[ok])))
-    w = np.where(ok & (tau2 + v > 0), tau2 / np.where(tau2 + v > 0, tau2 + v, 1.0), 0.0)
+    w = np.divide(tau2, tau2 + v, out=np.zeros(T), where=ok & (tau2 + v > 0))
     a = m + w * np.where(ok, a_hat - m, 0.0)
     return a, {"coef": coef.tolist(), "tau2": tau2, "v": float(np.mean(v[ok])),
                "weight": float(np.mean(w[ok]))}  # fmt: skip

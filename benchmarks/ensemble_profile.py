@@ -115,6 +115,11 @@ def main() -> None:
     ap.add_argument("--allocator", choices=("both", "system", "kept"), default="both",
                     help="glibc's defaults, mtlab's keep_freed_memory(), or both (two processes, "
                     "one after the other)")  # fmt: skip
+    ap.add_argument(
+        "--studies",
+        default="diagonal,relu-nested",
+        help="comma-separated: which studies' groups to profile",
+    )
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     if args.allocator == "both":
@@ -126,7 +131,8 @@ def main() -> None:
         for kind in ("system", "kept"):
             with tempfile.NamedTemporaryFile(suffix=".json") as f:
                 subprocess.run([sys.executable, __file__, "--steps", str(args.steps),
-                                "--allocator", kind, "--json", f.name], check=True)  # fmt: skip
+                                "--allocator", kind, "--studies", args.studies,
+                                "--json", f.name], check=True)  # fmt: skip
                 both[kind] = json.loads(Path(f.name).read_text())
         if args.json:
             Path(args.json).write_text(json.dumps(both, indent=1))
@@ -143,7 +149,9 @@ def main() -> None:
                            "groups": []}  # fmt: skip
     for study, method, n in (("diagonal", "ptft", 64), ("diagonal", "stl", 64),
                              ("diagonal", "mtl", 0), ("relu-nested", "ptft", 64),
-                             ("relu-nested", "ptft", 256)):  # fmt: skip
+                             ("relu-nested", "ptft", 256), ("relu-nested", "stl", 256)):  # fmt: skip
+        if study not in args.studies.split(","):
+            continue
         out["groups"].append(profile_group(study, method, n, args.steps, peak))
     out["peak_gflops_end"] = gemm_peak(1024)
     print(f"GEMM peak (1 thread): {peak:.0f} / {out['peak_gflops_end']:.0f} GFLOP/s")

@@ -332,7 +332,7 @@ def test_auto_chunk_is_a_function_of_the_group_only():
     big = [
         make_config({"family": "relu", "width": 1000, "n_main": 256, "seed": s}) for s in range(4)
     ]
-    assert relu.auto_chunk(small) == 16 and relu.auto_chunk(big) == 1
+    assert relu.auto_chunk(small) == 16 and relu.auto_chunk(big) == 4
     assert get_family("trajectory").auto_chunk([make_config({"family": "trajectory"})]) == 1
 
 

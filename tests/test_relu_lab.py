@@ -79,7 +79,10 @@ def test_teacher_spec_errors(kw, match):
 # ---------------------------------------------------------------- student
 
 
-def test_relu_student_closed_form_matches_autograd():
+@pytest.mark.parametrize("trainable", [("W", "A"), ("A",), ("W",)])
+def test_relu_student_closed_form_matches_autograd(trainable, monkeypatch):
+    import mtlab.models.relu_net as relu_net
+
     torch.manual_seed(0)
     net = ReluNet(d=5, m=7, n_tasks=2)
     gens = [torch.Generator().manual_seed(i) for i in range(3)]
@@ -91,16 +94,28 @@ def test_relu_student_closed_form_matches_autograd():
     ys[1][0, 3] = 0
     counts = [None, torch.tensor([3.0, 4.0, 4.0], dtype=torch.float64)]
     w = torch.tensor([[0.3, 0.5, 0.2], [0.7, 0.5, 0.8]], dtype=torch.float64)
-    losses, grads = net.mse_loss_and_grads(p, xs, ys, (0, 1), w, ("W", "A"), counts=counts)
     q = {k: v.clone().requires_grad_(True) for k, v in p.items()}
     auto = []
     for x, y, t, c in zip(xs, ys, (0, 1), counts, strict=True):
         sq = (net.forward(q, x, t) - y) ** 2
         auto.append(sq.mean(-1) if c is None else sq.sum(-1) / c)
     auto = torch.stack(auto)
-    g = torch.autograd.grad((w * auto).sum(), [q["W"], q["A"]])
+    grads_auto = torch.autograd.grad((w * auto).sum(), [q[k] for k in trainable])
+    g = dict(zip(trainable, grads_auto, strict=True))
+    # one block of all 3 runs, then blocks of 2 (+1) and of 1 run (the cache bound shrunk):
+    # the same numbers, bitwise, as every product is per run
+    results = []
+    for cache in (relu_net.CACHE_BYTES, 2 * 9 * 7 * 8, 1):
+        monkeypatch.setattr(relu_net, "CACHE_BYTES", cache)
+        results.append(net.mse_loss_and_grads(p, xs, ys, (0, 1), w, trainable, counts=counts))
+    losses, grads = results[0]
+    assert set(grads) == set(trainable)
     assert torch.allclose(losses, auto.detach())
-    assert torch.allclose(grads["W"], g[0]) and torch.allclose(grads["A"], g[1])
+    for k in trainable:
+        assert torch.allclose(grads[k], g[k]), k
+    for other_losses, other in results[1:]:
+        assert torch.equal(other_losses, losses)
+        assert all(torch.equal(other[k], grads[k]) for k in trainable)
 
 
 def test_relu_student_init_scale_and_rescale():

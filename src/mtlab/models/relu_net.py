@@ -17,6 +17,9 @@ from torch import Tensor
 
 from mtlab.models.base import Params, per_run
 
+#: bytes of hidden activations one block of runs works on in the closed form (an L2/L3 cache)
+CACHE_BYTES = 2 * 2**20
+
 
 def _pre(x: Tensor, W: Tensor) -> Tensor:
     """Pre-activations ``(E, n, m)`` of ``x: (E or 1, n, d)`` under ``W: (E, m, d)``."""
@@ -108,32 +111,68 @@ class ReluNet:
         losses: list[Tensor] = []
         gA = torch.zeros_like(A) if "A" in trainable else None
         gW = torch.zeros_like(W) if "W" in trainable else None
+        e, m = W.shape[0], W.shape[1]
         for i, (x, y, t, c) in enumerate(zip(xs, ys, outputs, counts, strict=True)):
-            # Memory-bound on CPU at the study's sizes; each form below was timed against the
-            # obvious one (E = 16, n = m = 256, d = 15): the readout as multiply + sum (5× faster
-            # than a batched mat-vec), the ReLU mask as sign(ReLU) (3× faster than a comparison),
-            # the first-layer gradient as xᵀM with the wide side last (2.8× faster than Mᵀx),
-            # M built in h's own memory once h is used (0.75–0.91× at n = 256, bitwise the same:
-            # benchmarks/relu_mask.py).
-            h = _pre(x, W).clamp_(min=0)  # (E, n, m) hidden activations
-            a = A[:, t]  # (E, m)
-            r = (h * a[:, None, :]).sum(-1) - y  # (E, n)
-            n = r.shape[-1] if c is None else c
-            losses.append((r * r).sum(-1) / n)
-            g = r * per_run(weights[i] * (2.0 / n), r)  # (E, n)
-            if gA is not None:
-                gA[:, t] += torch.matmul(g.unsqueeze(-2), h).squeeze(-2)
-            if gW is not None:
-                # ∂/∂W_j = Σ_n g_n A[t, j] 1{W_j x_n > 0} x_n
-                M = h.sign_().mul_(g.unsqueeze(-1)).mul_(a[:, None, :])  # (E, n, m), in h
-                xt = x[0].T if x.shape[0] == 1 else x.transpose(-1, -2)  # (d, n) / (E, d, n)
-                gW += torch.matmul(xt, M).transpose(-1, -2)
+            n = x.shape[-2] if c is None else c
+            scale = (weights[i] * (2.0 / n)).reshape(-1, 1)  # (E, 1)
+            # runs in blocks whose (runs, n, m) activations stay in cache: bitwise the same as
+            # one block, as every product is per run
+            block = max(1, CACHE_BYTES // (x.shape[-2] * m * W.element_size()))
+            if block >= e:  # one block: no slicing (small steps are bound by op calls)
+                r, gAi, gWi = self._closed_form(x, y, W, A[:, t], scale, gW is not None)
+                losses.append((r * r).sum(-1) / n)
+                if gA is not None:
+                    gA[:, t] += gAi
+                if gW is not None and gWi is not None:
+                    gW += gWi
+                continue
+            loss = torch.empty(e, dtype=W.dtype, device=W.device)
+            for s in range(0, e, block):
+                b = slice(s, s + block)
+                r, gAi, gWi = self._closed_form(
+                    x if x.shape[0] == 1 else x[b],
+                    y if y.shape[0] == 1 else y[b],
+                    W[b],
+                    A[b, t],
+                    scale[b],
+                    gW is not None,
+                )
+                loss[b] = (r * r).sum(-1) / (n if c is None else c[b])
+                if gA is not None:
+                    gA[b, t] += gAi
+                if gW is not None and gWi is not None:
+                    gW[b] += gWi
+            losses.append(loss)
         grads: dict[str, Tensor] = {}
         if gW is not None:
             grads["W"] = gW
         if gA is not None:
             grads["A"] = gA
         return torch.stack(losses), grads
+
+    @staticmethod
+    def _closed_form(
+        x: Tensor, y: Tensor, W: Tensor, a: Tensor, scale: Tensor, first_layer: bool
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Residuals ``(E, n)``, ``∂/∂a`` ``(E, m)`` and ``∂/∂W`` ``(E, m, d)`` (or None) of
+        one task's data ``x: (E or 1, n, d)`` for the runs of ``W: (E, m, d)``, ``a: (E, m)``;
+        ``scale: (E, 1)`` is ``2 w / n``.
+
+        Memory-bound on CPU at the studies' sizes; each form was timed against the obvious one
+        (E = 16, n = m = 256, d = 15): the readout as multiply + sum (5× faster than a batched
+        mat-vec), the ReLU mask as sign(ReLU) in h's own memory once h is used (3× faster than a
+        comparison), and both gradients from one product ``C = (g ⊙ x)ᵀ 1{W x > 0}`` with the
+        wide side last: ``∂/∂W = a ⊙ Cᵀ`` and, as ``ReLU(W_j x) = 1{W_j x > 0} W_jᵀx``,
+        ``∂/∂a_j = W_jᵀ C_j`` — no pass over the (E, n, m) activations scales the mask
+        (benchmarks/relu_mask.py)."""
+        h = _pre(x, W).clamp_(min=0)  # (E, n, m) hidden activations
+        r = (h * a[:, None, :]).sum(-1) - y  # (E, n)
+        g = r * scale
+        if not first_layer:
+            return r, torch.matmul(g.unsqueeze(-2), h).squeeze(-2), None
+        gx = (x * g.unsqueeze(-1)).transpose(-1, -2)  # (E, d, n)
+        C = torch.matmul(gx, h.sign_()).transpose(-1, -2)  # (E, m, d): Σ_n g_n 1{·} x_n
+        return r, (C * W).sum(-1), C * a[:, :, None]
 
     def flops_per_step(self, n: int) -> int:
         """Multiply-adds ×2 of one closed-form step on ``n`` samples of one task (one run)."""

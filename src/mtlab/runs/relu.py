@@ -124,14 +124,16 @@ class ReluFamily(Family):
     memory_fields = ("width", "n_aux", "n_main", "batch_size")
 
     def auto_chunk(self, group: Any, device: Any = "cpu") -> int:
-        """ReLU students are memory-bound on a CPU (BENCHMARKS.md: 48 width-1000 runs on 256
-        samples batched are 3.6× slower than one by one; width 256 gains 2–6× at 16): one run
-        at a time above 1 MiB of hidden activations per run, else up to 16."""
+        """Up to 16 runs on a CPU, within :meth:`memory_cap`. The closed-form step works on
+        blocks of runs whose hidden activations fit in cache (:data:`~mtlab.models.relu_net.
+        CACHE_BYTES`), so wide or large-sample runs gain from an ensemble too (width 1000 on
+        256 samples: 1.3× over one by one, where one ensemble of all runs was 0.28×;
+        BENCHMARKS.md), and beyond 16 runs an ensemble gains nothing more per run."""
         if str(device).startswith("cuda"):
             return super().auto_chunk(group, device)
-        if not group or self.bytes_per_run(group[0]) > 2**20:
+        if not group:
             return 1
-        return int(min(len(group), 16))
+        return int(min(len(group), 16, self.memory_cap(group[0])))
 
     def bytes_per_run(self, cfg: ReluRunConfig) -> int:
         n = {"pt": cfg.n_aux, "mtl": cfg.n_aux + cfg.n_main}.get(cfg.method, cfg.n_main)

@@ -164,7 +164,7 @@ class ReluNet:
         comparison), and both gradients from one product ``C = (g ⊙ x)ᵀ 1{W x > 0}`` with the
         wide side last: ``∂/∂W = a ⊙ Cᵀ`` and, as ``ReLU(W_j x) = 1{W_j x > 0} W_jᵀx``,
         ``∂/∂a_j = W_jᵀ C_j`` — no pass over the (E, n, m) activations scales the mask
-        (benchmarks/relu_mask.py)."""
+        (benchmarks/relu_closed_form.py)."""
         h = _pre(x, W).clamp_(min=0)  # (E, n, m) hidden activations
         r = (h * a[:, None, :]).sum(-1) - y  # (E, n)
         g = r * scale

@@ -126,8 +126,8 @@ class ReluFamily(Family):
     def auto_chunk(self, group: Any, device: Any = "cpu") -> int:
         """Up to 16 runs on a CPU, within :meth:`memory_cap`. The closed-form step works on
         blocks of runs whose hidden activations fit in cache (:data:`~mtlab.models.relu_net.
-        CACHE_BYTES`), so wide or large-sample runs gain from an ensemble too (width 1000 on
-        256 samples: 1.3× over one by one, where one ensemble of all runs was 0.28×;
+        CACHE_BYTES`), so wide or large-sample runs gain from an ensemble too (width 1000 or
+        1024 samples: 1.3–1.8× over one by one, where 16 runs in one block were 0.70–0.85×;
         BENCHMARKS.md), and beyond 16 runs an ensemble gains nothing more per run."""
         if str(device).startswith("cuda"):
             return super().auto_chunk(group, device)

@@ -21,6 +21,12 @@ from mtlab.models.base import Params, per_run
 CACHE_BYTES = 2 * 2**20
 
 
+def _rows(t: Tensor, block: slice | None, shared: bool = False) -> Tensor:
+    """The runs ``block`` of ``t: (E, ...)`` (``None``: all of them, no view); ``shared``
+    tensors with one row serve every run."""
+    return t if block is None or (shared and t.shape[0] == 1) else t[block]
+
+
 def _pre(x: Tensor, W: Tensor) -> Tensor:
     """Pre-activations ``(E, n, m)`` of ``x: (E or 1, n, d)`` under ``W: (E, m, d)``."""
     if x.shape[0] == 1:
@@ -116,33 +122,26 @@ class ReluNet:
             n = x.shape[-2] if c is None else c
             scale = (weights[i] * (2.0 / n)).reshape(-1, 1)  # (E, 1)
             # runs in blocks whose (runs, n, m) activations stay in cache: bitwise the same as
-            # one block, as every product is per run
+            # one block, as every product is per run; one block takes no views (small steps are
+            # bound by op calls)
             block = max(1, CACHE_BYTES // (x.shape[-2] * m * W.element_size()))
-            if block >= e:  # one block: no slicing (small steps are bound by op calls)
-                r, gAi, gWi = self._closed_form(x, y, W, A[:, t], scale, gW is not None)
-                losses.append((r * r).sum(-1) / n)
-                if gA is not None:
-                    gA[:, t] += gAi
-                if gW is not None and gWi is not None:
-                    gW += gWi
-                continue
-            loss = torch.empty(e, dtype=W.dtype, device=W.device)
-            for s in range(0, e, block):
-                b = slice(s, s + block)
+            blocks = [None] if block >= e else [slice(s, s + block) for s in range(0, e, block)]
+            parts = []
+            for b in blocks:
                 r, gAi, gWi = self._closed_form(
-                    x if x.shape[0] == 1 else x[b],
-                    y if y.shape[0] == 1 else y[b],
-                    W[b],
-                    A[b, t],
-                    scale[b],
+                    _rows(x, b, shared=True),
+                    _rows(y, b, shared=True),
+                    _rows(W, b),
+                    _rows(A, b)[:, t],
+                    _rows(scale, b),
                     gW is not None,
                 )
-                loss[b] = (r * r).sum(-1) / (n if c is None else c[b])
+                parts.append((r * r).sum(-1) / (n if c is None else _rows(c, b)))
                 if gA is not None:
-                    gA[b, t] += gAi
+                    _rows(gA, b)[:, t] += gAi
                 if gW is not None and gWi is not None:
-                    gW[b] += gWi
-            losses.append(loss)
+                    _rows(gW, b).add_(gWi)
+            losses.append(parts[0] if len(parts) == 1 else torch.cat(parts))
         grads: dict[str, Tensor] = {}
         if gW is not None:
             grads["W"] = gW

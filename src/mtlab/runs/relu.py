@@ -124,16 +124,13 @@ class ReluFamily(Family):
     memory_fields = ("width", "n_aux", "n_main", "batch_size")
 
     def auto_chunk(self, group: Any, device: Any = "cpu") -> int:
-        """Up to 16 runs on a CPU, within :meth:`memory_cap`. The closed-form step works on
+        """The shared rule, at most 16 runs on a CPU. The closed-form step works on
         blocks of runs whose hidden activations fit in cache (:data:`~mtlab.models.relu_net.
         CACHE_BYTES`), so wide or large-sample runs gain from an ensemble too (width 1000 or
         1024 samples: 1.3–1.8× over one by one, where 16 runs in one block were 0.70–0.85×;
         BENCHMARKS.md), and beyond 16 runs an ensemble gains nothing more per run."""
-        if str(device).startswith("cuda"):
-            return super().auto_chunk(group, device)
-        if not group:
-            return 1
-        return int(min(len(group), 16, self.memory_cap(group[0])))
+        size = super().auto_chunk(group, device)
+        return size if str(device).startswith("cuda") else min(size, 16)
 
     def bytes_per_run(self, cfg: ReluRunConfig) -> int:
         n = {"pt": cfg.n_aux, "mtl": cfg.n_aux + cfg.n_main}.get(cfg.method, cfg.n_main)
